@@ -1,0 +1,75 @@
+"""Each SE placement of Fig. 5 / Table 15 against a residual unit written out by hand with functional ops."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seprobe.resnet import SEBasicBlock, SEBottleneck
+from seprobe.se_config import SEConfig
+
+from .conftest import randomize_batchnorm
+
+
+def bn(m, x):
+    return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+
+def se_ref(se, x):
+    z = x.mean((2, 3), keepdim=True)
+    h = F.relu(F.conv2d(z, se.fc1.weight, se.fc1.bias))
+    return x * torch.sigmoid(F.conv2d(h, se.fc2.weight, se.fc2.bias))
+
+
+def bottleneck_ref(b, x, where, stride_at):
+    s1, s3 = (2, 1) if stride_at == "1x1" else (1, 2)
+    inp = se_ref(b.se, x) if where == "pre" else x
+    out = F.relu(bn(b.bn1, F.conv2d(inp, b.conv1.weight, stride=s1)))
+    out = F.relu(bn(b.bn2, F.conv2d(out, b.conv2.weight, stride=s3, padding=1, groups=b.conv2.groups)))
+    if where == "3x3":
+        out = se_ref(b.se, out)
+    out = bn(b.bn3, F.conv2d(out, b.conv3.weight))
+    if where == "standard":
+        out = se_ref(b.se, out)
+    shortcut = bn(b.downsample[1], F.conv2d(x, b.downsample[0].weight, stride=2))
+    if where == "identity":
+        shortcut = se_ref(b.se, shortcut)
+    out = F.relu(out + shortcut)
+    return se_ref(b.se, out) if where == "post" else out
+
+
+def _downsample(cin, cout):
+    return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride=2, bias=False), torch.nn.BatchNorm2d(cout))
+
+
+@pytest.mark.parametrize("where", ["standard", "pre", "post", "identity", "3x3"])
+@pytest.mark.parametrize("stride_at", ["1x1", "3x3"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_bottleneck_integration(where, stride_at, groups):
+    block = SEBottleneck(8, 4, stride=2, downsample=_downsample(8, 16), groups=groups, base_width=64,
+                         stride_at=stride_at, se=SEConfig(reduction=2, integration=where))
+    randomize_batchnorm(block).eval()
+    expected_channels = {"pre": 8, "3x3": 4 * groups}.get(where, 16)
+    assert block.se.channels == expected_channels
+    x = torch.randn(2, 8, 6, 6)
+    torch.testing.assert_close(block(x), bottleneck_ref(block, x, where, stride_at), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["standard", "pre", "post", "identity", "3x3"])
+def test_basic_block_integration(where):
+    b = SEBasicBlock(4, 8, stride=2, downsample=_downsample(4, 8), se=SEConfig(reduction=2, integration=where))
+    randomize_batchnorm(b).eval()
+    x = torch.randn(2, 4, 6, 6)
+    inp = se_ref(b.se, x) if where == "pre" else x
+    out = F.relu(bn(b.bn1, F.conv2d(inp, b.conv1.weight, stride=2, padding=1)))
+    if where == "3x3":
+        out = se_ref(b.se, out)
+    out = bn(b.bn2, F.conv2d(out, b.conv2.weight, padding=1))
+    if where == "standard":
+        out = se_ref(b.se, out)
+    shortcut = bn(b.downsample[1], F.conv2d(x, b.downsample[0].weight, stride=2))
+    if where == "identity":
+        shortcut = se_ref(b.se, shortcut)
+    out = F.relu(out + shortcut)
+    if where == "post":
+        out = se_ref(b.se, out)
+    torch.testing.assert_close(b(x), out, rtol=1e-5, atol=1e-5)
