@@ -1,0 +1,136 @@
+"""The model zoo: ``build_model(name, **knobs)``, ``list_models()`` and each model's SE-free counterpart.
+
+Every model takes the architecture knobs (``num_classes``, ``stride_at``, ``stem_pool``); SE models also take
+the SE knobs of :class:`~seprobe.se_config.SEConfig` (``reduction``, ``squeeze``, ``gate``, ``bias``,
+``stages``, ``drop_stage5``, ``integration``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import SeprobeError
+from .resnet import SEBasicBlock, SEBottleneck, SEResNet
+from .se_config import SEConfig
+
+SE_KNOBS = tuple(f.name for f in dataclasses.fields(SEConfig))
+ARCH_KNOBS = ("num_classes", "stride_at", "stem_pool")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its name, its family, whether it carries SE and its counterpart without SE."""
+
+    name: str
+    family: str
+    has_se: bool
+    plain: str
+    build: Callable[..., nn.Module]
+    knobs: tuple[str, ...]
+    description: str
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def _register_resnets() -> None:
+    configs = {
+        "resnet18": (SEBasicBlock, [2, 2, 2, 2], 1, 64, "ResNet-18"),
+        "resnet34": (SEBasicBlock, [3, 4, 6, 3], 1, 64, "ResNet-34"),
+        "resnet50": (SEBottleneck, [3, 4, 6, 3], 1, 64, "ResNet-50"),
+        "resnet101": (SEBottleneck, [3, 4, 23, 3], 1, 64, "ResNet-101"),
+        "resnet152": (SEBottleneck, [3, 8, 36, 3], 1, 64, "ResNet-152"),
+        "resnext50_32x4d": (SEBottleneck, [3, 4, 6, 3], 32, 4, "ResNeXt-50 (32x4d)"),
+        "resnext101_32x4d": (SEBottleneck, [3, 4, 23, 3], 32, 4, "ResNeXt-101 (32x4d)"),
+    }
+    for name, (block, layers, groups, width, title) in configs.items():
+        family = "resnext" if name.startswith("resnext") else "resnet"
+
+        def plain(block=block, layers=layers, groups=groups, width=width, **arch):
+            return SEResNet(block, layers, groups=groups, width_per_group=width, **arch)
+
+        def with_se(block=block, layers=layers, groups=groups, width=width, **knobs):
+            arch = {k: v for k, v in knobs.items() if k in ARCH_KNOBS}
+            se = SEConfig(**{k: v for k, v in knobs.items() if k in SE_KNOBS})
+            return SEResNet(block, layers, groups=groups, width_per_group=width, se=se, **arch)
+
+        register(ModelSpec(name, family, False, name, plain, ARCH_KNOBS, title))
+        register(ModelSpec(f"se_{name}", family, True, name, with_se, ARCH_KNOBS + SE_KNOBS, f"SE-{title}"))
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _MODELS:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _MODELS[spec.name] = spec
+    return spec
+
+
+def list_models(se: bool | None = None) -> list[str]:
+    """Registered model names, sorted; ``se=True`` / ``False`` keeps only the models with / without SE."""
+    return sorted(n for n, s in _MODELS.items() if se is None or s.has_se == se)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise SeprobeError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
+
+
+def check_knobs(name: str, knobs: dict[str, Any]) -> ModelSpec:
+    """The model's spec, after checking that every knob name applies to it."""
+    spec = get_spec(name)
+    for knob in knobs:
+        if knob not in spec.knobs:
+            if knob in SE_KNOBS:
+                raise SeprobeError(
+                    f"knob {knob!r} applies only to models with SE; {name} has none (try se_{name})"
+                )
+            raise SeprobeError(f"unknown knob {knob!r} for {name}; valid: {', '.join(spec.knobs)}")
+    return spec
+
+
+def build_model(name: str, *, device: torch.device | str | None = None, **knobs: Any) -> nn.Module:
+    """Build a registered model, e.g. ``build_model("se_resnet50", reduction=8, stages="2,3,4")``.
+
+    ``device="meta"`` builds it without memory or initialisation (for counting parameters or shapes).
+    Unknown names and invalid knob values raise :class:`~seprobe.errors.SeprobeError`.
+    """
+    spec = check_knobs(name, knobs)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return spec.build(**knobs)
+
+
+def plain_counterpart(name: str, knobs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The same network without SE: its registered name and the architecture knobs that still apply."""
+    spec = check_knobs(name, knobs)
+    return spec.plain, {k: v for k, v in knobs.items() if k in ARCH_KNOBS}
+
+
+_register_resnets()
+
+
+def models_table(**knobs: Any):
+    """One row per registered model: name, family, SE or not, parameters (built on ``meta``, no memory)."""
+    import pandas as pd
+
+    rows = []
+    for name in list_models():
+        spec = _MODELS[name]
+        applicable = {k: v for k, v in knobs.items() if k in spec.knobs}
+        model = build_model(name, device="meta", **applicable)
+        rows.append({
+            "model": name,
+            "description": spec.description,
+            "se": spec.has_se,
+            "params": sum(p.numel() for p in model.parameters()),
+            "without_se": spec.plain,
+        })
+    return pd.DataFrame(rows)
