@@ -1,0 +1,162 @@
+"""SE-aware multiply-add counting with fvcore.
+
+fvcore counts one multiply-add as one "flop" (like the paper's GFLOPs), but ignores the operators an SE block
+is made of: the squeeze (``mean`` / ``amax``), the gate (``sigmoid`` ...) and the scale (``mul``). The handles
+below count them, each as one operation per element:
+
+* squeeze (Eq. 2): one add (or compare) per **input** element, as fvcore counts ``adaptive_avg_pool2d``;
+* gate and other activations: one per **output** element;
+* scale (Eq. 4) and residual adds: one per **output** element (the scale's first input may be the small
+  ``N x C x 1 x 1`` gate, so its input size says nothing).
+
+Every operator is counted once, by module; a :class:`FlopConvention` then chooses which categories enter the
+total. The default reproduces the paper's figures: convolutions, FC layers, average pooling, SE's squeeze and
+scale; not BatchNorm, activations, gates, residual adds or the stem's max-pool.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from math import prod
+
+import torch
+from torch import nn
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # fvcore's import calls the deprecated torch.jit.script
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
+
+from .inventory import SEBlockInfo
+
+# fvcore operator names (without "aten::") by category
+CONV_OPS = {"conv"}
+FC_OPS = {"linear", "addmm", "matmul", "mm", "bmm", "einsum"}
+NORM_OPS = {"batch_norm", "group_norm", "layer_norm", "instance_norm"}
+POOL_OPS = {"adaptive_avg_pool2d", "mean", "amax", "adaptive_max_pool2d"}
+ACT_OPS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "hardsigmoid", "hardsigmoid_",
+           "hardswish", "hardswish_", "silu", "silu_", "gelu"}
+MUL_OPS = {"mul", "mul_"}
+ADD_OPS = {"add", "add_"}
+
+
+def input_elements(inputs, outputs) -> int:
+    """One operation per element of the first input (a pooling's adds or compares)."""
+    return prod(get_shape(inputs[0]))
+
+
+def output_elements(inputs, outputs) -> int:
+    """One operation per element of the output (an activation, a product, a sum)."""
+    return prod(get_shape(outputs[0]))
+
+
+@dataclass(frozen=True)
+class FlopConvention:
+    """Which categories a total counts. Multiply-adds always; the rest as the flags say."""
+
+    bn: bool = False
+    activations: bool = False
+    adds: bool = False
+
+    def categories(self) -> set[str]:
+        counted = {"conv", "fc", "pool", "se_fc", "se_squeeze", "se_scale", "mul"}
+        if self.bn:
+            counted.add("norm")
+        if self.activations:
+            counted |= {"act", "se_act", "se_gate"}
+        if self.adds:
+            counted.add("add")
+        return counted
+
+    def describe(self) -> str:
+        yes = ["conv", "linear", "average pooling", "SE squeeze (1/input element)", "SE scale (1/output element)"]
+        no = []
+        (yes if self.bn else no).append("BatchNorm")
+        (yes if self.activations else no).append("activations and SE gates (1/output element)")
+        (yes if self.adds else no).append("residual adds")
+        no.append("max-pool")
+        return ("multiply-adds (1 MAC = 1 FLOP, as fvcore and the paper); counted: " + ", ".join(yes)
+                + "; not counted: " + ", ".join(no))
+
+
+DEFAULT = FlopConvention()
+
+
+def _category(op: str) -> str:
+    for name, ops in (("conv", CONV_OPS), ("fc", FC_OPS), ("norm", NORM_OPS), ("pool", POOL_OPS),
+                      ("act", ACT_OPS), ("mul", MUL_OPS), ("add", ADD_OPS)):
+        if op in ops:
+            return name
+    return "other"
+
+
+@dataclass
+class FlopCount:
+    """One traced model: operations per category (whole model, and per SE block), and the operators left out."""
+
+    by_category: Counter           # category -> operations; SE parts are "se_fc", "se_squeeze", ...
+    per_block: dict[str, Counter]  # SE block name -> {"fc", "squeeze", "gate", "act", "scale"} -> operations
+    unsupported: Counter           # aten operator -> number of calls, for operators with no cost formula
+
+    def total(self, convention: FlopConvention = DEFAULT) -> int:
+        return sum(v for k, v in self.by_category.items() if k in convention.categories())
+
+    def se_total(self, convention: FlopConvention = DEFAULT) -> int:
+        return sum(v for k, v in self.by_category.items() if k.startswith("se_") and k in convention.categories())
+
+    def without_se(self) -> FlopCount:
+        """The counts of the same graph without its SE blocks (SE preserves shapes, so nothing else changes)."""
+        return FlopCount(Counter({k: v for k, v in self.by_category.items() if not k.startswith("se_")}), {},
+                         Counter(self.unsupported))
+
+    def excluded(self, convention: FlopConvention = DEFAULT) -> dict[str, int]:
+        """Categories counted but left out of the total by the convention, with their operations."""
+        return {k: v for k, v in self.by_category.items() if k not in convention.categories() and v}
+
+
+def _se_parts(ops: dict[str, Counter], block: SEBlockInfo) -> Counter:
+    whole = ops.get(block.path, Counter())
+    gate = sum(ops.get(block.gate_path, Counter()).values())
+    parts = Counter()
+    for op, n in whole.items():
+        cat = _category(op)
+        key = {"conv": "fc", "fc": "fc", "pool": "squeeze", "mul": "scale", "act": "act"}.get(cat, cat)
+        parts[key] += n
+    parts["act"] -= gate
+    parts["gate"] = gate
+    return parts
+
+
+def count_flops(model: nn.Module, inputs: torch.Tensor, blocks: list[SEBlockInfo] = ()) -> FlopCount:
+    """Trace ``model`` on ``inputs`` with fvcore and count every operator, SE blocks apart.
+
+    fvcore's own warnings (unsupported operators, uncalled modules, tracer notes) are silenced: the operators
+    it cannot count are returned in ``unsupported`` instead.
+    """
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    for op in ("mean", "amax", "adaptive_max_pool2d"):
+        analysis.set_op_handle(f"aten::{op}", input_elements)
+    for op in ACT_OPS | MUL_OPS | ADD_OPS:
+        analysis.set_op_handle(f"aten::{op}", output_elements)
+    # fvcore ignores ReLU outright; take it off that list so that it is counted like the other activations.
+    analysis._ignored_ops -= {"aten::relu", "aten::relu_"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation and tracer warnings
+        ops = analysis.by_module_and_operator()
+        unsupported = analysis.unsupported_ops()
+
+    rest = Counter(ops[""])
+    per_block = {}
+    for block in blocks:
+        rest.subtract(ops.get(block.path, Counter()))
+        per_block[block.name] = _se_parts(ops, block)
+    by_category = Counter()
+    for op, n in rest.items():
+        by_category[_category(op)] += n
+    for parts in per_block.values():
+        for part, n in parts.items():
+            by_category[f"se_{part}"] += n
+    return FlopCount(+by_category, per_block, Counter(unsupported))
