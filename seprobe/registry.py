@@ -52,14 +52,17 @@ def _register_resnets() -> None:
     }
     for name, (block, layers, groups, width, title) in configs.items():
         family = "resnext" if name.startswith("resnext") else "resnet"
+        # Where the paper's own models put the stride: Caffe ResNets in the 1x1 conv, the official SE-ResNeXt
+        # models (as ported by Cadene and timm's legacy_seresnext) in the 3x3 conv.
+        stride_at = "3x3" if family == "resnext" else "1x1"
 
-        def plain(block=block, layers=layers, groups=groups, width=width, **arch):
-            return SEResNet(block, layers, groups=groups, width_per_group=width, **arch)
+        def plain(block=block, layers=layers, groups=groups, width=width, stride_at=stride_at, **arch):
+            return SEResNet(block, layers, groups=groups, width_per_group=width, stride_at=stride_at, **arch)
 
-        def with_se(block=block, layers=layers, groups=groups, width=width, **knobs):
+        def with_se(block=block, layers=layers, groups=groups, width=width, stride_at=stride_at, **knobs):
             arch = {k: v for k, v in knobs.items() if k in ARCH_KNOBS}
             se = SEConfig(**{k: v for k, v in knobs.items() if k in SE_KNOBS})
-            return SEResNet(block, layers, groups=groups, width_per_group=width, se=se, **arch)
+            return SEResNet(block, layers, groups=groups, width_per_group=width, se=se, stride_at=stride_at, **arch)
 
         register(ModelSpec(name, family, False, name, plain, ARCH_KNOBS, title))
         register(ModelSpec(f"se_{name}", family, True, name, with_se, ARCH_KNOBS + SE_KNOBS, f"SE-{title}"))

@@ -2,9 +2,10 @@
 
 Two knobs decide which published ResNet this is:
 
-* ``stride_at``: where a downsampling bottleneck puts its stride 2. ``"1x1"`` (default) is the original Caffe
-  ResNet the paper used (3.86 GFLOPs for ResNet-50): the stride is in the first 1x1 conv. ``"3x3"`` is
-  torchvision's "v1.5" (4.09 GFLOPs), also used by timm's ``seresnet*``. BasicBlock models (ResNet-18/34)
+* ``stride_at``: where a downsampling bottleneck puts its stride 2. ``"1x1"`` is the original Caffe ResNet the
+  paper used (3.86 GFLOPs for ResNet-50): the stride is in the first 1x1 conv. ``"3x3"`` is torchvision's
+  "v1.5" (4.09 GFLOPs), also used by timm's ``seresnet*`` and by the paper's own SE-ResNeXt models. The
+  registry's default is the paper's: ``1x1`` for ResNets, ``3x3`` for ResNeXts. BasicBlock models (ResNet-18/34)
   have no 1x1 conv on their residual branch: the knob has no effect there.
 * ``stem_pool``: the stem's 3x3 max-pool. ``"ceil"`` is Caffe's (no padding, rounded up), which the
   paper's models and timm's ``legacy_seresnet*`` use; ``"pad"`` is torchvision's (padding 1). Both give a

@@ -1,0 +1,93 @@
+"""The SENet paper's complexity figures (arXiv 1709.01507v4), as data, with what explains each difference.
+
+GFLOPs are the paper's multiply-adds of one 224x224 image; parameters are in millions. A figure matches a
+model when the model name and the knobs that change complexity agree; FC biases are not compared (the paper's
+ablations drop them: at most 0.02 M parameters and 0.0001 GFLOPs for SE-ResNet-50).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_R101_152 = ("the paper's ResNet-101/152 base figures are the ResNet paper's rounded totals (7.6 and 11.3 G); "
+             "the conv+fc multiply-adds of the Caffe architecture are 7.570 and 11.283 G, and SE's increment "
+             "matches the paper's +0.02 G")
+_RESNEXT = ("the paper's ResNeXt figures exceed the conv+fc multiply-adds of the 32x4d architecture with the "
+            "stride in the 3x3 conv (4.231 and 7.970 G) by 0.01-0.02 G, a source the paper does not state; "
+            "SE's increment (+0.014 G for ResNeXt-50, +0.023 G for ResNeXt-101) is the same as for ResNet")
+_CLOSED_FORM = ("the paper's parameter figure is 0.1 M above the closed form 25.557 M + (2/r)·Σ N_s·C_s² "
+                "(+ biases); seprobe follows the closed form (the paper's own rounding)")
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    table: str
+    label: str
+    model: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+    gflops: float | None = None
+    params_m: float | None = None
+    note: str = ""
+
+
+FIGURES: tuple[PaperFigure, ...] = (
+    PaperFigure("Table 2", "ResNet-50", "resnet50", gflops=3.86, params_m=25.6),
+    PaperFigure("Table 2", "SE-ResNet-50", "se_resnet50", gflops=3.87, params_m=28.1),
+    PaperFigure("Table 2", "ResNet-101", "resnet101", gflops=7.58, note=_R101_152),
+    PaperFigure("Table 2", "SE-ResNet-101", "se_resnet101", gflops=7.60, note=_R101_152),
+    PaperFigure("Table 2", "ResNet-152", "resnet152", gflops=11.30, note=_R101_152),
+    PaperFigure("Table 2", "SE-ResNet-152", "se_resnet152", gflops=11.32, note=_R101_152),
+    PaperFigure("Table 2", "ResNeXt-50 (32x4d)", "resnext50_32x4d", gflops=4.24, note=_RESNEXT),
+    PaperFigure("Table 2", "SE-ResNeXt-50 (32x4d)", "se_resnext50_32x4d", gflops=4.25, note=_RESNEXT),
+    PaperFigure("Table 2", "ResNeXt-101 (32x4d)", "resnext101_32x4d", gflops=7.99, note=_RESNEXT),
+    PaperFigure("Table 2", "SE-ResNeXt-101 (32x4d)", "se_resnext101_32x4d", gflops=8.00, note=_RESNEXT),
+    PaperFigure("Table 10", "r = 2", "se_resnet50", {"reduction": 2}, params_m=45.7),
+    PaperFigure("Table 10", "r = 4", "se_resnet50", {"reduction": 4}, params_m=35.7, note=_CLOSED_FORM),
+    PaperFigure("Table 10", "r = 8", "se_resnet50", {"reduction": 8}, params_m=30.7, note=_CLOSED_FORM),
+    PaperFigure("Table 10", "r = 32", "se_resnet50", {"reduction": 32}, params_m=26.9, note=_CLOSED_FORM),
+    PaperFigure("Table 11", "max squeeze", "se_resnet50", {"squeeze": "max"}),
+    PaperFigure("Table 12", "ReLU gate", "se_resnet50", {"gate": "relu"}),
+    PaperFigure("Table 12", "tanh gate", "se_resnet50", {"gate": "tanh"}),
+    PaperFigure("Table 13", "SE in stage 2 only", "se_resnet50", {"stages": (2,)}, gflops=3.86, params_m=25.6),
+    PaperFigure("Table 13", "SE in stage 3 only", "se_resnet50", {"stages": (3,)}, gflops=3.86, params_m=25.7),
+    PaperFigure("Table 13", "SE in stage 4 only", "se_resnet50", {"stages": (4,)}, gflops=3.86, params_m=26.4,
+                note=_CLOSED_FORM.replace("(2/r)·Σ N_s·C_s²", "(2/16)·6·1024² = 26.343 M")),
+    PaperFigure("Table 14", "SE-PRE", "se_resnet50", {"integration": "pre"}),
+    PaperFigure("Table 14", "SE-POST", "se_resnet50", {"integration": "post"}),
+    PaperFigure("Table 14", "SE-Identity", "se_resnet50", {"integration": "identity"}),
+    PaperFigure("Table 15", "SE 3x3", "se_resnet50", {"integration": "3x3"}, gflops=3.86, params_m=25.8,
+                note=_CLOSED_FORM.replace("(2/r)·Σ N_s·C_s²", "(2/16)·Σ N_s·W_s² on the 3x3 widths W_s")),
+    PaperFigure("Table 16", "NoSqueeze", "se_resnet50", {"squeeze": "none"}, gflops=4.27, params_m=28.1),
+)
+
+#: Knob values that do not change a model's identity in the paper's tables.
+_DEFAULTS = {"reduction": 16, "squeeze": "avg", "gate": "sigmoid", "stages": (2, 3, 4, 5), "drop_stage5": False,
+             "integration": "standard", "num_classes": 1000, "stem_pool": None}
+_IGNORED = {"bias"}
+
+
+def _normalise(knobs: dict[str, Any]) -> dict[str, Any]:
+    from .se_config import parse_stages
+
+    out = {}
+    for k, v in knobs.items():
+        if k == "stages":
+            v = parse_stages(v)
+        if k in _IGNORED or _DEFAULTS.get(k, object()) == v:
+            continue
+        out[k] = v
+    return out
+
+
+def paper_figure(model: str, knobs: dict[str, Any]) -> PaperFigure | None:
+    """The paper's figure for this model and configuration, if the paper prints one."""
+    from .registry import get_spec
+
+    knobs = _normalise(knobs)
+    if knobs.get("stride_at") == ("3x3" if get_spec(model).family == "resnext" else "1x1"):
+        knobs.pop("stride_at")
+    for fig in FIGURES:
+        if fig.model == model and _normalise(fig.knobs) == knobs:
+            return fig
+    return None
