@@ -49,6 +49,110 @@ def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
     emit(models_table(), fmt, output)
 
 
+@app.command("complexity")
+def complexity_cmd(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="registered model name (repeatable)")],
+    reduction: Annotated[int | None, typer.Option(help="SE reduction ratio r")] = None,
+    squeeze: Annotated[str | None, typer.Option(help="avg|max|none")] = None,
+    gate: Annotated[str | None, typer.Option(help="sigmoid|tanh|relu|hardsigmoid")] = None,
+    bias: Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")] = None,
+    stages: Annotated[str | None, typer.Option(help="stages with SE, e.g. 2,3,4")] = None,
+    drop_stage5: Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE")] = None,
+    integration: Annotated[str | None, typer.Option(help="standard|pre|post|identity|3x3")] = None,
+    stride_at: Annotated[str | None, typer.Option(help="1x1|3x3: where downsampling strides")] = None,
+    input_size: Annotated[int, typer.Option(help="square input side")] = 224,
+    count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
+    count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
+    count_adds: Annotated[bool, typer.Option("--count-adds", help="count residual adds")] = False,
+    per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
+    time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
+    device: Annotated[str, typer.Option(help="cpu|cuda (for --time)")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="batch size (for --time)")] = 32,
+    dtype: Annotated[str, typer.Option(help="float32|bfloat16|float16 (autocast)")] = "float32",
+    channels_last: Annotated[bool, typer.Option("--channels-last")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the models")] = False,
+    warmup: Annotated[int, typer.Option(help="untimed iterations")] = 3,
+    repeats: Annotated[int, typer.Option(help="timed iterations")] = 10,
+    auto_batch: Annotated[bool, typer.Option("--auto-batch", help="halve the batch on GPU out-of-memory")] = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
+    from .complexity import block_table, breakdown_table, measure, stage_table, summary_table
+    from .flops import FlopConvention
+
+    knobs = {k: v for k, v in dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
+                                   drop_stage5=drop_stage5, integration=integration, stride_at=stride_at).items()
+             if v is not None}
+    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds)
+    results = [measure(name, input_size=input_size, convention=convention, **_knobs_for(name, knobs))
+               for name in model]
+    timing = None
+    if time_it:
+        from .timing import TimingSetup
+
+        setup = TimingSetup(device=device, batch_size=batch_size, input_size=input_size, dtype=dtype,
+                            channels_last=channels_last, compile=compile_, warmup=warmup, repeats=repeats,
+                            auto_batch=auto_batch)
+        timing = _time(results, setup)
+    if output is not None or (fmt and fmt != "table"):
+        tables = {"summary": summary_table(results)}
+        if per_block:
+            for c in results:
+                tables[f"blocks.{c.model}"] = block_table(c)
+                tables[f"stages.{c.model}"] = stage_table(c)
+        tables["operations"] = breakdown_table(results)
+        if timing is not None:
+            tables["timing"] = timing.summary
+            tables["timing_ratios"] = timing.ratios
+        _emit_tables(tables, fmt, output)
+        if output is None:
+            return
+    from .complexity_text import blocks_text, summary_text, timing_text
+
+    typer.echo(summary_text(results), nl=False)
+    if per_block:
+        for c in results:
+            typer.echo("\n" + blocks_text(c), nl=False)
+    if timing is not None:
+        typer.echo("\n" + timing_text(timing), nl=False)
+
+
+def _knobs_for(name: str, knobs: dict) -> dict:
+    """The given knobs that apply to ``name``: SE knobs reach only SE models when several models are given."""
+    from .registry import SE_KNOBS, get_spec
+
+    spec = get_spec(name)
+    return {k: v for k, v in knobs.items() if spec.has_se or k not in SE_KNOBS}
+
+
+def _time(results, setup):
+    from .registry import build_model
+    from .timing import time_models
+
+    models, pairs = {}, []
+    for c in results:
+        models[c.model] = build_model(c.model, **c.knobs)
+        if c.plain_model:
+            plain_knobs = {k: v for k, v in c.knobs.items() if k in ("stride_at", "stem_pool", "num_classes")}
+            models.setdefault(c.plain_model, build_model(c.plain_model, **plain_knobs))
+            pairs.append((c.model, c.plain_model))
+    return time_models(models, pairs, setup, progress=lambda msg: typer.echo(msg, err=True))
+
+
+def _emit_tables(tables: dict, fmt: str | None, output: Path | None) -> None:
+    """Several tables: to stdout one after another, or to ``output`` and ``<stem>.<table><suffix>`` beside it."""
+    from .tables import render, write_table
+
+    for i, (name, df) in enumerate(tables.items()):
+        if output is not None:
+            path = output if i == 0 else output.with_name(f"{output.stem}.{name}{output.suffix}")
+            typer.echo(f"wrote {write_table(df, path, fmt)}", err=True)
+        else:
+            typer.echo(("" if i == 0 else "\n") + (f"# {name}\n" if fmt == "markdown" else "") + render(df, fmt),
+                       nl=False)
+
+
 def main() -> None:
     try:
         app()

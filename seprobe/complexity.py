@@ -1,0 +1,185 @@
+"""What SE costs: multiply-adds and parameters of a model against the same network without SE.
+
+Models are built on the ``meta`` device and given uninitialised CPU memory (``to_empty``): counting needs
+shapes, not values, so no weight initialisation is paid for. An SE block preserves the shape of what it
+recalibrates, so the network without SE is the SE model's graph less the SE blocks' own operators and
+parameters: its counts are derived from the one trace (``trace_plain=True`` traces it separately instead;
+the tests check that both agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .errors import SeprobeError
+from .flops import FlopConvention, FlopCount, count_flops
+from .inventory import SEBlockInfo, se_blocks
+from .paper import PaperFigure, paper_figure
+from .registry import build_model, get_spec, plain_counterpart
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SE_PARTS = ("fc", "squeeze", "gate", "act", "scale")
+
+
+def uninitialised(name: str, **knobs: Any) -> nn.Module:
+    """A registered model with uninitialised weights, built without initialisation cost, in eval mode."""
+    return build_model(name, device="meta", **knobs).to_empty(device="cpu").eval()
+
+
+@dataclass
+class Complexity:
+    """The counts of one model and of its counterpart without SE (``plain_*``; ``None`` for a plain model)."""
+
+    model: str
+    knobs: dict[str, Any]
+    input_size: int
+    convention: FlopConvention
+    params: int
+    flops: FlopCount
+    blocks: list[SEBlockInfo]
+    plain_model: str | None = None
+    plain_params: int | None = None
+    plain_flops: FlopCount | None = None
+    paper: PaperFigure | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.flops.total(self.convention)
+
+    @property
+    def plain_total(self) -> int | None:
+        return self.plain_flops.total(self.convention) if self.plain_flops else None
+
+
+def measure(name: str, *, input_size: int = 224, convention: FlopConvention | None = None,
+            trace_plain: bool = False, **knobs: Any) -> Complexity:
+    """Count one model (a registered name with knobs) and, for an SE model, the same network without SE."""
+    convention = convention or FlopConvention()
+    if input_size < 32:
+        raise SeprobeError(f"invalid input size {input_size}; valid: an integer >= 32 (five stride-2 stages)")
+    spec = get_spec(name)
+    model = uninitialised(name, **knobs)
+    x = torch.zeros(1, 3, input_size, input_size)
+    blocks = se_blocks(model)
+    result = Complexity(name, knobs, input_size, convention, _params(model), count_flops(model, x, blocks),
+                        blocks)
+    if spec.has_se:
+        plain_name, plain_knobs = plain_counterpart(name, knobs)
+        result.plain_model = plain_name
+        if trace_plain:
+            plain = uninitialised(plain_name, **plain_knobs)
+            result.plain_params, result.plain_flops = _params(plain), count_flops(plain, x)
+        else:
+            result.plain_params = result.params - sum(b.params for b in blocks)
+            result.plain_flops = result.flops.without_se()
+    if input_size == 224:
+        result.paper = paper_figure(name, knobs)
+    result.notes = _notes(result)
+    return result
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _notes(c: Complexity) -> list[str]:
+    notes = []
+    fig = c.paper
+    if fig is not None:
+        diffs = []
+        if fig.gflops is not None and round(c.total / 1e9, 2) != fig.gflops:
+            diffs.append(f"{c.total / 1e9:.4f} GFLOPs vs the paper's {fig.gflops:.2f}")
+        if fig.params_m is not None and round(c.params / 1e6, 1) != fig.params_m:
+            diffs.append(f"{c.params / 1e6:.3f} M parameters vs the paper's {fig.params_m:.1f} M")
+        if diffs:
+            notes.append(f"{c.model} ({fig.table}, {fig.label}): " + "; ".join(diffs)
+                         + (f": {fig.note}" if fig.note else ""))
+    if c.convention.bn:
+        notes.append("BatchNorm counted as fvcore does: 2 operations per element in eval mode (scale and shift); "
+                     "the paper's figures do not count it")
+    return notes
+
+
+def summary_table(results: list[Complexity]) -> pd.DataFrame:
+    """One row per model: multiply-adds and parameters with and without SE, SE's cost, the paper's figure."""
+    import pandas as pd
+
+    rows = []
+    for c in results:
+        has_plain = c.plain_flops is not None
+        se_flops = c.total - c.plain_total if has_plain else 0
+        se_params = c.params - c.plain_params if has_plain else 0
+        base_flops, base_params = (c.plain_total, c.plain_params) if has_plain else (c.total, c.params)
+        rows.append({
+            "model": c.model,
+            "knobs": ", ".join(f"{k}={_fmt_knob(v)}" for k, v in c.knobs.items()),
+            "input_size": c.input_size,
+            "gflops": c.total / 1e9,
+            "params": c.params,
+            "without_se": c.plain_model or c.model,
+            "gflops_without_se": base_flops / 1e9,
+            "params_without_se": base_params,
+            "se_gflops": se_flops / 1e9,
+            "se_gflops_pct": 100 * se_flops / base_flops,
+            "se_params": se_params,
+            "se_params_pct": 100 * se_params / base_params,
+            "paper_table": c.paper.table if c.paper else None,
+            "paper_gflops": c.paper.gflops if c.paper else None,
+            "paper_params_m": c.paper.params_m if c.paper else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def breakdown_table(results: list[Complexity]) -> pd.DataFrame:
+    """One row per model and operation category: operations counted, and whether the convention counts them."""
+    import pandas as pd
+
+    rows = []
+    for c in results:
+        counted = c.convention.categories()
+        for category, ops in sorted(c.flops.by_category.items()):
+            rows.append({"model": c.model, "category": category, "operations": ops, "counted": category in counted})
+        for op, calls in sorted(c.flops.unsupported.items()):
+            rows.append({"model": c.model, "category": op, "operations": None, "counted": False, "calls": calls})
+    return pd.DataFrame(rows)
+
+
+def block_table(c: Complexity) -> pd.DataFrame:
+    """One row per SE block: channels, hidden width, parameters, operations by part, share of SE's total."""
+    import pandas as pd
+
+    counted = c.convention.categories()
+    rows = []
+    for b in c.blocks:
+        parts = c.flops.per_block[b.name]
+        flops = sum(n for part, n in parts.items() if f"se_{part}" in counted)
+        rows.append({"block": b.name, "stage": b.stage, "channels": b.channels, "hidden": b.hidden_channels,
+                     "params": b.params, "flops": flops, **{f"{p}_ops": parts.get(p, 0) for p in SE_PARTS}})
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["params_share_pct"] = 100 * df["params"] / df["params"].sum()
+        df["flops_share_pct"] = 100 * df["flops"] / df["flops"].sum()
+    return df
+
+
+def stage_table(c: Complexity) -> pd.DataFrame:
+    """SE's parameters and multiply-adds summed per stage, with each stage's share."""
+    blocks = block_table(c)
+    if blocks.empty:
+        return blocks
+    df = blocks.groupby("stage", as_index=False).agg(blocks=("block", "count"), params=("params", "sum"),
+                                                     flops=("flops", "sum"))
+    df["params_share_pct"] = 100 * df["params"] / df["params"].sum()
+    df["flops_share_pct"] = 100 * df["flops"] / df["flops"].sum()
+    return df
+
+
+def _fmt_knob(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
