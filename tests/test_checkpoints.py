@@ -49,6 +49,7 @@ class _Evil:
         return (print, ("this must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_checkpoint_never_runs_code(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:

@@ -1,0 +1,187 @@
+"""Multiply-add counts against hand counts, closed forms, fvcore on torchvision, and the paper's figures."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from seprobe.complexity import block_table, measure, stage_table, summary_table
+from seprobe.flops import FlopConvention, count_flops
+from seprobe.paper import FIGURES
+
+BLOCKS, PLANES = (3, 4, 6, 3), (64, 128, 256, 512)
+SIZES = (56, 28, 14, 7)  # output side of stages 2..5 at 224x224
+
+
+def resnet50_conv_fc_macs(stride_at):
+    """Every convolution of ResNet-50 counted by hand: Cin * Cout * k^2 * Hout * Wout, plus the FC layer."""
+    macs = 3 * 64 * 7 * 7 * 112 * 112
+    cin, side_in = 64, 56
+    for n, planes, side in zip(BLOCKS, PLANES, SIZES, strict=True):
+        for i in range(n):
+            first = i == 0
+            conv1_side = side if (stride_at == "1x1" or not first) else side_in
+            macs += cin * planes * conv1_side**2                    # 1x1 reduce
+            macs += planes * planes * 9 * side**2                   # 3x3
+            macs += planes * 4 * planes * side**2                   # 1x1 expand
+            if first:
+                macs += cin * 4 * planes * side**2                  # projection shortcut
+            cin = 4 * planes
+        side_in = side
+    return macs + 2048 * 1000
+
+
+@pytest.mark.parametrize("stride_at,expected_g", [("1x1", 3.858), ("3x3", 4.089)])
+def test_resnet50_conv_fc_equals_hand_count(stride_at, expected_g):
+    c = measure("resnet50", stride_at=stride_at)
+    conv_fc = c.flops.by_category["conv"] + c.flops.by_category["fc"]
+    assert conv_fc == resnet50_conv_fc_macs(stride_at)
+    assert round(conv_fc / 1e9, 3) == expected_g
+
+
+def test_se_additions_equal_hand_counts():
+    c = measure("se_resnet50")
+    cat = c.flops.by_category
+    channels = [4 * p for p in PLANES]
+    assert cat["se_fc"] == sum(n * 2 * ch * (ch // 16) for n, ch in zip(BLOCKS, channels, strict=True))  # (2/r)ΣN C²
+    elements = sum(n * ch * s * s for n, ch, s in zip(BLOCKS, channels, SIZES, strict=True))
+    assert cat["se_squeeze"] == elements == 5_519_360   # one add per element of u
+    assert cat["se_scale"] == elements                  # one multiply per element of u
+    assert cat["se_gate"] == sum(n * ch for n, ch in zip(BLOCKS, channels, strict=True))  # one per gate value
+    assert c.total - c.plain_total == cat["se_fc"] + cat["se_squeeze"] + cat["se_scale"]
+    assert c.plain_model == "resnet50" and c.params - c.plain_params == 28_088_024 - 25_557_032
+
+
+def test_nosqueeze_fcs_run_at_every_position():
+    cat = measure("se_resnet50", squeeze="none", bias=False).flops.by_category
+    channels = [4 * p for p in PLANES]
+    assert cat["se_fc"] == sum(n * 2 * ch * (ch // 16) * s * s for n, ch, s in zip(BLOCKS, channels, SIZES,
+                                                                                   strict=True))
+    assert cat["se_gate"] == cat["se_scale"] and "se_squeeze" not in cat
+
+
+def test_max_squeeze_costs_what_avg_costs():
+    avg, mx = measure("se_resnet50"), measure("se_resnet50", squeeze="max")
+    assert avg.flops.by_category == mx.flops.by_category
+
+
+def test_bn_convention_matches_fvcore_default_on_torchvision():
+    from fvcore.nn import FlopCountAnalysis
+
+    tv = torchvision.models.resnet50().eval()
+    analysis = FlopCountAnalysis(tv, torch.zeros(1, 3, 224, 224))
+    analysis.unsupported_ops_warnings(False)
+    ours = measure("resnet50", stride_at="3x3", convention=FlopConvention(bn=True))
+    assert ours.total == analysis.total()
+    assert ours.notes and "BatchNorm" in ours.notes[-1]
+
+
+def test_convention_flags_add_exactly_their_category():
+    model = measure("se_resnet18")
+    flops = model.flops
+    base = flops.total(FlopConvention())
+    assert flops.total(FlopConvention(activations=True)) == base + flops.by_category["act"] + \
+        flops.by_category["se_gate"] + flops.by_category["se_act"]
+    assert flops.total(FlopConvention(adds=True)) == base + flops.by_category["add"]
+
+
+@pytest.mark.parametrize("fig", [f for f in FIGURES if f.gflops or f.params_m], ids=lambda f: f"{f.table}-{f.label}")
+def test_paper_figures_reproduced_or_explained(fig):
+    c = measure(fig.model, bias=False, **fig.knobs) if fig.model.startswith("se_") else measure(fig.model)
+    gflops_ok = fig.gflops is None or round(c.total / 1e9, 2) == fig.gflops
+    params_ok = fig.params_m is None or round(c.params / 1e6, 1) == fig.params_m
+    if gflops_ok and params_ok:
+        assert not c.notes
+    else:
+        assert fig.note, f"{fig.label} differs from the paper without an explanation"
+        assert any(fig.note in n for n in c.notes)
+
+
+def test_paper_figures_that_must_match_exactly():
+    """Section 4 and Tables 13, 15, 16: the paper's two decimals, under the default convention."""
+    expected = [("resnet50", {}, 3.86), ("se_resnet50", {}, 3.87), ("se_resnet50", {"stages": "2"}, 3.86),
+                ("se_resnet50", {"stages": "4"}, 3.86), ("se_resnet50", {"integration": "3x3"}, 3.86),
+                ("se_resnet50", {"squeeze": "none"}, 4.27)]
+    for name, knobs, g in expected:
+        assert round(measure(name, **knobs).total / 1e9, 2) == g, (name, knobs)
+
+
+def test_per_block_and_per_stage_tables():
+    c = measure("se_resnet50")
+    blocks, stages = block_table(c), stage_table(c)
+    assert list(blocks["block"])[:2] == ["SE_2_1", "SE_2_2"] and len(blocks) == 16
+    stage5 = stages.set_index("stage").loc[5]
+    assert stage5["params"] == 3 * (2 * 2048 * 128 + 128 + 2048) == 1_579_392
+    assert stage5["params_share_pct"] == pytest.approx(100 * 1_579_392 / 2_530_992)
+    assert blocks["flops"].sum() == c.total - c.plain_total
+    assert blocks["params_share_pct"].sum() == pytest.approx(100)
+
+
+def test_summary_table_columns():
+    df = summary_table([measure("se_resnet50"), measure("resnet18")])
+    row = df.set_index("model").loc["se_resnet50"]
+    assert row["paper_gflops"] == 3.87 and row["se_params"] == 2_530_992
+    assert row["se_params_pct"] == pytest.approx(100 * 2_530_992 / 25_557_032)
+    assert df.set_index("model").loc["resnet18", "se_gflops"] == 0
+
+
+def test_count_flops_on_a_foreign_model_needs_no_blocks():
+    count = count_flops(torchvision.models.mobilenet_v3_small().eval(), torch.zeros(1, 3, 224, 224))
+    assert count.by_category["conv"] > 0 and count.total() > 0
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "seprobe.cli", "complexity", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_one_screen_without_fvcore_warnings():
+    proc = _cli("--model", "se_resnet50")
+    assert proc.returncode == 0, proc.stderr
+    assert "Unsupported" not in proc.stdout + proc.stderr and "Warning" not in proc.stderr
+    assert "3.8716" in proc.stdout and "paper (Table 2)" in proc.stdout and "max_pool2d x1" in proc.stdout
+    assert len(proc.stdout.splitlines()) <= 25
+
+
+def test_cli_writes_files_atomically(tmp_path):
+    out = tmp_path / "se.csv"
+    proc = _cli("--model", "se_resnet18", "--per-block", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    assert pd.read_csv(out).loc[0, "model"] == "se_resnet18"
+    assert len(pd.read_csv(tmp_path / "se.blocks.se_resnet18.csv")) == 8
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "se_resnet50", "--squeeze", "median"], "unknown squeeze 'median'"),
+    (["--model", "resnet99"], "unknown model 'resnet99'"),
+    (["--model", "se_resnet50", "--stages", "1,2"], "invalid stage 1"),
+    (["--model", "resnet50", "--time", "--dtype", "int8"], "unknown dtype 'int8'"),
+])
+def test_cli_bad_input(args, message):
+    proc = _cli(*args)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name,knobs", [("se_resnet50", {}), ("se_resnet50", {"integration": "pre"}),
+                                        ("se_resnet50", {"integration": "identity", "squeeze": "none"}),
+                                        ("se_resnet18", {"integration": "3x3"}),
+                                        ("se_resnext50_32x4d", {"integration": "post", "stages": "3,5"})])
+def test_derived_plain_counts_equal_a_traced_plain_model(name, knobs):
+    derived, traced = measure(name, **knobs), measure(name, trace_plain=True, **knobs)
+    assert derived.plain_params == traced.plain_params
+    assert derived.plain_flops.by_category == traced.plain_flops.by_category
+    assert derived.plain_total == traced.plain_total
+
+
+def test_cli_time_smoke():
+    proc = _cli("--model", "se_resnet18", "--time", "--batch-size", "2", "--input-size", "32", "--warmup", "1",
+                "--repeats", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "timing inference" in proc.stderr            # progress goes to stderr
+    assert "SE model / model without SE" in proc.stdout and "images_per_s" in proc.stdout
