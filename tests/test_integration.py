@@ -27,7 +27,11 @@ def bottleneck_ref(b, x, where, stride_at):
     out = F.relu(bn(b.bn2, F.conv2d(out, b.conv2.weight, stride=s3, padding=1, groups=b.conv2.groups)))
     if where == "3x3":
         out = se_ref(b.se, out)
-    out = bn(b.bn3, F.conv2d(out, b.conv3.weight))
+    return residual_tail(b, bn(b.bn3, F.conv2d(out, b.conv3.weight)), x, where)
+
+
+def residual_tail(b, out, x, where):
+    """The end of the unit written out: SE on the branch, the projection shortcut, the sum, SE after it."""
     if where == "standard":
         out = se_ref(b.se, out)
     shortcut = bn(b.downsample[1], F.conv2d(x, b.downsample[0].weight, stride=2))
@@ -63,13 +67,5 @@ def test_basic_block_integration(where):
     out = F.relu(bn(b.bn1, F.conv2d(inp, b.conv1.weight, stride=2, padding=1)))
     if where == "3x3":
         out = se_ref(b.se, out)
-    out = bn(b.bn2, F.conv2d(out, b.conv2.weight, padding=1))
-    if where == "standard":
-        out = se_ref(b.se, out)
-    shortcut = bn(b.downsample[1], F.conv2d(x, b.downsample[0].weight, stride=2))
-    if where == "identity":
-        shortcut = se_ref(b.se, shortcut)
-    out = F.relu(out + shortcut)
-    if where == "post":
-        out = se_ref(b.se, out)
+    out = residual_tail(b, bn(b.bn2, F.conv2d(out, b.conv2.weight, padding=1)), x, where)
     torch.testing.assert_close(b(x), out, rtol=1e-5, atol=1e-5)
