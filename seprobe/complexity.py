@@ -28,8 +28,16 @@ SE_PARTS = ("fc", "squeeze", "gate", "act", "scale")
 
 
 def uninitialised(name: str, **knobs: Any) -> nn.Module:
-    """A registered model with uninitialised weights, built without initialisation cost, in eval mode."""
-    return build_model(name, device="meta", **knobs).to_empty(device="cpu").eval()
+    """A registered model with zero weights, built without initialisation cost, in eval mode.
+
+    Zeros rather than ``to_empty``'s leftover memory: stray denormal floats make CPU convolutions, and so the
+    trace, several times slower, and zeros make the counting run deterministic.
+    """
+    model = build_model(name, device="meta", **knobs).to_empty(device="cpu").eval()
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.zero_()
+    return model
 
 
 @dataclass
