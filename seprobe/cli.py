@@ -85,7 +85,9 @@ def complexity_cmd(
                                    drop_stage5=drop_stage5, integration=integration, stride_at=stride_at).items()
              if v is not None}
     convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds)
-    results = [measure(name, input_size=input_size, convention=convention, **_knobs_for(name, knobs))
+    from .registry import applicable_knobs
+
+    results = [measure(name, input_size=input_size, convention=convention, **applicable_knobs(name, knobs))
                for name in model]
     timing = None
     if time_it:
@@ -118,24 +120,16 @@ def complexity_cmd(
         typer.echo("\n" + timing_text(timing), nl=False)
 
 
-def _knobs_for(name: str, knobs: dict) -> dict:
-    """The given knobs that apply to ``name``: SE knobs reach only SE models when several models are given."""
-    from .registry import SE_KNOBS, get_spec
-
-    spec = get_spec(name)
-    return {k: v for k, v in knobs.items() if spec.has_se or k not in SE_KNOBS}
-
-
 def _time(results, setup):
-    from .registry import build_model
+    from .registry import build_model, plain_counterpart
     from .timing import time_models
 
     models, pairs = {}, []
     for c in results:
         models[c.model] = build_model(c.model, **c.knobs)
         if c.plain_model:
-            plain_knobs = {k: v for k, v in c.knobs.items() if k in ("stride_at", "stem_pool", "num_classes")}
-            models.setdefault(c.plain_model, build_model(c.plain_model, **plain_knobs))
+            plain_name, plain_knobs = plain_counterpart(c.model, c.knobs)
+            models.setdefault(plain_name, build_model(plain_name, **plain_knobs))
             pairs.append((c.model, c.plain_model))
     return time_models(models, pairs, setup, progress=lambda msg: typer.echo(msg, err=True))
 
@@ -151,6 +145,59 @@ def _emit_tables(tables: dict, fmt: str | None, output: Path | None) -> None:
         else:
             typer.echo(("" if i == 0 else "\n") + (f"# {name}\n" if fmt == "markdown" else "") + render(df, fmt),
                        nl=False)
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Run the paper's tables as studies (studies/*.toml).")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("run")
+def study_run_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="study files, e.g. studies/stages.toml")],
+    out: Annotated[Path | None, typer.Option(help="report folder (default: reports/ beside studies/)")] = None,
+) -> None:
+    """Run studies into reports/<name>.md and .csv (and a figure); nothing is written if any study fails."""
+    _run_studies(paths, out)
+
+
+@app.command("reports")
+def reports_cmd(
+    studies: Annotated[Path, typer.Option(help="folder of study files")] = Path("studies"),
+    out: Annotated[Path | None, typer.Option(help="report folder (default: reports/ beside studies/)")] = None,
+    with_timing: Annotated[bool, typer.Option("--with-timing", help="also run timing studies (slow)")] = False,
+) -> None:
+    """Regenerate every report from studies/ (timing studies only with --with-timing), and reports/README.md."""
+    from .errors import SeprobeError
+
+    if not studies.is_dir():
+        raise SeprobeError(f"study folder {str(studies)!r} does not exist; valid: a folder of .toml studies")
+    _run_studies(sorted(studies.glob("*.toml")), out, skip_timing=not with_timing)
+
+
+def _run_studies(paths: list[Path], out: Path | None, skip_timing: bool = False) -> None:
+    from .report_files import write_index, write_report
+    from .studies import load_study
+    from .study_runs import run_study
+
+    studies = [load_study(p) for p in paths]  # validate them all before running any
+    if skip_timing:
+        for s in studies:
+            if s.kind == "timing":
+                typer.echo(f"skipping {s.name} (timing): add --with-timing", err=True)
+        studies = [s for s in studies if s.kind != "timing"]
+    results = []
+    for s in studies:
+        typer.echo(f"running {s.name} ({len(s.variants)} variants)", err=True)
+        results.append(run_study(s, progress=lambda msg: typer.echo(f"  {msg}", err=True)))
+    for r in results:  # written only once every study has run
+        out_dir = out or r.study.path.parent.parent / "reports"
+        for path in write_report(r, out_dir):
+            typer.echo(f"wrote {path}", err=True)
+        unexplained = [n for n in r.notes if "UNEXPLAINED" in n]
+        for n in unexplained:
+            typer.echo(f"warning: {r.study.name}: {n}", err=True)
+    if results:
+        typer.echo(f"wrote {write_index(out or results[0].study.path.parent.parent / 'reports')}", err=True)
 
 
 def main() -> None:

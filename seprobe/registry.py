@@ -111,6 +111,13 @@ def build_model(name: str, *, device: torch.device | str | None = None, **knobs:
         return spec.build(**knobs)
 
 
+def applicable_knobs(name: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    """The knobs that apply to ``name``: SE knobs are dropped for a model without SE (so one set of knobs can
+    serve a list of models, some with SE and some without)."""
+    spec = get_spec(name)
+    return {k: v for k, v in knobs.items() if spec.has_se or k not in SE_KNOBS}
+
+
 def plain_counterpart(name: str, knobs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The same network without SE: its registered name and the architecture knobs that still apply."""
     spec = check_knobs(name, knobs)
