@@ -1,0 +1,112 @@
+"""Studies: one declarative TOML file per table of the paper, run into a table of measured vs paper values.
+
+A study file::
+
+    title = "Table 10: reduction ratio r"
+    kind = "complexity"            # complexity | excitation | timing
+    description = "..."
+    figure = "params"              # optional: a seaborn bar chart of params or gflops, measured vs paper
+    [defaults]                     # knobs for every variant (SE knobs reach only the SE models)
+    bias = false
+    [[variants]]
+    label = "r = 4"
+    model = "se_resnet50"
+    knobs = { reduction = 4 }
+    paper = { params_m = 35.7, top1_err = 22.25, top5_err = 6.09 }
+    note = "why the measured value differs from the paper's, when it does"
+
+Everything is validated before anything runs: an unknown field, model or knob fails with the file, the key
+and the valid choices.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SeprobeError
+
+KINDS = ("complexity", "excitation", "timing")
+STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing")
+VARIANT_FIELDS = ("label", "model", "knobs", "paper", "note")
+PAPER_FIELDS = ("gflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")
+FIGURES = ("params", "gflops")
+TIMING_FIELDS = ("device", "batch_size", "dtype", "channels_last", "warmup", "repeats", "input_size",
+                 "inference_batch_size")
+#: the paper's printed decimals, which decide whether a measured value "matches"
+DECIMALS = {"gflops": 2, "params_m": 1}
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    model: str
+    knobs: dict[str, Any]
+    paper: dict[str, float]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    path: Path
+    title: str
+    kind: str
+    description: str
+    variants: tuple[Variant, ...]
+    figure: str | None = None
+    timing: dict[str, Any] = field(default_factory=dict)
+
+
+def _fail(path: Path, key: str, message: str) -> SeprobeError:
+    return SeprobeError(f"{path}: {key}: {message}")
+
+
+def _check_keys(path: Path, where: str, table: dict, valid: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in valid:
+            raise _fail(path, f"{where}{key}", f"unknown field {key!r}; valid: {', '.join(valid)}")
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file; building every variant's model (on ``meta``) checks its knobs."""
+    from .registry import applicable_knobs, build_model, check_knobs
+
+    path = Path(path)
+    if not path.is_file():
+        raise SeprobeError(f"study {str(path)!r} does not exist; valid: a .toml file such as studies/stages.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise _fail(path, "TOML", str(e)) from None
+    _check_keys(path, "", data, STUDY_FIELDS)
+    for required in ("title", "kind", "variants"):
+        if required not in data:
+            raise _fail(path, required, "missing; every study needs title, kind and variants")
+    kind = data["kind"]
+    if kind not in KINDS:
+        raise _fail(path, "kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    figure = data.get("figure")
+    if figure is not None and figure not in FIGURES:
+        raise _fail(path, "figure", f"unknown figure {figure!r}; valid: {', '.join(FIGURES)}")
+    timing = data.get("timing", {})
+    _check_keys(path, "timing.", timing, TIMING_FIELDS)
+    defaults = data.get("defaults", {})
+    variants = []
+    for i, v in enumerate(data["variants"]):
+        where = f"variants[{i}]"
+        _check_keys(path, f"{where}.", v, VARIANT_FIELDS)
+        if "model" not in v or "label" not in v:
+            raise _fail(path, where, "needs a label and a model")
+        _check_keys(path, f"{where}.paper.", v.get("paper", {}), PAPER_FIELDS)
+        try:
+            knobs = applicable_knobs(v["model"], {**defaults, **v.get("knobs", {})})
+            check_knobs(v["model"], knobs)
+            build_model(v["model"], device="meta", **knobs)
+        except SeprobeError as e:
+            raise _fail(path, f"{where} ({v['label']})", str(e)) from None
+        variants.append(Variant(v["label"], v["model"], knobs, dict(v.get("paper", {})), v.get("note", "")))
+    return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
+                 figure, timing)

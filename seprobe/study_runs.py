@@ -1,0 +1,146 @@
+"""Run a :class:`~seprobe.studies.Study` into a table of measured values next to the paper's, with notes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from .complexity import measure
+from .registry import build_model, get_spec, plain_counterpart
+from .studies import DECIMALS, Study, Variant
+
+
+@dataclass
+class StudyResult:
+    study: Study
+    table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    context: list[str] = field(default_factory=list)  # lines that say how and where it was measured
+
+
+def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None) -> StudyResult:
+    runner = {"complexity": _complexity, "excitation": _excitation, "timing": _timing}[study.kind]
+    return runner(study, progress)
+
+
+def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
+    c = measure(v.model, **v.knobs)
+    row = {"variant": v.label, "model": v.model,
+           "knobs": "; ".join(f"{k}={','.join(map(str, x)) if isinstance(x, (tuple, list)) else x}"
+                              for k, x in sorted(v.knobs.items()))}
+    for key, value in (("gflops", round(c.total / 1e9, 4)), ("params_m", round(c.params / 1e6, 3))):
+        paper = v.paper.get(key)
+        row[key], row[f"paper_{key}"] = value, paper
+        row[f"{key}_diff"] = round(value - paper, 4) if paper is not None else None
+    base_flops, base_params = (c.plain_total, c.plain_params) if c.plain_flops is not None else (c.total, c.params)
+    row["se_gflops_pct"] = round(100 * (c.total - base_flops) / base_flops, 2)
+    row["se_params_pct"] = round(100 * (c.params - base_params) / base_params, 2)
+    for key in ("top1_err", "top5_err"):
+        if key in v.paper:
+            row[f"paper_{key}"] = v.paper[key]
+    notes = []
+    mismatched = [f"{row[k]:.{DECIMALS[k] + 2}f} measured vs {row[f'paper_{k}']} printed ({k})"
+                  for k in DECIMALS if row[f"paper_{k}"] is not None
+                  and round(row[k], DECIMALS[k]) != row[f"paper_{k}"]]
+    if mismatched and not v.note:
+        notes.append(f"{v.label}: UNEXPLAINED difference: {'; '.join(mismatched)}")
+    elif mismatched:
+        notes.append(f"{v.label}: {'; '.join(mismatched)}: {v.note}")
+    elif v.note:
+        notes.append(f"{v.label}: {v.note}")
+    return row, notes
+
+
+def _complexity(study: Study, progress) -> StudyResult:
+    rows, notes = [], []
+    for v in study.variants:
+        progress(f"{study.name}: {v.label}")
+        row, n = _complexity_row(v)
+        rows.append(row)
+        notes += n
+    context = ["Multiply-adds of one 224x224 image (1 MAC = 1 FLOP), counted by seprobe's SE-aware fvcore "
+               "handles: convolutions, FC layers, average pooling, SE squeeze and scale; not BatchNorm, "
+               "activations, gates, residual adds or max-pool (the paper's convention). Parameters in millions. "
+               "SE's relative cost is against the same network without SE. A difference counts when the "
+               "measured value, rounded to the paper's printed decimals, is not the paper's."]
+    return StudyResult(study, pd.DataFrame(rows), notes, context)
+
+
+def _gate_values(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from .inventory import se_blocks
+
+    values = []
+    hooks = [model.get_submodule(b.gate_path).register_forward_hook(
+        lambda m, i, o: values.append(o.detach().flatten())) for b in se_blocks(model)]
+    with torch.inference_mode():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return torch.cat(values)
+
+
+def _excitation(study: Study, progress) -> StudyResult:
+    rows, notes = [], []
+    for v in study.variants:
+        progress(f"{study.name}: {v.label}")
+        row, n = _complexity_row(v)
+        notes += n
+        if get_spec(v.model).has_se:
+            torch.manual_seed(0)
+            model = build_model(v.model, **v.knobs).eval()
+            s = _gate_values(model, torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+            row.update({"gate_min": s.min().item(), "gate_p05": s.quantile(0.05).item(),
+                        "gate_median": s.median().item(), "gate_p95": s.quantile(0.95).item(),
+                        "gate_max": s.max().item(), "gate_zero_pct": 100 * (s == 0).float().mean().item(),
+                        "gate_negative_pct": 100 * (s < 0).float().mean().item()})
+            row.update({k: round(val, 2) + 0.0 for k, val in row.items() if k.startswith("gate_")})  # no -0.0
+        rows.append(row)
+    context = ["Cost as in the complexity studies: the gate is one operation per gate value, which the paper's "
+               "convention does not count, so the three gates cost the same.",
+               "Gate values: every SE gate of a randomly initialised SE-ResNet-50 (torch seed 0, eval mode) on two "
+               "random N(0, 1) 224x224 images: the range each non-linearity can produce, not what a trained "
+               "network produces (see the activations study)."]
+    return StudyResult(study, pd.DataFrame(rows), notes, context)
+
+
+def _timing(study: Study, progress) -> StudyResult:
+    import datetime
+
+    from .timing import TimingSetup, time_models
+
+    t = dict(study.timing)
+    inference_batch = t.pop("inference_batch_size", 1)
+    models, pairs, paper = {}, [], {}
+    for v in study.variants:
+        models[v.label] = build_model(v.model, **v.knobs)
+        paper[v.label] = v.paper
+    plain_labels = {v.model: v.label for v in study.variants if not get_spec(v.model).has_se}
+    for v in study.variants:
+        if get_spec(v.model).has_se:
+            plain, _ = plain_counterpart(v.model, v.knobs)
+            if plain in plain_labels:
+                pairs.append((v.label, plain_labels[plain]))
+    frames, ratios, contexts = [], [], []
+    for mode, batch in (("inference", inference_batch), ("train", t.get("batch_size", 32))):
+        setup = TimingSetup(**{**t, "batch_size": batch, "modes": (mode,)})
+        result = time_models(models, pairs, setup, progress=progress)
+        frames.append(result.summary)
+        ratios.append(result.ratios)
+        contexts.append(f"{mode}: batch {setup.batch_size}, {setup.dtype}, "
+                        f"{'channels_last' if setup.channels_last else 'contiguous'}, {setup.warmup} warm-up + "
+                        f"{setup.repeats} timed iterations, models interleaved")
+    table = pd.concat(frames, ignore_index=True).rename(columns={"model": "variant"}).round(2)
+    table["paper_ms"] = [paper[r.variant].get("gpu_train_ms" if r.mode == "train" else "cpu_inference_ms")
+                         for r in table.itertuples()]
+    ratio = pd.concat(ratios, ignore_index=True)
+    notes = [f"{r.model} / {r.baseline} ({r.mode}): time ratio {r.ratio_median:.3f} "
+             f"(IQR {r.ratio_q1:.3f}-{r.ratio_q3:.3f}, {r.pairs} pairs), SE overhead {r.overhead_pct:+.1f} %"
+             for r in ratio.itertuples()]
+    notes.append("The paper's figures: forward+backward of a minibatch of 256 on 8 Titan X GPUs (190 ms vs 209 ms) "
+                 "and CPU inference of one 224x224 image (164 ms vs 167 ms); machines differ, compare ratios.")
+    context = [f"Measured on {result.device_name} ({result.threads} threads), {datetime.date.today().isoformat()}, "
+               f"torch {torch.__version__}."] + contexts
+    return StudyResult(study, table, notes, context)
