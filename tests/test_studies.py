@@ -1,0 +1,119 @@
+"""Studies and reports: fresh, deterministic, validated, consistent with the paper's figures."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seprobe import SeprobeError
+from seprobe.paper import FIGURES, _normalise
+from seprobe.report_files import figure, write_report
+from seprobe.studies import load_study
+from seprobe.study_runs import run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = sorted((ROOT / "studies").glob("*.toml"))
+REGENERATED = [p for p in STUDIES if load_study(p).kind in ("complexity", "excitation")]
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_committed_reports_are_fresh(tmp_path):
+    """Regenerate every complexity report and compare it byte for byte with the committed one."""
+    proc = _cli("study", "run", *map(str, REGENERATED), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    for study in REGENERATED:
+        for suffix in (".md", ".csv"):
+            committed = ROOT / "reports" / f"{study.stem}{suffix}"
+            fresh = tmp_path / f"{study.stem}{suffix}"
+            assert committed.read_bytes() == fresh.read_bytes(), f"{committed} is stale: run `seprobe reports`"
+        if load_study(study).figure:
+            assert (ROOT / "reports" / f"{study.stem}.png").is_file()
+    index = (ROOT / "reports" / "README.md").read_text()
+    assert all(f"[{p.stem}]({p.stem}.md)" in index for p in REGENERATED)
+
+
+def test_reports_explain_every_difference():
+    for md in (ROOT / "reports").glob("*.md"):
+        assert "UNEXPLAINED" not in md.read_text(), md
+
+
+def test_regeneration_is_byte_identical(tmp_path):
+    result = run_study(load_study(ROOT / "studies" / "reduction_ratio.toml"))
+    first = [p.read_bytes() for p in write_report(result, tmp_path / "a")]
+    second = [p.read_bytes() for p in write_report(run_study(result.study), tmp_path / "b")]
+    assert first == second
+    figure(result, tmp_path / "again.png")
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "a" / "reduction_ratio.png").read_bytes()
+
+
+def test_paper_values_agree_with_seprobe_paper():
+    """The reference values are typed twice (studies for reports, seprobe.paper for the CLI): they must agree."""
+    checked = 0
+    for path in STUDIES:
+        for v in load_study(path).variants:
+            for fig in FIGURES:
+                if fig.model == v.model and _normalise(fig.knobs) == _normalise(v.knobs):
+                    for key in ("gflops", "params_m"):
+                        if key in v.paper and getattr(fig, key) is not None:
+                            assert v.paper[key] == getattr(fig, key), (path.name, v.label, key)
+                            checked += 1
+    assert checked >= 15
+
+
+BAD = {
+    "unknown_field.toml": ('title = "x"\nkind = "complexity"\ncolour = "red"\n[[variants]]\nlabel = "a"\n'
+                           'model = "resnet50"\n', "colour: unknown field 'colour'; valid: title, kind"),
+    "unknown_model.toml": ('title = "x"\nkind = "complexity"\n[[variants]]\nlabel = "a"\nmodel = "se_resnet51"\n',
+                           "variants[0] (a): unknown model 'se_resnet51'; valid: resnet101"),
+    "bad_knob.toml": ('title = "x"\nkind = "complexity"\n[[variants]]\nlabel = "a"\nmodel = "se_resnet50"\n'
+                      'knobs = { reduktion = 4 }\n', "variants[0] (a): unknown knob 'reduktion' for se_resnet50"),
+    "bad_value.toml": ('title = "x"\nkind = "complexity"\n[[variants]]\nlabel = "a"\nmodel = "se_resnet50"\n'
+                       'knobs = { squeeze = "median" }\n', "unknown squeeze 'median'; valid: 'avg', 'max', 'none'"),
+    "bad_kind.toml": ('title = "x"\nkind = "accuracy"\n[[variants]]\nlabel = "a"\nmodel = "resnet50"\n',
+                      "kind: unknown kind 'accuracy'; valid: complexity, excitation, timing"),
+    "bad_paper.toml": ('title = "x"\nkind = "complexity"\n[[variants]]\nlabel = "a"\nmodel = "resnet50"\n'
+                       'paper = { glops = 3.86 }\n', "variants[0].paper.glops: unknown field 'glops'; valid: gflops"),
+    "not_toml.toml": ('title = "x\n', "not_toml.toml: TOML:"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_study_names_file_key_and_choices(tmp_path, name):
+    text, message = BAD[name]
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SeprobeError, match=None) as err:
+        load_study(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_a_failing_study_touches_no_report(tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "stages.md").write_text("old report\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD["unknown_model.toml"][0])
+    proc = _cli("study", "run", str(ROOT / "studies" / "stages.toml"), str(bad), "--out", str(out))
+    assert proc.returncode == 2 and "unknown model 'se_resnet51'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["stages.md"] and (out / "stages.md").read_text() == "old report\n"
+
+
+def test_timing_study_runs_small(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('title = "t"\nkind = "timing"\n[timing]\nbatch_size = 2\ninput_size = 32\nwarmup = 1\n'
+                    'repeats = 2\n[[variants]]\nlabel = "R18"\nmodel = "resnet18"\n'
+                    'paper = { gpu_train_ms = 190, cpu_inference_ms = 164 }\n'
+                    '[[variants]]\nlabel = "SE-R18"\nmodel = "se_resnet18"\n')
+    result = run_study(load_study(path))
+    t = result.table
+    assert set(zip(t["variant"], t["mode"], strict=True)) == {("R18", "inference"), ("SE-R18", "inference"),
+                                                              ("R18", "train"), ("SE-R18", "train")}
+    assert (t["median_ms"] > 0).all()
+    assert t.set_index(["variant", "mode"]).loc[("R18", "train"), "paper_ms"] == 190
+    assert any("SE-R18 / R18 (train): time ratio" in n for n in result.notes)
+    assert "threads" in result.context[0]
