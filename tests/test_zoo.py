@@ -73,3 +73,16 @@ def test_cli_error_is_one_line_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "valid: .csv" in proc.stderr
+
+
+def test_foreign_gates_are_found_and_named():
+    import torchvision
+
+    from seprobe.gates import find_gates
+
+    names = [g.name for g in find_gates(torchvision.models.mobilenet_v3_small())]
+    assert names == ["SE_2_1"] + [f"SE_4_{i}" for i in range(1, 6)] + [f"SE_5_{i}" for i in range(1, 4)]
+    timm = pytest.importorskip("timm")
+    ours = [(g.name, g.channels) for g in find_gates(build_model("se_resnet50"))]
+    assert [(g.name, g.channels) for g in find_gates(timm.create_model("seresnet50"))] == ours
+    assert find_gates(timm.create_model("legacy_seresnet50"))[0].gate_path == "layer1.0.se_module.sigmoid"
