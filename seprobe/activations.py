@@ -1,0 +1,121 @@
+"""Collect the excitation values of a trained SE network over labelled images (the paper's Sec. 7.2).
+
+Forward hooks on the gate modules read ``s`` (Eq. 3) for every image and stream it into
+:class:`~seprobe.gate_stats.GateStats`; the same pass scores the model's top-1 / top-5 on the evaluation crops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import SeprobeError
+from .gate_stats import GateStats
+from .gates import Gate, find_gates, gate_range
+from .image_data import LabelledImages, ViewDataset, collate
+from .model_source import LoadedModel
+
+
+@dataclass
+class ActivationRun:
+    loaded: LoadedModel
+    gates: list[Gate]
+    images: LabelledImages
+    views: int
+    stats: GateStats
+    evaluated: int = 0
+    top1: float | None = None
+    top5: float | None = None
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class GateRecorder:
+    """Forward hooks that keep the latest output of every gate module, by block name."""
+
+    def __init__(self, model: torch.nn.Module, gates: list[Gate]):
+        self.values: dict[str, torch.Tensor] = {}
+        self._handles = [model.get_submodule(g.gate_path).register_forward_hook(self._hook(g.name)) for g in gates]
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            self.values[name] = output.detach()
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batch_size: int = 32,
+            device: str = "cpu", num_workers: int = 0, blocks: list[str] | None = None, progress: bool = True,
+            seed: int = 0, with_gates: bool = True) -> ActivationRun:
+    """One pass over ``images`` (``views`` crops each): gate statistics of every SE block, and accuracy
+    (``with_gates=False``: accuracy only, for any classifier)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
+    model = loaded.model.to(device).eval()
+    gates = find_gates(model, input_size=loaded.preprocessing.crop) if with_gates else []
+    if with_gates and not gates:
+        raise SeprobeError(f"{loaded.name} has no SE block that seprobe can find; valid: a model with SE "
+                           "(seprobe se_*, timm SEModule/SqueezeExcite, torchvision SqueezeExcitation)")
+    if blocks:
+        known = {g.name for g in gates}
+        for b in blocks:
+            if b not in known:
+                raise SeprobeError(f"unknown block {b!r} in {loaded.name}; valid: {', '.join(g.name for g in gates)}")
+        gates = [g for g in gates if g.name in blocks]
+    num_classes = len(images.class_names)
+    stats = GateStats({g.name: (g.channels, *gate_range(model, g)) for g in gates}, num_classes)
+    run = ActivationRun(loaded, gates, images, views, stats)
+    loader = torch.utils.data.DataLoader(ViewDataset(images, loaded.preprocessing, views, seed), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=collate)
+    recorder = GateRecorder(model, gates)
+    correct1 = correct5 = 0
+    score = images.imagenet
+    bar = _progress(len(loader.dataset), progress)
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for x, labels, flat_index, failed in loader:
+                run.failed += failed
+                if x is not None:
+                    logits = model(x.to(device))
+                    for g in gates:
+                        stats.update(g.name, recorder.values[g.name], labels)
+                    if score and logits.shape[1] == 1000:
+                        first = (flat_index % views) == 0
+                        top5 = logits[first.to(device)].topk(5, dim=1).indices.cpu()
+                        truth = labels[first].unsqueeze(1)
+                        correct1 += (top5[:, :1] == truth).sum().item()
+                        correct5 += (top5 == truth).any(1).sum().item()
+                        run.evaluated += int(first.sum())
+                bar.update(len(failed) + (0 if x is None else len(x)))
+    finally:
+        recorder.remove()
+        bar.close()
+    run.seconds = time.perf_counter() - start
+    if run.evaluated:
+        run.top1, run.top5 = correct1 / run.evaluated, correct5 / run.evaluated
+    if loaded.random:
+        run.notes.append("WARNING: random weights (--weights random): these gate values come from an untrained "
+                         "network and say nothing about what SE learns")
+    if any(v.dim() > 2 and v.shape[-1] > 1 for v in recorder.values.values()):
+        run.notes.append("per-position gates (NoSqueeze) were averaged over positions: one value per channel "
+                         "and image")
+    if views > 1:
+        run.notes.append(f"each image gave {views} views: the evaluation crop and {views - 1} augmented views "
+                         "(random resized crops of 35-100 % of the area, random flips); accuracy uses the "
+                         "evaluation crop only")
+    if run.failed:
+        run.notes.append(f"{len(set(run.failed))} unreadable images were skipped")
+    return run
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=not enabled, desc="gates", dynamic_ncols=True, leave=False)

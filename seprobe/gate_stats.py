@@ -1,0 +1,162 @@
+"""Streaming statistics of excitation values per (block, class, channel), in bounded memory.
+
+For each SE block and each group (every class of the label space, plus one "all images" group) the running
+count, mean and sum of squared deviations ``M2`` of every channel's gate value (one value per image: a
+NoSqueeze gate is first averaged over positions), and a fixed-bin histogram of the group's gate values over all
+channels. Batches and shards are combined with the parallel-variance formula of Chan, Golub and LeVeque (1979):
+
+    n = n_a + n_b,  d = mean_b - mean_a,  mean = mean_a + d * n_b / n,  M2 = M2_a + M2_b + d^2 * n_a * n_b / n
+
+so the statistics of two runs on disjoint shards merge into those of one run on their union (counts and
+histograms exactly, means and variances to float64 rounding). Memory is fixed by blocks x groups x channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SeprobeError
+from .io import atomic_write
+
+BINS = 50
+
+
+@dataclass
+class BlockStats:
+    """One block: arrays indexed by group (classes 0..K-1, then "all" at K) and channel."""
+
+    count: np.ndarray   # (G,) int64: images seen per group
+    mean: np.ndarray    # (G, C) float64
+    m2: np.ndarray      # (G, C) float64
+    hist: np.ndarray    # (G, BINS + 2) int64: underflow, BINS bins, overflow
+    low: float
+    high: float
+
+    @classmethod
+    def empty(cls, groups: int, channels: int, low: float, high: float) -> BlockStats:
+        return cls(np.zeros(groups, np.int64), np.zeros((groups, channels)), np.zeros((groups, channels)),
+                   np.zeros((groups, BINS + 2), np.int64), low, high)
+
+    def merge_moments(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Fold in another set of (count, mean, M2) of the same shape (Chan et al.'s formula)."""
+        seen = count > 0
+        n_a, n_b = self.count[seen][:, None].astype(np.float64), count[seen][:, None].astype(np.float64)
+        n = n_a + n_b
+        delta = mean[seen] - self.mean[seen]
+        self.mean[seen] += delta * n_b / n
+        self.m2[seen] += m2[seen] + delta**2 * n_a * n_b / n
+        self.count[seen] += count[seen]
+
+    def std(self) -> np.ndarray:
+        """Sample standard deviation per (group, channel); NaN below two images."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(self.m2 / (self.count[:, None] - 1))
+
+
+class GateStats:
+    """Statistics of every block, updated batch by batch with :meth:`update`."""
+
+    def __init__(self, blocks: dict[str, tuple[int, float, float]], num_classes: int):
+        """``blocks``: name -> (channels, low, high) of its histogram range."""
+        self.num_classes = num_classes
+        self.blocks = {name: BlockStats.empty(num_classes + 1, c, lo, hi) for name, (c, lo, hi) in blocks.items()}
+
+    @property
+    def all_group(self) -> int:
+        return self.num_classes
+
+    def update(self, name: str, values: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch: ``values`` N x C (or N x C x H x W, averaged over positions), ``labels`` N class indices."""
+        b = self.blocks[name]
+        v = values.detach().to("cpu", torch.float64)
+        if v.dim() > 2:
+            v = v.flatten(2).mean(2)
+        v = v.reshape(v.shape[0], -1)
+        labels = labels.to("cpu", torch.long)
+        groups = b.count.shape[0]
+        count = torch.bincount(labels, minlength=groups)
+        sums = torch.zeros(groups, v.shape[1], dtype=torch.float64).index_add_(0, labels, v)
+        safe = count.clamp(min=1).unsqueeze(1).double()
+        mean = sums / safe
+        m2 = torch.zeros_like(sums).index_add_(0, labels, (v - mean[labels]) ** 2)
+        # the "all images" group of this batch
+        count[self.all_group] = v.shape[0]
+        mean[self.all_group] = v.mean(0)
+        m2[self.all_group] = ((v - v.mean(0)) ** 2).sum(0)
+        b.merge_moments(count.numpy(), mean.numpy(), m2.numpy())
+        b.hist += self._histogram(v, labels, b, groups)
+
+    @staticmethod
+    def _histogram(v: torch.Tensor, labels: torch.Tensor, b: BlockStats, groups: int) -> np.ndarray:
+        width = (b.high - b.low) / BINS
+        idx = torch.floor((v - b.low) / width).long() + 1
+        idx = idx.clamp(0, BINS + 1)  # below low -> 0, at or above high -> BINS + 1
+        idx = torch.where(v == b.high, torch.full_like(idx, BINS), idx)  # the top edge belongs to the last bin
+        flat = (labels.unsqueeze(1) * (BINS + 2) + idx).flatten()
+        per_class = torch.bincount(flat, minlength=groups * (BINS + 2)).reshape(groups, BINS + 2)
+        per_class[groups - 1] += torch.bincount(idx.flatten(), minlength=BINS + 2)
+        return per_class.numpy()
+
+    def merge(self, other: GateStats) -> GateStats:
+        """Fold in the statistics of a disjoint shard (same blocks, same label space)."""
+        if set(other.blocks) != set(self.blocks) or other.num_classes != self.num_classes:
+            raise SeprobeError("cannot merge statistics of different models or label spaces; valid: shards of "
+                               "one configuration")
+        for name, b in self.blocks.items():
+            o = other.blocks[name]
+            b.merge_moments(o.count, o.mean, o.m2)
+            b.hist += o.hist
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        arrays = {"num_classes": np.array(self.num_classes)}
+        for name, b in self.blocks.items():
+            for field in ("count", "mean", "m2", "hist"):
+                arrays[f"{name}/{field}"] = getattr(b, field)
+            arrays[f"{name}/range"] = np.array([b.low, b.high])
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
+                np.savez_compressed(f, **arrays)
+
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GateStats:
+        with np.load(path, allow_pickle=False) as data:
+            names = sorted({k.split("/")[0] for k in data.files if "/" in k})
+            stats = cls({}, int(data["num_classes"]))
+            for name in names:
+                low, high = data[f"{name}/range"]
+                stats.blocks[name] = BlockStats(data[f"{name}/count"], data[f"{name}/mean"], data[f"{name}/m2"],
+                                                data[f"{name}/hist"], float(low), float(high))
+        return stats
+
+    def fraction_above(self, name: str, threshold: float, group: int | None = None) -> float:
+        """Share of gate values at or above ``threshold`` (a bin edge), from the histogram."""
+        b = self.blocks[name]
+        h = b.hist[self.all_group if group is None else group]
+        edge = round((threshold - b.low) / (b.high - b.low) * BINS) + 1
+        return float(h[edge:].sum() / max(h.sum(), 1))
+
+    def between_class_std(self, name: str) -> float:
+        """How far the gates move from class to class, in gate units: per channel the standard deviation of the
+        class means (weighted by images), averaged over channels. Unlike eta^2 it is small when a block's gates
+        barely vary at all."""
+        b = self.blocks[name]
+        n = b.count[: self.num_classes].astype(np.float64)[:, None]
+        between = (n * (b.mean[: self.num_classes] - b.mean[self.all_group]) ** 2).sum(0) / max(n.sum(), 1)
+        return float(np.sqrt(between).mean())
+
+    def class_specificity(self, name: str) -> float:
+        """Share of the gates' variance explained by the class (the correlation ratio eta^2), over all channels:
+        between-class sum of squares / total sum of squares, with "all" as the total."""
+        b = self.blocks[name]
+        n = b.count[: self.num_classes].astype(np.float64)[:, None]
+        overall = b.mean[self.all_group]
+        between = (n * (b.mean[: self.num_classes] - overall) ** 2).sum()
+        total = b.m2[self.all_group].sum()
+        return float(between / total) if total > 0 else float("nan")
