@@ -165,29 +165,36 @@ def reports_cmd(
     studies: Annotated[Path, typer.Option(help="folder of study files")] = Path("studies"),
     out: Annotated[Path | None, typer.Option(help="report folder (default: reports/ beside studies/)")] = None,
     with_timing: Annotated[bool, typer.Option("--with-timing", help="also run timing studies (slow)")] = False,
+    with_activations: Annotated[bool, typer.Option("--with-activations",
+                                                   help="also run activations studies (real data, minutes)")] = False,
 ) -> None:
-    """Regenerate every report from studies/ (timing studies only with --with-timing), and reports/README.md."""
+    """Regenerate every report from studies/ (timing and activations studies only when asked), and the index."""
     from .errors import SeprobeError
 
     if not studies.is_dir():
         raise SeprobeError(f"study folder {str(studies)!r} does not exist; valid: a folder of .toml studies")
-    _run_studies(sorted(studies.glob("*.toml")), out, skip_timing=not with_timing)
+    skip = {k for k, wanted in (("timing", with_timing), ("activations", with_activations)) if not wanted}
+    _run_studies(sorted(studies.glob("*.toml")), out, skip_kinds=skip)
 
 
-def _run_studies(paths: list[Path], out: Path | None, skip_timing: bool = False) -> None:
+def _run_studies(paths: list[Path], out: Path | None, skip_kinds: set[str] = frozenset()) -> None:
     from .report_files import write_index, write_report
     from .studies import load_study
     from .study_runs import run_study
 
     studies = [load_study(p) for p in paths]  # validate them all before running any
-    if skip_timing:
-        for s in studies:
-            if s.kind == "timing":
-                typer.echo(f"skipping {s.name} (timing): add --with-timing", err=True)
-        studies = [s for s in studies if s.kind != "timing"]
+    kept = []
+    for s in studies:
+        if s.kind in skip_kinds:
+            typer.echo(f"skipping {s.name} ({s.kind}): add --with-{s.kind}", err=True)
+        elif s.missing_inputs():
+            typer.echo(f"skipping {s.name}: {', '.join(s.missing_inputs())} not found here", err=True)
+        else:
+            kept.append(s)
+    studies = kept
     results = []
     for s in studies:
-        typer.echo(f"running {s.name} ({len(s.variants)} variants)", err=True)
+        typer.echo(f"running {s.name}" + (f" ({len(s.variants)} variants)" if s.variants else ""), err=True)
         results.append(run_study(s, progress=lambda msg: typer.echo(f"  {msg}", err=True)))
     for r in results:  # written only once every study has run
         out_dir = out or r.study.path.parent.parent / "reports"
@@ -198,6 +205,147 @@ def _run_studies(paths: list[Path], out: Path | None, skip_timing: bool = False)
             typer.echo(f"warning: {r.study.name}: {n}", err=True)
     if results:
         typer.echo(f"wrote {write_index(out or results[0].study.path.parent.parent / 'reports')}", err=True)
+
+
+PAPER_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
+
+
+def _preprocessing(pre, resize, crop, mean, std, interpolation):
+    """The model's preprocessing with the user's overrides."""
+    import dataclasses
+
+    from .errors import SeprobeError
+
+    def triple(text, what):
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 3:
+            raise SeprobeError(f"invalid --{what} {text!r}; valid: three comma-separated numbers, e.g. 0.5,0.5,0.5")
+        return values
+
+    changes = {k: v for k, v in dict(resize=resize, crop=crop, interpolation=interpolation).items() if v is not None}
+    if mean is not None:
+        changes["mean"] = triple(mean, "mean")
+    if std is not None:
+        changes["std"] = triple(std, "std")
+    return dataclasses.replace(pre, **changes)
+
+
+ModelSpecOpt = Annotated[str, typer.Option("--model", "-m", help="seprobe name, timm:NAME or torchvision:NAME")]
+WeightsOpt = Annotated[str | None, typer.Option(help="checkpoint path | timm | torchvision | random")]
+DataOpt = Annotated[Path, typer.Option(help="images: wnid_name files, class folders, or a flat folder + --labels")]
+LabelsOpt = Annotated[Path | None, typer.Option(help="label file for a flat folder ('<file> <label>' lines)")]
+ResizeOpt = Annotated[int | None, typer.Option(help="override: resize the shorter side to this")]
+CropOpt = Annotated[int | None, typer.Option(help="override: centre crop size")]
+MeanOpt = Annotated[str | None, typer.Option(help="override: normalisation mean, e.g. 0.5,0.5,0.5")]
+StdOpt = Annotated[str | None, typer.Option(help="override: normalisation std")]
+InterpOpt = Annotated[str | None, typer.Option(help="override: bilinear|bicubic|nearest")]
+
+
+@app.command("activations")
+def activations_cmd(
+    model: ModelSpecOpt,
+    data: DataOpt,
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    classes: Annotated[str, typer.Option(help="ImageNet names, wnids or indices")] = "goldfish,pug,airliner,cliff",
+    stage: Annotated[list[int] | None, typer.Option(help="plot the blocks of this stage (repeatable)")] = None,
+    blocks: Annotated[str | None, typer.Option(help="plot these blocks, e.g. SE_5_1,SE_5_2")] = None,
+    samples_per_class: Annotated[int | None, typer.Option(help="images per class (the paper: 50)")] = None,
+    views: Annotated[int, typer.Option(help="views per image: the evaluation crop + augmented crops")] = 1,
+    channels: Annotated[int, typer.Option(help="channels sampled uniformly for the plots (the paper: 50)")] = 50,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    device: Annotated[str, typer.Option()] = "cpu",
+    num_workers: Annotated[int, typer.Option()] = 0,
+    all_classes_table: Annotated[bool, typer.Option("--all-classes-table", help="tidy table of every class")] = False,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("activations"),
+    resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None,
+) -> None:
+    """Class-specific excitation distributions per stage and block (the paper's Figs. 6 and 7)."""
+    from .activation_report import specificity_table, write_outputs
+    from .activations import collect
+    from .errors import SeprobeError
+    from .image_data import discover, select
+    from .imagenet_classes import resolve_classes
+    from .model_source import load_model, weights_kind
+
+    weights_kind(weights)
+    images = select(discover(data, labels), samples_per_class)
+    chosen = resolve_classes(classes) if images.imagenet else _folder_classes(classes, images.class_names)
+    missing = [images.class_names[c] for c in chosen if c not in set(images.labels)]
+    if missing:
+        raise SeprobeError(f"no image of class {missing[0]!r} in {data}; valid: classes present in the data")
+    if channels < 1:
+        raise SeprobeError(f"invalid --channels {channels}; valid: an integer >= 1")
+    loaded = load_model(model, weights)
+    loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
+    if loaded.random:
+        typer.echo("warning: --weights random: the gate values of an untrained network mean nothing", err=True)
+    run = collect(loaded, images, views=views, batch_size=batch_size, device=device, num_workers=num_workers)
+    names = [g.name for g in run.gates]
+    if blocks:
+        shown = [b.strip() for b in blocks.split(",") if b.strip()]
+        unknown = [b for b in shown if b not in names]
+        if unknown:
+            raise SeprobeError(f"unknown block {unknown[0]!r}; valid: {', '.join(names)}")
+    elif stage:
+        shown = [g.name for g in run.gates if g.stage in stage]
+        if not shown:
+            stages = sorted({g.stage for g in run.gates})
+            raise SeprobeError(f"no SE block in stage {stage[0]}; valid: {', '.join(map(str, stages))}")
+    else:
+        shown = [b for b in PAPER_BLOCKS if b in names] if set(PAPER_BLOCKS) <= set(names) else names
+    spec = specificity_table(run, chosen)
+    for path in write_outputs(run, out, chosen, shown, channels, spec, all_classes_table):
+        typer.echo(f"wrote {path}", err=True)
+    if run.top1 is not None:
+        typer.echo(f"{loaded.name}: top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on {run.evaluated} images")
+    typer.echo(spec.to_string(index=False, float_format="{:.3f}".format))
+    for note in run.notes:
+        typer.echo(f"Note: {note}.")
+
+
+def _folder_classes(spec: str, names: tuple[str, ...]) -> list[int]:
+    from .errors import SeprobeError
+
+    out = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item not in names:
+            raise SeprobeError(f"unknown class {item!r}; valid: {', '.join(names[:20])}")
+        out.append(names.index(item))
+    return out
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: ModelSpecOpt,
+    data: DataOpt,
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    batch_size: Annotated[int, typer.Option()] = 50,
+    device: Annotated[str, typer.Option()] = "cpu",
+    num_workers: Annotated[int, typer.Option()] = 0,
+    resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None,
+) -> None:
+    """Top-1 / top-5 accuracy of an ImageNet classifier on labelled images (evaluation crop)."""
+    from .activations import collect
+    from .errors import SeprobeError
+    from .image_data import discover
+    from .model_source import load_model, weights_kind
+
+    weights_kind(weights)
+    images = discover(data, labels)
+    if not images.imagenet:
+        raise SeprobeError(f"{data}: labels are not ImageNet classes; valid: wnid-named files or folders, or --labels")
+    loaded = load_model(model, weights)
+    loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
+    run = collect(loaded, images, batch_size=batch_size, device=device, num_workers=num_workers, with_gates=False)
+    skipped = f", {len(run.failed)} unreadable images skipped" if run.failed else ""
+    typer.echo(f"{loaded.name}: top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on {run.evaluated} images{skipped}")
 
 
 def main() -> None:
