@@ -1,0 +1,229 @@
+"""Excitation collection on synthetic data whose gate values are known by construction; real data when present."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from seprobe import SeprobeError, SqueezeExcite
+from seprobe.activation_report import sampled_channels, specificity_table, tidy_table, write_outputs
+from seprobe.activations import collect
+from seprobe.gate_stats import GateStats
+from seprobe.image_data import Preprocessing, discover, select
+from seprobe.model_source import LoadedModel
+
+from .conftest import SHARED
+
+# class index -> solid RGB colours of its images; wnids of ImageNet classes 1 (goldfish) and 254 (pug)
+COLOURS = {1: [(10, 200, 30), (60, 180, 90), (250, 0, 128)], 254: [(255, 255, 255), (0, 0, 0)]}
+WNIDS = {1: "n01443537", 254: "n02110958"}
+
+
+class IdentitySE(nn.Module):
+    """An SE block on the raw image whose gate is sigmoid(channel mean), exactly: W1 = W2 = I, no bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.se = SqueezeExcite(3, hidden_channels=3)
+        self.se.name = "SE_2_1"
+        with torch.no_grad():
+            for fc in (self.se.fc1, self.se.fc2):
+                fc.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+                fc.bias.zero_()
+        self.head = nn.Linear(3, 1000)
+
+    def forward(self, x):
+        return self.head(self.se(x).mean((2, 3)))
+
+
+def expected_gate(rgb):
+    return 1 / (1 + np.exp(-np.asarray(rgb) / 255.0))  # pixels / 255 with mean 0, std 1: all positive
+
+
+@pytest.fixture
+def solid_images(tmp_path):
+    root = tmp_path / "flat"
+    root.mkdir()
+    for cls, colours in COLOURS.items():
+        for j, rgb in enumerate(colours):
+            Image.new("RGB", (40, 30), rgb).save(root / f"{WNIDS[cls]}_img{j}.png")
+    return root
+
+
+def loaded():
+    return LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
+                       Preprocessing(resize=16, crop=16, mean=(0, 0, 0), std=(1, 1, 1)), False)
+
+
+def test_gate_statistics_equal_the_values_known_by_construction(solid_images):
+    run = collect(loaded(), discover(solid_images), batch_size=2, progress=False)
+    b = run.stats.blocks["SE_2_1"]
+    for cls, colours in COLOURS.items():
+        values = expected_gate(colours)                      # images x channels
+        assert b.count[cls] == len(colours)
+        np.testing.assert_allclose(b.mean[cls], values.mean(0), atol=1e-6)
+        np.testing.assert_allclose(b.std()[cls], values.std(0, ddof=1), atol=1e-6)
+    everything = expected_gate([c for cs in COLOURS.values() for c in cs])
+    np.testing.assert_allclose(b.mean[run.stats.all_group], everything.mean(0), atol=1e-6)
+    np.testing.assert_allclose(b.std()[run.stats.all_group], everything.std(0, ddof=1), atol=1e-6)
+    # histogram: 5 images x 3 channels, each value in its 0.02-wide bin
+    hist = b.hist[run.stats.all_group]
+    assert hist.sum() == 15
+    expected_bins = np.bincount((np.floor(everything.flatten() / 0.02) + 1).astype(int), minlength=52)
+    np.testing.assert_array_equal(hist, expected_bins)
+    assert run.stats.fraction_above("SE_2_1", 0.9) == pytest.approx((everything >= 0.9).mean())
+
+
+def test_class_specificity_is_the_correlation_ratio(solid_images):
+    run = collect(loaded(), discover(solid_images), batch_size=4, progress=False)
+    values = {cls: expected_gate(c) for cls, c in COLOURS.items()}
+    everything = np.concatenate(list(values.values()))
+    between = sum(len(v) * ((v.mean(0) - everything.mean(0)) ** 2).sum() for v in values.values())
+    total = ((everything - everything.mean(0)) ** 2).sum()
+    assert run.stats.class_specificity("SE_2_1") == pytest.approx(between / total, rel=1e-6)
+    per_channel = sum(len(v) * (v.mean(0) - everything.mean(0)) ** 2 for v in values.values()) / len(everything)
+    assert run.stats.between_class_std("SE_2_1") == pytest.approx(np.sqrt(per_channel).mean(), rel=1e-6)
+
+
+def test_shards_merge_into_the_union(solid_images, tmp_path):
+    images = discover(solid_images)
+    full = collect(loaded(), images, batch_size=3, progress=False).stats
+    half = len(images.paths) // 2
+    shards = [type(images)(images.paths[s], images.labels[s], images.class_names, True, images.layout)
+              for s in (slice(0, half), slice(half, None))]
+    a, b = (collect(loaded(), s, batch_size=2, progress=False).stats for s in shards)
+    a.save(tmp_path / "a.npz")
+    merged = GateStats.load(tmp_path / "a.npz").merge(b)
+    for name, f in full.blocks.items():
+        m = merged.blocks[name]
+        np.testing.assert_array_equal(m.count, f.count)
+        np.testing.assert_array_equal(m.hist, f.hist)
+        np.testing.assert_allclose(m.mean, f.mean, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(m.m2, f.m2, rtol=0, atol=1e-12)
+
+
+def test_memory_is_fixed_by_blocks_classes_channels():
+    stats = GateStats({"SE_2_1": (8, 0.0, 1.0)}, num_classes=1000)
+    sizes = [a.nbytes for a in vars(stats.blocks["SE_2_1"]).values() if isinstance(a, np.ndarray)]
+    for _ in range(20):
+        stats.update("SE_2_1", torch.rand(64, 8), torch.randint(0, 1000, (64,)))
+    assert [a.nbytes for a in vars(stats.blocks["SE_2_1"]).values() if isinstance(a, np.ndarray)] == sizes
+    assert stats.blocks["SE_2_1"].count[1000] == 20 * 64
+
+
+def test_nosqueeze_gates_are_averaged_over_positions():
+    stats = GateStats({"b": (2, 0.0, 1.0)}, num_classes=3)
+    per_position = torch.tensor([[[[0.2, 0.4]], [[0.6, 1.0]]]])  # 1 image, 2 channels, 1 x 2 positions
+    stats.update("b", per_position, torch.tensor([2]))
+    np.testing.assert_allclose(stats.blocks["b"].mean[2], [0.3, 0.8])
+
+
+def test_corrupt_images_are_skipped_counted_and_listed(solid_images):
+    (solid_images / "n01443537_broken.png").write_bytes(b"not an image at all")
+    run = collect(loaded(), discover(solid_images), batch_size=2, progress=False)
+    assert len(run.failed) == 1 and "n01443537_broken.png" in run.failed[0]
+    assert run.stats.blocks["SE_2_1"].count[1] == 3 and any("unreadable" in n for n in run.notes)
+
+
+def test_views_multiply_the_samples_and_keep_accuracy_on_the_first(solid_images):
+    run = collect(loaded(), discover(solid_images), views=3, batch_size=4, progress=False)
+    assert run.stats.blocks["SE_2_1"].count[1] == 9 and run.evaluated == 5
+    assert any("3 views" in n for n in run.notes)
+
+
+def test_data_layouts(tmp_path, solid_images):
+    folders = tmp_path / "folders"
+    for cls, wnid in WNIDS.items():
+        (folders / wnid).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (cls, 0, 0)).save(folders / wnid / "a.JPEG")
+    d = discover(folders)
+    assert d.imagenet and d.labels == (1, 254) and d.layout == "wnid class folders"
+    other = tmp_path / "other"
+    for name in ("cats", "dogs"):
+        (other / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(other / name / "x.png")
+    d = discover(other)
+    assert not d.imagenet and d.class_names == ("cats", "dogs") and d.labels == (0, 1)
+    flat = tmp_path / "val"
+    flat.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(flat / f"ILSVRC2012_val_0000000{i + 1}.JPEG")
+    (tmp_path / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG n01443537\n")
+    assert discover(flat, tmp_path / "val.txt").labels == (65, 1)
+    (tmp_path / "synsets.txt").write_text("n01443537\nn02110958\nn09246464\n")
+    assert discover(flat, tmp_path / "synsets.txt").labels == (1, 254, 972)
+    (tmp_path / "devkit.txt").write_text("490\n361\n171\n")
+    with pytest.raises(SeprobeError, match="devkit's ILSVRC2012_ID"):
+        discover(flat, tmp_path / "devkit.txt")
+    assert select(discover(solid_images), 1).labels == (1, 254)
+
+
+def test_outputs_are_written(solid_images, tmp_path):
+    run = collect(loaded(), discover(solid_images), views=2, batch_size=4, progress=False)
+    spec = specificity_table(run, [1, 254])
+    paths = write_outputs(run, tmp_path / "out", [1, 254], ["SE_2_1"], 50, spec)
+    names = {p.name for p in paths}
+    assert {"gates.csv", "gates.parquet", "specificity.csv", "stats.npz", "summary.md", "fig6_class_means.png",
+            "fig6_class_means.svg", "fig7_goldfish.png", "fig7_pug.svg"} <= names
+    table = pd.read_parquet(tmp_path / "out" / "gates.parquet")
+    assert set(table["class_name"]) == {"goldfish", "pug", "all classes"} and len(table) == 9
+    pd.testing.assert_frame_equal(table, tidy_table(run, [1, 254]), check_dtype=False)
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_sampled_channels_are_uniform_and_sorted():
+    idx = sampled_channels(2048, 50)
+    assert len(set(idx)) == 50 and list(idx) == sorted(idx) and idx.max() < 2048
+    assert list(sampled_channels(16, 50)) == list(range(16))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_errors_are_one_line(solid_images):
+    cases = [(["activations", "--model", "se_resnet18", "--data", str(solid_images)], "no --weights given"),
+             (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
+               "--classes", "plane"], "'plane' is ambiguous; valid: one of 404 n02690373 airliner"),
+             (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
+               "--classes", "cliff"], "no image of class 'cliff'"),
+             (["activations", "--model", "resnet18", "--weights", "random", "--data", str(solid_images),
+               "--classes", "goldfish"], "resnet18 has no SE block"),
+             (["evaluate", "--model", "timm:not_a_model", "--weights", "random", "--data", str(solid_images)],
+              "unknown timm model 'not_a_model'")]
+    for args, message in cases:
+        proc = _cli(*args)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("seprobe: error:")]
+        assert len(errors) == 1 and "Traceback" not in proc.stderr
+
+
+def test_cli_random_weights_warn_and_run(solid_images, tmp_path):
+    proc = _cli("activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
+                "--classes", "goldfish,pug", "--stage", "5", "--out", str(tmp_path / "o"), "--batch-size", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "random" in proc.stderr and "mean nothing" in proc.stderr
+    assert "SE_5_2" in proc.stdout and (tmp_path / "o" / "fig6_class_means.png").is_file()
+
+
+WEIGHTS = SHARED / "weights" / "tf_mobilenetv3_small_100.pth"
+SAMPLES = SHARED / "data" / "imagenet-samples"
+needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and SAMPLES.is_dir()),
+                                  reason="needs ../shared/weights and ../shared/data/imagenet-samples (real data)")
+
+
+@needs_shared
+def test_real_mobilenetv3_top1_matches_its_provenance():
+    """shared/weights/README.md measured top-1 0.753, top-5 0.935 on the 1000 sample images."""
+    pytest.importorskip("timm")
+    proc = _cli("evaluate", "--model", "timm:tf_mobilenetv3_small_100", "--weights", str(WEIGHTS),
+                "--data", str(SAMPLES))
+    assert proc.returncode == 0, proc.stderr
+    top1 = float(proc.stdout.split("top-1 ")[1].split(",")[0])
+    top5 = float(proc.stdout.split("top-5 ")[1].split(" ")[0])
+    assert abs(top1 - 0.753) <= 0.005 and abs(top5 - 0.935) <= 0.005
