@@ -26,6 +26,14 @@ def markdown(result: StudyResult) -> str:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result.notes]
     if s.figure:
         lines += ["", f"![{s.title}]({s.name}.png)"]
+    if s.kind == "activations":
+        shown = ", ".join(f"[{p}]({s.name}/{p})" for p in ("summary.md", "gates.csv", "specificity.csv"))
+        lines += ["", f"Full outputs in `reports/{s.name}/`: {shown}.", "",
+                  f"![Fig. 6]({s.name}/fig6_class_means.png)", ""]
+        lines += [f"![Fig. 7]({s.name}/fig7_{c.replace(' ', '_')}.png)"
+                  for c in (result.activation_run.images.class_names[i] for i in result.classes[:2])]
+    if s.reading:
+        lines += ["", "## Reading", "", s.reading]
     return "\n".join(lines) + "\n"
 
 
@@ -62,6 +70,12 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
              atomic_write_text(out_dir / f"{name}.csv", result.table.to_csv(index=False, lineterminator="\n"))]
     if result.study.figure:
         paths.append(atomic_write(out_dir / f"{name}.png", lambda tmp: figure(result, tmp)))
+    if result.activation_run is not None:
+        from .activation_report import write_outputs
+
+        run, blocks = result.activation_run, [g.name for g in result.activation_run.gates]
+        paths += write_outputs(run, out_dir / name, result.classes, blocks,
+                               result.study.activations.get("channels", 50), result.table, save_stats=False)
     return paths
 
 

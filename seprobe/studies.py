@@ -28,13 +28,15 @@ from typing import Any
 
 from .errors import SeprobeError
 
-KINDS = ("complexity", "excitation", "timing")
-STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing")
+KINDS = ("complexity", "excitation", "timing", "activations")
+STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing", "activations",
+                "reading")
 VARIANT_FIELDS = ("label", "model", "knobs", "paper", "note")
 PAPER_FIELDS = ("gflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")
 FIGURES = ("params", "gflops")
 TIMING_FIELDS = ("device", "batch_size", "dtype", "channels_last", "warmup", "repeats", "input_size",
                  "inference_batch_size")
+ACTIVATION_FIELDS = ("model", "weights", "data", "classes", "views", "channels", "samples_per_class", "batch_size")
 #: the paper's printed decimals, which decide whether a measured value "matches"
 DECIMALS = {"gflops": 2, "params_m": 1}
 
@@ -58,6 +60,13 @@ class Study:
     variants: tuple[Variant, ...]
     figure: str | None = None
     timing: dict[str, Any] = field(default_factory=dict)
+    activations: dict[str, Any] = field(default_factory=dict)  # paths made relative to the study file's folder
+    reading: str = ""
+
+    def missing_inputs(self) -> list[str]:
+        """The data or weights an activations study names that do not exist here."""
+        return [str(self.activations[k]) for k in ("data", "weights")
+                if k in self.activations and not Path(self.activations[k]).exists()]
 
 
 def _fail(path: Path, key: str, message: str) -> SeprobeError:
@@ -82,12 +91,24 @@ def load_study(path: str | Path) -> Study:
     except tomllib.TOMLDecodeError as e:
         raise _fail(path, "TOML", str(e)) from None
     _check_keys(path, "", data, STUDY_FIELDS)
-    for required in ("title", "kind", "variants"):
+    for required in ("title", "kind"):
         if required not in data:
-            raise _fail(path, required, "missing; every study needs title, kind and variants")
+            raise _fail(path, required, "missing; every study needs a title and a kind")
     kind = data["kind"]
     if kind not in KINDS:
         raise _fail(path, "kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    activations = dict(data.get("activations", {}))
+    _check_keys(path, "activations.", activations, ACTIVATION_FIELDS)
+    if kind == "activations":
+        for required in ("model", "weights", "data"):
+            if required not in activations:
+                raise _fail(path, f"activations.{required}", "missing; an activations study needs model, weights "
+                            "and data")
+        for key in ("weights", "data"):
+            if activations[key] not in ("timm", "torchvision", "random"):
+                activations[key] = (path.parent / activations[key]).resolve()
+    elif "variants" not in data:
+        raise _fail(path, "variants", "missing; every study of this kind needs variants")
     figure = data.get("figure")
     if figure is not None and figure not in FIGURES:
         raise _fail(path, "figure", f"unknown figure {figure!r}; valid: {', '.join(FIGURES)}")
@@ -95,7 +116,7 @@ def load_study(path: str | Path) -> Study:
     _check_keys(path, "timing.", timing, TIMING_FIELDS)
     defaults = data.get("defaults", {})
     variants = []
-    for i, v in enumerate(data["variants"]):
+    for i, v in enumerate(data.get("variants", [])):
         where = f"variants[{i}]"
         _check_keys(path, f"{where}.", v, VARIANT_FIELDS)
         if "model" not in v or "label" not in v:
@@ -109,4 +130,4 @@ def load_study(path: str | Path) -> Study:
             raise _fail(path, f"{where} ({v['label']})", str(e)) from None
         variants.append(Variant(v["label"], v["model"], knobs, dict(v.get("paper", {})), v.get("note", "")))
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
-                 figure, timing)
+                 figure, timing, activations, data.get("reading", "").strip())

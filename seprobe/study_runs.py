@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -19,10 +20,13 @@ class StudyResult:
     table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     context: list[str] = field(default_factory=list)  # lines that say how and where it was measured
+    activation_run: object | None = None              # an ActivationRun, for the activations kind
+    classes: list[int] = field(default_factory=list)
 
 
 def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None) -> StudyResult:
-    runner = {"complexity": _complexity, "excitation": _excitation, "timing": _timing}[study.kind]
+    runner = {"complexity": _complexity, "excitation": _excitation, "timing": _timing,
+              "activations": _activations}[study.kind]
     return runner(study, progress)
 
 
@@ -144,3 +148,23 @@ def _timing(study: Study, progress) -> StudyResult:
     context = [f"Measured on {result.device_name} ({result.threads} threads), {datetime.date.today().isoformat()}, "
                f"torch {torch.__version__}."] + contexts
     return StudyResult(study, table, notes, context)
+
+
+def _activations(study: Study, progress) -> StudyResult:
+    from .activation_report import specificity_table
+    from .activations import collect
+    from .image_data import discover, select
+    from .imagenet_classes import resolve_classes
+    from .model_source import load_model
+
+    a = study.activations
+    progress(f"{study.name}: {a['model']} on {a['data']}")
+    images = select(discover(a["data"]), a.get("samples_per_class"))
+    classes = resolve_classes(a.get("classes", "goldfish,pug,airliner,cliff"))
+    loaded = load_model(a["model"], str(a["weights"]))
+    run = collect(loaded, images, views=a.get("views", 1), batch_size=a.get("batch_size", 50), progress=False)
+    spec = specificity_table(run, classes).round(3)
+    context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; {len(images.paths)} images "
+               f"({images.layout}), {run.views} views each; top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on the "
+               f"evaluation crops of {run.evaluated} images."]
+    return StudyResult(study, spec, list(run.notes), context, activation_run=run, classes=classes)

@@ -117,3 +117,18 @@ def test_timing_study_runs_small(tmp_path):
     assert t.set_index(["variant", "mode"]).loc[("R18", "train"), "paper_ms"] == 190
     assert any("SE-R18 / R18 (train): time ratio" in n for n in result.notes)
     assert "threads" in result.context[0]
+
+
+def test_activations_reading_quotes_the_committed_figures():
+    """The written reading of the real-data analysis cites numbers; they must be the committed ones."""
+    import pandas as pd
+
+    spec = pd.read_csv(ROOT / "reports" / "activations" / "specificity.csv").set_index("block")
+    reading = load_study(ROOT / "studies" / "activations.toml").reading
+    for block, column, text in [("SE_4_1", "between_class_std", "0.017"), ("SE_4_4", "between_class_std", "0.001"),
+                                ("SE_5_1", "between_class_std", "0.073"), ("SE_5_3", "between_class_std", "0.116"),
+                                ("SE_5_2", "mean_gate", "0.09"), ("SE_2_1", "share_above_0.9", "1")]:
+        assert f"{spec.loc[block, column]:.3f}".rstrip("0").rstrip(".").startswith(text.rstrip("0").rstrip(".")), \
+            (block, column)
+        assert text in reading
+    assert round(100 * spec.loc["SE_4_1", "share_above_0.9"]) == 83 and "83 %" in reading
