@@ -17,6 +17,49 @@ from .gates import Gate, find_gates, gate_range
 from .image_data import LabelledImages, ViewDataset, collate
 from .model_source import LoadedModel
 
+#: The blocks of the paper's Fig. 6: the last block of stages 2-4 (just before downsampling), and stage 5.
+PAPER_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
+
+
+def choose_classes(images: LabelledImages, spec: str) -> list[int]:
+    """The label indices of ``spec`` (ImageNet names, wnids, indices; or folder names for other trees),
+    each of which must have images."""
+    from .imagenet_classes import resolve_classes
+
+    if images.imagenet:
+        chosen = resolve_classes(spec)
+    else:
+        chosen = []
+        for item in (s.strip() for s in spec.split(",") if s.strip()):
+            if item not in images.class_names:
+                raise SeprobeError(f"unknown class {item!r}; valid: {', '.join(images.class_names[:20])}")
+            chosen.append(images.class_names.index(item))
+    present = set(images.labels)
+    for c in chosen:
+        if c not in present:
+            raise SeprobeError(f"no image of class {images.class_names[c]!r} in the data; valid: classes present "
+                               "in the data")
+    return chosen
+
+
+def choose_blocks(gates: list[Gate], stages: list[int] | None = None, blocks: str | None = None) -> list[str]:
+    """The blocks to plot: ``blocks`` by name, else those of ``stages``, else the paper's set where the model
+    has all of it, else every block."""
+    names = [g.name for g in gates]
+    if blocks:
+        shown = [b.strip() for b in blocks.split(",") if b.strip()]
+        for b in shown:
+            if b not in names:
+                raise SeprobeError(f"unknown block {b!r}; valid: {', '.join(names)}")
+        return shown
+    if stages:
+        shown = [g.name for g in gates if g.stage in stages]
+        if not shown:
+            valid = ", ".join(map(str, sorted({g.stage for g in gates})))
+            raise SeprobeError(f"no SE block in stage {', '.join(map(str, stages))}; valid: {valid}")
+        return shown
+    return list(PAPER_BLOCKS) if set(PAPER_BLOCKS) <= set(names) else names
+
 
 @dataclass
 class ActivationRun:

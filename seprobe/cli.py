@@ -26,6 +26,22 @@ def _root() -> None:
     """Build, count, time and look inside Squeeze-and-Excitation networks."""
 
 
+ReductionOpt = Annotated[int | None, typer.Option(help="SE reduction ratio r")]
+SqueezeOpt = Annotated[str | None, typer.Option(help="avg|max|none")]
+GateOpt = Annotated[str | None, typer.Option(help="sigmoid|tanh|relu|hardsigmoid")]
+BiasOpt = Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")]
+StagesOpt = Annotated[str | None, typer.Option(help="stages with SE, e.g. 2,3,4")]
+DropStage5Opt = Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE")]
+IntegrationOpt = Annotated[str | None, typer.Option(help="standard|pre|post|identity|3x3")]
+StrideOpt = Annotated[str | None, typer.Option(help="1x1|3x3: where downsampling strides")]
+StemPoolOpt = Annotated[str | None, typer.Option(help="ceil|pad: the stem max-pool (Caffe or torchvision)")]
+
+
+def knob_dict(**options) -> dict:
+    """The model-zoo knobs the user gave (options left at None are not knobs)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table|csv|json|markdown")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (atomically)")]
 
@@ -52,14 +68,15 @@ def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
 @app.command("complexity")
 def complexity_cmd(
     model: Annotated[list[str], typer.Option("--model", "-m", help="registered model name (repeatable)")],
-    reduction: Annotated[int | None, typer.Option(help="SE reduction ratio r")] = None,
-    squeeze: Annotated[str | None, typer.Option(help="avg|max|none")] = None,
-    gate: Annotated[str | None, typer.Option(help="sigmoid|tanh|relu|hardsigmoid")] = None,
-    bias: Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")] = None,
-    stages: Annotated[str | None, typer.Option(help="stages with SE, e.g. 2,3,4")] = None,
-    drop_stage5: Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE")] = None,
-    integration: Annotated[str | None, typer.Option(help="standard|pre|post|identity|3x3")] = None,
-    stride_at: Annotated[str | None, typer.Option(help="1x1|3x3: where downsampling strides")] = None,
+    reduction: ReductionOpt = None,
+    squeeze: SqueezeOpt = None,
+    gate: GateOpt = None,
+    bias: BiasOpt = None,
+    stages: StagesOpt = None,
+    drop_stage5: DropStage5Opt = None,
+    integration: IntegrationOpt = None,
+    stride_at: StrideOpt = None,
+    stem_pool: StemPoolOpt = None,
     input_size: Annotated[int, typer.Option(help="square input side")] = 224,
     count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
     count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
@@ -81,9 +98,8 @@ def complexity_cmd(
     from .complexity import block_table, breakdown_table, measure, stage_table, summary_table
     from .flops import FlopConvention
 
-    knobs = {k: v for k, v in dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
-                                   drop_stage5=drop_stage5, integration=integration, stride_at=stride_at).items()
-             if v is not None}
+    knobs = knob_dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
+                      drop_stage5=drop_stage5, integration=integration, stride_at=stride_at, stem_pool=stem_pool)
     convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds)
     from .registry import applicable_knobs
 
@@ -169,7 +185,6 @@ def reports_cmd(
                                                    help="also run activations studies (real data, minutes)")] = False,
 ) -> None:
     """Regenerate every report from studies/ (timing and activations studies only when asked), and the index."""
-    from .errors import SeprobeError
 
     if not studies.is_dir():
         raise SeprobeError(f"study folder {str(studies)!r} does not exist; valid: a folder of .toml studies")
@@ -207,14 +222,10 @@ def _run_studies(paths: list[Path], out: Path | None, skip_kinds: set[str] = fro
         typer.echo(f"wrote {write_index(out or results[0].study.path.parent.parent / 'reports')}", err=True)
 
 
-PAPER_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
-
-
 def _preprocessing(pre, resize, crop, mean, std, interpolation):
     """The model's preprocessing with the user's overrides."""
     import dataclasses
 
-    from .errors import SeprobeError
 
     def triple(text, what):
         try:
@@ -263,41 +274,31 @@ def activations_cmd(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("activations"),
     resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
     interpolation: InterpOpt = None,
+    reduction: ReductionOpt = None, squeeze: SqueezeOpt = None, gate: GateOpt = None, bias: BiasOpt = None,
+    stages: StagesOpt = None, drop_stage5: DropStage5Opt = None, integration: IntegrationOpt = None,
+    stride_at: StrideOpt = None, stem_pool: StemPoolOpt = None,
 ) -> None:
-    """Class-specific excitation distributions per stage and block (the paper's Figs. 6 and 7)."""
+    """Class-specific excitation distributions per stage and block (the paper's Figs. 6 and 7).
+
+    Model knobs (--reduction ... --stem-pool) apply to seprobe models, and must match the checkpoint."""
     from .activation_report import specificity_table, write_outputs
-    from .activations import collect
-    from .errors import SeprobeError
+    from .activations import choose_blocks, choose_classes, collect
     from .image_data import discover, select
-    from .imagenet_classes import resolve_classes
     from .model_source import load_model, weights_kind
 
     weights_kind(weights)
     images = select(discover(data, labels), samples_per_class)
-    chosen = resolve_classes(classes) if images.imagenet else _folder_classes(classes, images.class_names)
-    missing = [images.class_names[c] for c in chosen if c not in set(images.labels)]
-    if missing:
-        raise SeprobeError(f"no image of class {missing[0]!r} in {data}; valid: classes present in the data")
+    chosen = choose_classes(images, classes)
     if channels < 1:
         raise SeprobeError(f"invalid --channels {channels}; valid: an integer >= 1")
-    loaded = load_model(model, weights)
+    knobs = knob_dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
+                      drop_stage5=drop_stage5, integration=integration, stride_at=stride_at, stem_pool=stem_pool)
+    loaded = load_model(model, weights, **knobs)
     loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
     if loaded.random:
         typer.echo("warning: --weights random: the gate values of an untrained network mean nothing", err=True)
     run = collect(loaded, images, views=views, batch_size=batch_size, device=device, num_workers=num_workers)
-    names = [g.name for g in run.gates]
-    if blocks:
-        shown = [b.strip() for b in blocks.split(",") if b.strip()]
-        unknown = [b for b in shown if b not in names]
-        if unknown:
-            raise SeprobeError(f"unknown block {unknown[0]!r}; valid: {', '.join(names)}")
-    elif stage:
-        shown = [g.name for g in run.gates if g.stage in stage]
-        if not shown:
-            stages = sorted({g.stage for g in run.gates})
-            raise SeprobeError(f"no SE block in stage {stage[0]}; valid: {', '.join(map(str, stages))}")
-    else:
-        shown = [b for b in PAPER_BLOCKS if b in names] if set(PAPER_BLOCKS) <= set(names) else names
+    shown = choose_blocks(run.gates, stage, blocks)
     spec = specificity_table(run, chosen)
     for path in write_outputs(run, out, chosen, shown, channels, spec, all_classes_table):
         typer.echo(f"wrote {path}", err=True)
@@ -306,17 +307,6 @@ def activations_cmd(
     typer.echo(spec.to_string(index=False, float_format="{:.3f}".format))
     for note in run.notes:
         typer.echo(f"Note: {note}.")
-
-
-def _folder_classes(spec: str, names: tuple[str, ...]) -> list[int]:
-    from .errors import SeprobeError
-
-    out = []
-    for item in (s.strip() for s in spec.split(",") if s.strip()):
-        if item not in names:
-            raise SeprobeError(f"unknown class {item!r}; valid: {', '.join(names[:20])}")
-        out.append(names.index(item))
-    return out
 
 
 @app.command("evaluate")
@@ -333,7 +323,6 @@ def evaluate_cmd(
 ) -> None:
     """Top-1 / top-5 accuracy of an ImageNet classifier on labelled images (evaluation crop)."""
     from .activations import collect
-    from .errors import SeprobeError
     from .image_data import discover
     from .model_source import load_model, weights_kind
 

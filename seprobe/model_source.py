@@ -46,7 +46,11 @@ def weights_kind(weights: str | None) -> str:
 
 
 def load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
+    """The model, weights loaded, in eval mode; ``knobs`` apply to seprobe models only."""
     kind = weights_kind(weights)
+    if knobs and spec.startswith(PREFIXES):
+        raise SeprobeError(f"model knobs ({', '.join(knobs)}) apply to seprobe models, not {spec!r}; valid: "
+                           "leave them out for timm: and torchvision: models")
     if spec.startswith("timm:"):
         return _timm(spec.removeprefix("timm:"), weights, kind)
     if spec.startswith("torchvision:"):

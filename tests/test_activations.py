@@ -195,7 +195,11 @@ def test_cli_errors_are_one_line(solid_images):
              (["activations", "--model", "resnet18", "--weights", "random", "--data", str(solid_images),
                "--classes", "goldfish"], "resnet18 has no SE block"),
              (["evaluate", "--model", "timm:not_a_model", "--weights", "random", "--data", str(solid_images)],
-              "unknown timm model 'not_a_model'")]
+              "unknown timm model 'not_a_model'"),
+             (["activations", "--model", "timm:seresnet50", "--weights", "random", "--data", str(solid_images),
+               "--classes", "goldfish", "--reduction", "8"], "model knobs (reduction) apply to seprobe models"),
+             (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
+               "--classes", "goldfish", "--blocks", "SE_9_9"], "unknown block 'SE_9_9'; valid: SE_2_1")]
     for args, message in cases:
         proc = _cli(*args)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
@@ -205,10 +209,13 @@ def test_cli_errors_are_one_line(solid_images):
 
 def test_cli_random_weights_warn_and_run(solid_images, tmp_path):
     proc = _cli("activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
-                "--classes", "goldfish,pug", "--stage", "5", "--out", str(tmp_path / "o"), "--batch-size", "5")
+                "--classes", "goldfish,pug", "--stage", "5", "--out", str(tmp_path / "o"), "--batch-size", "5",
+                "--reduction", "8", "--squeeze", "max")
     assert proc.returncode == 0, proc.stderr
     assert "random" in proc.stderr and "mean nothing" in proc.stderr
     assert "SE_5_2" in proc.stdout and (tmp_path / "o" / "fig6_class_means.png").is_file()
+    spec = pd.read_csv(tmp_path / "o" / "specificity.csv")
+    assert list(spec["channels"]) == [64, 64, 128, 128, 256, 256, 512, 512]  # se_resnet18: every block counted
 
 
 WEIGHTS = SHARED / "weights" / "tf_mobilenetv3_small_100.pth"
