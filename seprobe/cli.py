@@ -81,6 +81,7 @@ def complexity_cmd(
     count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
     count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
     count_adds: Annotated[bool, typer.Option("--count-adds", help="count residual adds")] = False,
+    count_pooling: Annotated[bool, typer.Option("--count-pooling", help="count pooling and SE squeeze adds")] = False,
     per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
     device: Annotated[str, typer.Option(help="cpu|cuda (for --time)")] = "cpu",
@@ -100,7 +101,7 @@ def complexity_cmd(
 
     knobs = knob_dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
                       drop_stage5=drop_stage5, integration=integration, stride_at=stride_at, stem_pool=stem_pool)
-    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds)
+    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling)
     from .registry import applicable_knobs
 
     results = [measure(name, input_size=input_size, convention=convention, **applicable_knobs(name, knobs))

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from .timing import TimingResult
 
 _CATEGORY_NAMES = {"norm": "BatchNorm", "act": "activations", "add": "residual adds", "se_gate": "SE gates",
-                   "se_act": "SE hidden ReLU"}
+                   "se_act": "SE hidden ReLU", "pool": "pooling", "se_squeeze": "SE squeeze"}
 
 
 def _si(n: float) -> str:
@@ -58,9 +58,9 @@ def summary_text(results: list[Complexity]) -> str:
     for c in results:
         if c.blocks:
             parts = c.flops.by_category
-            lines.append(f"SE in {c.model}: {len(c.blocks)} blocks; multiply-adds: FCs {_si(parts['se_fc'])}, "
-                         f"squeeze {_si(parts['se_squeeze'])}, scale {_si(parts['se_scale'])}; "
-                         f"gate {_si(parts['se_gate'])} elements.")
+            lines.append(f"SE in {c.model}: {len(c.blocks)} blocks; FCs {_si(parts['se_fc'])} and scale "
+                         f"{_si(parts['se_scale'])} multiply-adds; squeeze {_si(parts['se_squeeze'])} adds, gate "
+                         f"{_si(parts['se_gate'])} values.")
     lines.append("Convention: " + first.convention.describe() + ".")
     for c in results:
         excluded = c.flops.excluded(c.convention)

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _R101_152 = ("the paper's ResNet-101/152 base figures are the ResNet paper's rounded totals (7.6 and 11.3 G); "
-             "the conv+fc multiply-adds of the Caffe architecture are 7.570 and 11.283 G, and SE's increment "
-             "matches the paper's +0.02 G")
+             "the conv+fc multiply-adds of the Caffe architecture are 7.570 and 11.282 G; SE's increment (+0.014 "
+             "and +0.020 G) is the paper's +0.02 G within its rounding")
 _RESNEXT = ("the paper's ResNeXt figures exceed the conv+fc multiply-adds of the 32x4d architecture with the "
             "stride in the 3x3 conv (4.231 and 7.970 G) by 0.01-0.02 G, a source the paper does not state; "
-            "SE's increment (+0.014 G for ResNeXt-50, +0.023 G for ResNeXt-101) is the same as for ResNet")
+            "SE's increment (+0.008 G for ResNeXt-50, +0.014 G for ResNeXt-101) is the same as for ResNet")
 _CLOSED_FORM = ("the paper's parameter figure is 0.1 M above the closed form 25.557 M + (2/r)·Σ N_s·C_s² "
                 "(+ biases); seprobe follows the closed form (the paper's own rounding)")
 

@@ -65,9 +65,10 @@ def _complexity(study: Study, progress) -> StudyResult:
         row, n = _complexity_row(v)
         rows.append(row)
         notes += n
-    context = ["Multiply-adds of one 224x224 image (1 MAC = 1 FLOP), counted by seprobe's SE-aware fvcore "
-               "handles: convolutions, FC layers, average pooling, SE squeeze and scale; not BatchNorm, "
-               "activations, gates, residual adds or max-pool (the paper's convention). Parameters in millions. "
+    context = ["Multiply-adds of one 224x224 image (1 MAC = 1 FLOP), counted as multiplications by seprobe's "
+               "SE-aware fvcore handles: convolutions, FC layers and SE's scale; not pooling or SE's squeeze "
+               "(additions only), BatchNorm, activations, gates or residual sums: the paper's convention, which "
+               "reproduces its figures. Parameters in millions. "
                "SE's relative cost is against the same network without SE. A difference counts when the "
                "measured value, rounded to the paper's printed decimals, is not the paper's."]
     return StudyResult(study, pd.DataFrame(rows), notes, context)
@@ -102,8 +103,8 @@ def _excitation(study: Study, progress) -> StudyResult:
                         "gate_negative_pct": 100 * (s < 0).float().mean().item()})
             row.update({k: round(val, 2) + 0.0 for k, val in row.items() if k.startswith("gate_")})  # no -0.0
         rows.append(row)
-    context = ["Cost as in the complexity studies: the gate is one operation per gate value, which the paper's "
-               "convention does not count, so the three gates cost the same.",
+    context = ["Cost as in the complexity studies: a gate is one operation per gate value, not a multiply-add, "
+               "so the three gates cost the same.",
                "Gate values: every SE gate of a randomly initialised SE-ResNet-50 (torch seed 0, eval mode) on two "
                "random N(0, 1) 224x224 images: the range each non-linearity can produce, not what a trained "
                "network produces (see the activations study)."]

@@ -50,7 +50,9 @@ def test_se_additions_equal_hand_counts():
     assert cat["se_squeeze"] == elements == 5_519_360   # one add per element of u
     assert cat["se_scale"] == elements                  # one multiply per element of u
     assert cat["se_gate"] == sum(n * ch for n, ch in zip(BLOCKS, channels, strict=True))  # one per gate value
-    assert c.total - c.plain_total == cat["se_fc"] + cat["se_squeeze"] + cat["se_scale"]
+    assert c.total - c.plain_total == cat["se_fc"] + cat["se_scale"]  # multiplications; the squeeze only adds
+    pooled = FlopConvention(pooling=True)
+    assert c.flops.total(pooled) - c.plain_flops.total(pooled) == cat["se_fc"] + cat["se_squeeze"] + cat["se_scale"]
     assert c.plain_model == "resnet50" and c.params - c.plain_params == 28_088_024 - 25_557_032
 
 
@@ -73,7 +75,7 @@ def test_bn_convention_matches_fvcore_default_on_torchvision():
     tv = torchvision.models.resnet50().eval()
     analysis = FlopCountAnalysis(tv, torch.zeros(1, 3, 224, 224))
     analysis.unsupported_ops_warnings(False)
-    ours = measure("resnet50", stride_at="3x3", convention=FlopConvention(bn=True))
+    ours = measure("resnet50", stride_at="3x3", convention=FlopConvention(bn=True, pooling=True))
     assert ours.total == analysis.total()
     assert ours.notes and "BatchNorm" in ours.notes[-1]
 
@@ -85,6 +87,8 @@ def test_convention_flags_add_exactly_their_category():
     assert flops.total(FlopConvention(activations=True)) == base + flops.by_category["act"] + \
         flops.by_category["se_gate"] + flops.by_category["se_act"]
     assert flops.total(FlopConvention(adds=True)) == base + flops.by_category["add"]
+    assert flops.total(FlopConvention(pooling=True)) == base + flops.by_category["pool"] + \
+        flops.by_category["se_squeeze"]
 
 
 @pytest.mark.parametrize("fig", [f for f in FIGURES if f.gflops or f.params_m], ids=lambda f: f"{f.table}-{f.label}")
@@ -141,7 +145,7 @@ def test_cli_one_screen_without_fvcore_warnings():
     proc = _cli("--model", "se_resnet50")
     assert proc.returncode == 0, proc.stderr
     assert "Unsupported" not in proc.stdout + proc.stderr and "Warning" not in proc.stderr
-    assert "3.8716" in proc.stdout and "paper (Table 2)" in proc.stdout and "max_pool2d x1" in proc.stdout
+    assert "3.8660" in proc.stdout and "paper (Table 2)" in proc.stdout and "max_pool2d x1" in proc.stdout
     assert len(proc.stdout.splitlines()) <= 25
 
 
