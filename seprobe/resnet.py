@@ -22,7 +22,7 @@ from torch import nn
 from torchvision.models.resnet import ResNet, conv1x1, conv3x3
 
 from .errors import check_choice
-from .se_config import SEConfig
+from .se_config import STAGES, SEConfig
 
 STRIDES = ("1x1", "3x3")
 STEM_POOLS = ("ceil", "pad")
@@ -125,7 +125,7 @@ class _StagedBlock:
         self.expansion = block.expansion
 
     def __call__(self, inplanes, planes, *args, **kwargs):
-        se = self.se if self.se and stage_of(planes) in self.se.active_stages else None
+        se = self.se if self.se and self.se.carries(stage_of(planes)) else None
         return self.block(inplanes, planes, *args, stride_at=self.stride_at, se=se, **kwargs)
 
 
@@ -139,6 +139,8 @@ class SEResNet(ResNet):
     def __init__(self, block, layers, *, groups=1, width_per_group=64, num_classes=1000,
                  stride_at="1x1", stem_pool=None, se: SEConfig | None = None):
         check_choice("stride placement", stride_at, STRIDES)
+        if se is not None:
+            se.check_stages(STAGES)
         if stem_pool is None:
             stem_pool = "ceil" if stride_at == "1x1" else "pad"
         check_choice("stem pool", stem_pool, STEM_POOLS)

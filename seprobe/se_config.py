@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from .errors import SeprobeError, check_choice
 from .se_block import GATES, SQUEEZES, SqueezeExcite
 
-STAGES = (2, 3, 4, 5)
+STAGES = (2, 3, 4, 5)  # a ResNet's conv2_x..conv5_x
+ALL_STAGES = (1, 2, 3, 4, 5)
 #: Where the block sits in a residual unit (paper Fig. 5 and Table 15):
 #: ``standard`` on the residual branch before the sum; ``pre`` on the unit's input, feeding the residual
 #: branch only; ``post`` after the sum (and its ReLU); ``identity`` on the identity branch; ``3x3`` inside the
@@ -16,19 +17,19 @@ STAGES = (2, 3, 4, 5)
 INTEGRATIONS = ("standard", "pre", "post", "identity", "3x3")
 
 
-def parse_stages(stages: Iterable[int] | str) -> tuple[int, ...]:
-    """``(2, 3, 4, 5)`` from an iterable of ints or a comma-separated string such as ``"2,3,4"``."""
+def parse_stages(stages: Iterable[int] | str, valid: tuple[int, ...] = ALL_STAGES) -> tuple[int, ...]:
+    """``(2, 3, 4)`` from an iterable of ints or a comma-separated string such as ``"2,3,4"``."""
     if isinstance(stages, str):
         try:
             stages = [int(s) for s in stages.split(",") if s.strip()]
         except ValueError:
             raise SeprobeError(
-                f"invalid stages {stages!r}; valid: a comma-separated subset of 2,3,4,5"
+                f"invalid stages {stages!r}; valid: a comma-separated subset of {','.join(map(str, valid))}"
             ) from None
     out = tuple(sorted(set(stages)))
     for s in out:
-        if s not in STAGES:
-            raise SeprobeError(f"invalid stage {s!r}; valid: a subset of 2, 3, 4, 5 (conv2_x..conv5_x)")
+        if s not in valid:
+            raise SeprobeError(f"invalid stage {s!r}; valid: a subset of {', '.join(map(str, valid))}")
     return out
 
 
@@ -36,15 +37,16 @@ def parse_stages(stages: Iterable[int] | str) -> tuple[int, ...]:
 class SEConfig:
     """The SE knobs of a network.
 
-    ``stages`` are the paper's stage numbers (2..5 = conv2_x..conv5_x = torchvision's layer1..layer4);
-    ``drop_stage5=True`` removes stage 5's blocks (Section 4: the parameter increase falls from ~10 % to ~4 %).
+    ``stages`` are the paper's stage numbers (for a ResNet 2..5 = conv2_x..conv5_x = torchvision's layer1..layer4;
+    each architecture says which it has); ``None`` is all of them. ``drop_stage5=True`` removes stage 5's blocks
+    (Section 4: the parameter increase falls from ~10 % to ~4 %).
     """
 
     reduction: int = 16
     squeeze: str = "avg"
     gate: str = "sigmoid"
     bias: bool = True
-    stages: tuple[int, ...] = STAGES
+    stages: tuple[int, ...] | None = None
     drop_stage5: bool = False
     integration: str = "standard"
 
@@ -55,16 +57,23 @@ class SEConfig:
         check_choice("squeeze", self.squeeze, SQUEEZES)
         check_choice("excitation gate", self.gate, GATES)
         check_choice("integration", self.integration, INTEGRATIONS)
-        object.__setattr__(self, "stages", parse_stages(self.stages))
-        if not self.active_stages:
-            raise SeprobeError(
-                f"no stage carries SE (stages={','.join(map(str, self.stages)) or 'none'}, "
-                f"drop_stage5={self.drop_stage5}); valid: a non-empty subset of 2,3,4,5, or the model without SE"
-            )
+        if self.stages is not None:
+            object.__setattr__(self, "stages", parse_stages(self.stages))
 
-    @property
-    def active_stages(self) -> tuple[int, ...]:
-        return tuple(s for s in self.stages if not (self.drop_stage5 and s == 5))
+    def carries(self, stage: int) -> bool:
+        """Whether the blocks of ``stage`` get SE."""
+        return (self.stages is None or stage in self.stages) and not (self.drop_stage5 and stage == 5)
+
+    def check_stages(self, valid: tuple[int, ...]) -> None:
+        """Raise unless the chosen stages exist in an architecture whose stages are ``valid``, and some carry SE."""
+        if self.stages is not None:
+            parse_stages(self.stages, valid)
+        if not any(self.carries(s) for s in valid):
+            chosen = ",".join(map(str, self.stages if self.stages is not None else valid))
+            raise SeprobeError(
+                f"no stage carries SE (stages={chosen}, drop_stage5={self.drop_stage5}); valid: a non-empty subset "
+                f"of {','.join(map(str, valid))}, or the model without SE"
+            )
 
     def block(self, channels: int) -> SqueezeExcite:
         return SqueezeExcite(
