@@ -77,7 +77,7 @@ def complexity_cmd(
     integration: IntegrationOpt = None,
     stride_at: StrideOpt = None,
     stem_pool: StemPoolOpt = None,
-    input_size: Annotated[int, typer.Option(help="square input side")] = 224,
+    input_size: Annotated[int | None, typer.Option(help="square input side (default: the model's, 224 or 299)")] = None,
     count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
     count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
     count_adds: Annotated[bool, typer.Option("--count-adds", help="count residual adds")] = False,
@@ -110,7 +110,8 @@ def complexity_cmd(
     if time_it:
         from .timing import TimingSetup
 
-        setup = TimingSetup(device=device, batch_size=batch_size, input_size=input_size, dtype=dtype,
+        setup = TimingSetup(device=device, batch_size=batch_size, input_size=input_size or results[0].input_size,
+                            dtype=dtype,
                             channels_last=channels_last, compile=compile_, warmup=warmup, repeats=repeats,
                             auto_batch=auto_batch)
         timing = _time(results, setup)

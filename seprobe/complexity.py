@@ -66,13 +66,15 @@ class Complexity:
         return self.plain_flops.total(self.convention) if self.plain_flops else None
 
 
-def measure(name: str, *, input_size: int = 224, convention: FlopConvention | None = None,
+def measure(name: str, *, input_size: int | None = None, convention: FlopConvention | None = None,
             trace_plain: bool = False, **knobs: Any) -> Complexity:
-    """Count one model (a registered name with knobs) and, for an SE model, the same network without SE."""
+    """Count one model (a registered name with knobs) and, for an SE model, the same network without SE.
+    ``input_size`` defaults to the model's own (224; 299 for Inception-ResNet-v2)."""
     convention = convention or FlopConvention()
-    if input_size < 32:
-        raise SeprobeError(f"invalid input size {input_size}; valid: an integer >= 32 (five stride-2 stages)")
     spec = get_spec(name)
+    input_size = input_size or spec.input_size
+    if input_size < spec.min_input_size:
+        raise SeprobeError(f"invalid input size {input_size} for {name}; valid: an integer >= {spec.min_input_size}")
     model = uninitialised(name, **knobs)
     x = torch.zeros(1, 3, input_size, input_size)
     blocks = se_blocks(model)
@@ -87,7 +89,7 @@ def measure(name: str, *, input_size: int = 224, convention: FlopConvention | No
         else:
             result.plain_params = result.params - sum(b.params for b in blocks)
             result.plain_flops = result.flops.without_se()
-    if input_size == 224:
+    if input_size == spec.input_size:
         result.paper = paper_figure(name, knobs)
     result.notes = _notes(result)
     return result
@@ -104,6 +106,8 @@ def _notes(c: Complexity) -> list[str]:
         diffs = []
         if fig.gflops is not None and round(c.total / 1e9, 2) != fig.gflops:
             diffs.append(f"{c.total / 1e9:.4f} GFLOPs vs the paper's {fig.gflops:.2f}")
+        if fig.mflops is not None and round(c.total / 1e6) != fig.mflops:
+            diffs.append(f"{c.total / 1e6:.1f} MFLOPs vs the paper's {fig.mflops:.0f}")
         if fig.params_m is not None and round(c.params / 1e6, 1) != fig.params_m:
             diffs.append(f"{c.params / 1e6:.3f} M parameters vs the paper's {fig.params_m:.1f} M")
         if diffs:

@@ -48,11 +48,13 @@ def summary_text(results: list[Complexity]) -> str:
             }
         if c.paper is not None:
             figures = [f"{c.paper.gflops:.2f} G" if c.paper.gflops else None,
+                       f"{c.paper.mflops:.0f} M mult-adds" if c.paper.mflops else None,
                        f"{c.paper.params_m:.1f} M" if c.paper.params_m else None]
             col[f"paper ({c.paper.table})"] = ", ".join(f for f in figures if f) or "no complexity figure"
         cols[c.model if c.model not in cols else f"{c.model} ({len(cols)})"] = col
     first = results[0]
-    lines = [f"seprobe complexity: one 3x{first.input_size}x{first.input_size} image, "
+    sizes = sorted({c.input_size for c in results})
+    lines = [f"seprobe complexity: one 3x{'/'.join(map(str, sizes))}x{'/'.join(map(str, sizes))} image, "
              f"SE model against the same network without SE ({', '.join(c.plain_model or '-' for c in results)})",
              "", _columns(cols), ""]
     for c in results:

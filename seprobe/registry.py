@@ -17,8 +17,12 @@ import torch
 from torch import nn
 
 from .errors import SeprobeError
+from .inception import BNInception, InceptionResNetV2
+from .mobilenet_v1 import MobileNetV1
 from .resnet import SEBasicBlock, SEBottleneck, SEResNet
 from .se_config import SEConfig
+from .shufflenet_v1 import ShuffleNetV1
+from .vgg import SEVGG
 
 SE_KNOBS = tuple(f.name for f in dataclasses.fields(SEConfig))
 ARCH_KNOBS = ("num_classes", "stride_at", "stem_pool")
@@ -35,6 +39,8 @@ class ModelSpec:
     build: Callable[..., nn.Module]
     knobs: tuple[str, ...]
     description: str
+    input_size: int = 224      # the side the model is measured at (the paper's)
+    min_input_size: int = 32   # the smallest side its forward pass accepts
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -66,6 +72,25 @@ def _register_resnets() -> None:
 
         register(ModelSpec(name, family, False, name, plain, ARCH_KNOBS, title))
         register(ModelSpec(f"se_{name}", family, True, name, with_se, ARCH_KNOBS + SE_KNOBS, f"SE-{title}"))
+
+
+def _register_others() -> None:
+    """The paper's other SE families (Tables 2 and 3): each takes ``num_classes`` and the SE knobs."""
+    families = {
+        "vgg16_bn": (SEVGG, "vgg", "VGG-16 (BN)", 224, 32),
+        "bn_inception": (BNInception, "inception", "BN-Inception", 224, 32),
+        "inception_resnet_v2": (InceptionResNetV2, "inception", "Inception-ResNet-v2", 299, 75),
+        "mobilenet_v1": (MobileNetV1, "mobilenet", "MobileNet 1.0-224 (v1)", 224, 32),
+        "shufflenet_v1_g3": (ShuffleNetV1, "shufflenet", "ShuffleNet 1x (g=3) (v1)", 224, 32),
+    }
+    for name, (cls, family, title, size, smallest) in families.items():
+
+        def with_se(cls=cls, num_classes=1000, **knobs):
+            return cls(num_classes=num_classes, se=SEConfig(**knobs))
+
+        register(ModelSpec(name, family, False, name, cls, ("num_classes",), title, size, smallest))
+        register(ModelSpec(f"se_{name}", family, True, name, with_se, ("num_classes",) + SE_KNOBS, f"SE-{title}",
+                           size, smallest))
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -125,6 +150,7 @@ def plain_counterpart(name: str, knobs: dict[str, Any]) -> tuple[str, dict[str, 
 
 
 _register_resnets()
+_register_others()
 
 
 def models_table(**knobs: Any):
@@ -141,6 +167,7 @@ def models_table(**knobs: Any):
             "description": spec.description,
             "se": spec.has_se,
             "params": sum(p.numel() for p in model.parameters()),
+            "input_size": spec.input_size,
             "without_se": spec.plain,
         })
     return pd.DataFrame(rows)
