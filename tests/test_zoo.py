@@ -19,7 +19,9 @@ def fwd_bwd(model, size=64):
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_forward_backward(name):
-    fwd_bwd(build_model(name, num_classes=10))
+    from seprobe.registry import get_spec
+
+    fwd_bwd(build_model(name, num_classes=10), size=max(64, get_spec(name).min_input_size))
 
 
 KNOB_VALUES = [
@@ -42,7 +44,7 @@ def test_every_knob_value_forward_backward(name, knobs):
 
 
 @pytest.mark.parametrize("name,knobs,match", [
-    ("se_resnet51", {}, "unknown model 'se_resnet51'; valid: resnet101"),
+    ("se_resnet51", {}, "unknown model 'se_resnet51'; valid: bn_inception"),
     ("se_resnet50", {"reduction": 0}, "reduction ratio 0; valid: an integer r >= 1"),
     ("se_resnet50", {"reduction": -3}, "reduction ratio -3"),
     ("se_resnet50", {"reduction": 512}, "larger than an SE block's 256 channels; valid: 1 <= r <= 256"),
