@@ -8,7 +8,8 @@ from .io import atomic_write, atomic_write_text
 from .study_runs import StudyResult
 
 _HEADERS = {"variant": "variant", "model": "model", "knobs": "knobs", "gflops": "GFLOPs",
-            "paper_gflops": "paper GFLOPs", "gflops_diff": "diff", "params_m": "params (M)",
+            "paper_gflops": "paper GFLOPs", "gflops_diff": "diff", "mflops": "MFLOPs", "paper_mflops": "paper MFLOPs",
+            "mflops_diff": "diff  ", "params_m": "params (M)",
             "paper_params_m": "paper params (M)", "params_m_diff": "diff ", "se_gflops_pct": "SE GFLOPs %",
             "se_params_pct": "SE params %", "paper_top1_err": "paper top-1 err", "paper_top5_err": "paper top-5 err"}
 

@@ -32,13 +32,13 @@ KINDS = ("complexity", "excitation", "timing", "activations")
 STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing", "activations",
                 "reading")
 VARIANT_FIELDS = ("label", "model", "knobs", "paper", "note")
-PAPER_FIELDS = ("gflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")
+PAPER_FIELDS = ("gflops", "mflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")
 FIGURES = ("params", "gflops")
 TIMING_FIELDS = ("device", "batch_size", "dtype", "channels_last", "warmup", "repeats", "input_size",
                  "inference_batch_size")
 ACTIVATION_FIELDS = ("model", "weights", "data", "classes", "views", "channels", "samples_per_class", "batch_size")
 #: the paper's printed decimals, which decide whether a measured value "matches"
-DECIMALS = {"gflops": 2, "params_m": 1}
+DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
 
 @dataclass(frozen=True)

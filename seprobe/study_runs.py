@@ -35,8 +35,11 @@ def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
     row = {"variant": v.label, "model": v.model,
            "knobs": "; ".join(f"{k}={','.join(map(str, x)) if isinstance(x, (tuple, list)) else x}"
                               for k, x in sorted(v.knobs.items()))}
-    for key, value in (("gflops", round(c.total / 1e9, 4)), ("params_m", round(c.params / 1e6, 3))):
+    for key, value in (("gflops", round(c.total / 1e9, 4)), ("mflops", round(c.total / 1e6, 1)),
+                       ("params_m", round(c.params / 1e6, 3))):
         paper = v.paper.get(key)
+        if key == "mflops" and paper is None:
+            continue  # MFLOPs only for the mobile networks, whose figures the paper prints in MFLOPs
         row[key], row[f"paper_{key}"] = value, paper
         row[f"{key}_diff"] = round(value - paper, 4) if paper is not None else None
     base_flops, base_params = (c.plain_total, c.plain_params) if c.plain_flops is not None else (c.total, c.params)
@@ -47,7 +50,7 @@ def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
             row[f"paper_{key}"] = v.paper[key]
     notes = []
     mismatched = [f"{row[k]:.{DECIMALS[k] + 2}f} measured vs {row[f'paper_{k}']} printed ({k})"
-                  for k in DECIMALS if row[f"paper_{k}"] is not None
+                  for k in DECIMALS if row.get(f"paper_{k}") is not None
                   and round(row[k], DECIMALS[k]) != row[f"paper_{k}"]]
     if mismatched and not v.note:
         notes.append(f"{v.label}: UNEXPLAINED difference: {'; '.join(mismatched)}")
@@ -65,13 +68,20 @@ def _complexity(study: Study, progress) -> StudyResult:
         row, n = _complexity_row(v)
         rows.append(row)
         notes += n
-    context = ["Multiply-adds of one 224x224 image (1 MAC = 1 FLOP), counted as multiplications by seprobe's "
+    context = ["Multiply-adds of one image at the model's input size (224x224; Inception-ResNet-v2 299x299; "
+               "1 MAC = 1 FLOP), counted as multiplications by seprobe's "
                "SE-aware fvcore handles: convolutions, FC layers and SE's scale; not pooling or SE's squeeze "
                "(additions only), BatchNorm, activations, gates or residual sums: the paper's convention, which "
                "reproduces its figures. Parameters in millions. "
                "SE's relative cost is against the same network without SE. A difference counts when the "
                "measured value, rounded to the paper's printed decimals, is not the paper's."]
-    return StudyResult(study, pd.DataFrame(rows), notes, context)
+    table = pd.DataFrame(rows)
+    if "mflops" in table:  # next to the GFLOPs columns
+        cols = list(table.columns)
+        for k in ("mflops_diff", "paper_mflops", "mflops"):
+            cols.insert(cols.index("gflops_diff") + 1, cols.pop(cols.index(k)))
+        table = table[cols]
+    return StudyResult(study, table, notes, context)
 
 
 def _gate_values(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
