@@ -224,6 +224,15 @@ def _run_studies(paths: list[Path], out: Path | None, skip_kinds: set[str] = fro
         typer.echo(f"wrote {write_index(out or results[0].study.path.parent.parent / 'reports')}", err=True)
 
 
+def _load(model, weights, knobs, resize, crop, mean, std, interpolation):
+    """The trained model, with the user's preprocessing overrides applied to its own preprocessing."""
+    from .model_source import load_model
+
+    loaded = load_model(model, weights, **knobs)
+    loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
+    return loaded
+
+
 def _preprocessing(pre, resize, crop, mean, std, interpolation):
     """The model's preprocessing with the user's overrides."""
     import dataclasses
@@ -286,7 +295,7 @@ def activations_cmd(
     from .activation_report import specificity_table, write_outputs
     from .activations import choose_blocks, choose_classes, collect
     from .image_data import discover, select
-    from .model_source import load_model, weights_kind
+    from .model_source import weights_kind
 
     weights_kind(weights)
     images = select(discover(data, labels), samples_per_class)
@@ -295,8 +304,7 @@ def activations_cmd(
         raise SeprobeError(f"invalid --channels {channels}; valid: an integer >= 1")
     knobs = knob_dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
                       drop_stage5=drop_stage5, integration=integration, stride_at=stride_at, stem_pool=stem_pool)
-    loaded = load_model(model, weights, **knobs)
-    loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
+    loaded = _load(model, weights, knobs, resize, crop, mean, std, interpolation)
     if loaded.random:
         typer.echo("warning: --weights random: the gate values of an untrained network mean nothing", err=True)
     run = collect(loaded, images, views=views, batch_size=batch_size, device=device, num_workers=num_workers)
@@ -326,14 +334,13 @@ def evaluate_cmd(
     """Top-1 / top-5 accuracy of an ImageNet classifier on labelled images (evaluation crop)."""
     from .activations import collect
     from .image_data import discover
-    from .model_source import load_model, weights_kind
+    from .model_source import weights_kind
 
     weights_kind(weights)
     images = discover(data, labels)
     if not images.imagenet:
         raise SeprobeError(f"{data}: labels are not ImageNet classes; valid: wnid-named files or folders, or --labels")
-    loaded = load_model(model, weights)
-    loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
+    loaded = _load(model, weights, {}, resize, crop, mean, std, interpolation)
     run = collect(loaded, images, batch_size=batch_size, device=device, num_workers=num_workers, with_gates=False)
     skipped = f", {len(run.failed)} unreadable images skipped" if run.failed else ""
     typer.echo(f"{loaded.name}: top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on {run.evaluated} images{skipped}")

@@ -54,7 +54,7 @@ def summary_text(results: list[Complexity]) -> str:
         cols[c.model if c.model not in cols else f"{c.model} ({len(cols)})"] = col
     first = results[0]
     sizes = sorted({c.input_size for c in results})
-    lines = [f"seprobe complexity: one 3x{'/'.join(map(str, sizes))}x{'/'.join(map(str, sizes))} image, "
+    lines = [f"seprobe complexity: one {' or '.join(f'3x{n}x{n}' for n in sizes)} image, "
              f"SE model against the same network without SE ({', '.join(c.plain_model or '-' for c in results)})",
              "", _columns(cols), ""]
     for c in results:
