@@ -18,7 +18,7 @@ from torch import nn
 from .checkpoints import TIMM_EQUIVALENTS, build_from_timm, load_weights
 from .errors import SeprobeError
 from .image_data import Preprocessing
-from .registry import build_model
+from .registry import build_model, get_spec
 
 PREFIXES = ("timm:", "torchvision:")
 
@@ -66,7 +66,9 @@ def load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
         model = build_model(spec, **knobs)
         if kind == "file":
             load_weights(model, weights)
-    return LoadedModel(model.eval(), spec, weights, Preprocessing(), kind == "random")
+    size = get_spec(spec).input_size  # resize to size / 0.875 and centre-crop: ImageNet's usual evaluation
+    return LoadedModel(model.eval(), spec, weights, Preprocessing(resize=round(size / 0.875), crop=size),
+                       kind == "random")
 
 
 def _timm_equivalent(spec: str, model: nn.Module) -> str:

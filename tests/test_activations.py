@@ -234,3 +234,12 @@ def test_real_mobilenetv3_top1_matches_its_provenance():
     top1 = float(proc.stdout.split("top-1 ")[1].split(",")[0])
     top5 = float(proc.stdout.split("top-5 ")[1].split(" ")[0])
     assert abs(top1 - 0.753) <= 0.005 and abs(top5 - 0.935) <= 0.005
+
+
+def test_seprobe_models_are_preprocessed_at_their_own_size():
+    from seprobe.model_source import load_model
+
+    pre = load_model("se_inception_resnet_v2", "random").preprocessing
+    assert (pre.resize, pre.crop) == (342, 299)  # 299 / 0.875, as ImageNet's 224 / 0.875 = 256
+    pre = load_model("se_resnet18", "random").preprocessing
+    assert (pre.resize, pre.crop) == (256, 224)
