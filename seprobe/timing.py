@@ -107,6 +107,9 @@ class TimingSetup:
             if value < (0 if what == "warmup" else 1):
                 raise SeprobeError(f"invalid {what.replace('_', ' ')} {value}; valid: an integer >= "
                                    f"{0 if what == 'warmup' else 1}")
+        if self.compile and self.warmup < 1:
+            raise SeprobeError(f"invalid warmup {self.warmup} with --compile: the first call compiles; valid: an "
+                               "integer >= 1")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise SeprobeError("--device cuda, but torch sees no CUDA GPU (torch.cuda.is_available() is False); "
                                "valid: --device cpu")
