@@ -60,15 +60,22 @@ def _register_resnets() -> None:
         family = "resnext" if name.startswith("resnext") else "resnet"
         # Where the paper's own models put the stride: Caffe ResNets in the 1x1 conv, the official SE-ResNeXt
         # models (as ported by Cadene and timm's legacy_seresnext) in the 3x3 conv.
+        # Both are Caffe models, with Caffe's ceil-mode stem pool; a ResNet asked for the 3x3 stride gets
+        # torchvision's padded pool unless stem_pool says otherwise (SEResNet's rule).
         stride_at = "3x3" if family == "resnext" else "1x1"
+        stem_pool = "ceil" if family == "resnext" else None
 
-        def plain(block=block, layers=layers, groups=groups, width=width, stride_at=stride_at, **arch):
-            return SEResNet(block, layers, groups=groups, width_per_group=width, stride_at=stride_at, **arch)
+        def plain(block=block, layers=layers, groups=groups, width=width, stride_at=stride_at, stem_pool=stem_pool,
+                  **arch):
+            return SEResNet(block, layers, groups=groups, width_per_group=width, stride_at=stride_at,
+                            stem_pool=stem_pool, **arch)
 
-        def with_se(block=block, layers=layers, groups=groups, width=width, stride_at=stride_at, **knobs):
+        def with_se(block=block, layers=layers, groups=groups, width=width, stride_at=stride_at,
+                    stem_pool=stem_pool, **knobs):
             arch = {k: v for k, v in knobs.items() if k in ARCH_KNOBS}
             se = SEConfig(**{k: v for k, v in knobs.items() if k in SE_KNOBS})
-            return SEResNet(block, layers, groups=groups, width_per_group=width, se=se, stride_at=stride_at, **arch)
+            return SEResNet(block, layers, groups=groups, width_per_group=width, se=se, stride_at=stride_at,
+                            stem_pool=stem_pool, **arch)
 
         register(ModelSpec(name, family, False, name, plain, ARCH_KNOBS, title))
         register(ModelSpec(f"se_{name}", family, True, name, with_se, ARCH_KNOBS + SE_KNOBS, f"SE-{title}"))

@@ -243,3 +243,37 @@ def test_seprobe_models_are_preprocessed_at_their_own_size():
     assert (pre.resize, pre.crop) == (342, 299)  # 299 / 0.875, as ImageNet's 224 / 0.875 = 256
     pre = load_model("se_resnet18", "random").preprocessing
     assert (pre.resize, pre.crop) == (256, 224)
+
+
+def test_foreign_models_load_from_files(tmp_path):
+    """timm: and torchvision: models take a checkpoint file, read with weights_only, strictly."""
+    import torchvision
+
+    from seprobe.model_source import load_model
+
+    reference = torchvision.models.mobilenet_v3_small()
+    torch.save({"state_dict": reference.state_dict()}, tmp_path / "tv.pth")
+    loaded = load_model("torchvision:mobilenet_v3_small", str(tmp_path / "tv.pth"))
+    torch.testing.assert_close(loaded.model.classifier[3].weight, reference.classifier[3].weight)
+    assert not loaded.random and loaded.preprocessing.crop == 224
+    timm = pytest.importorskip("timm")
+    reference = timm.create_model("tf_mobilenetv3_small_100")
+    torch.save(reference.state_dict(), tmp_path / "timm.pth")
+    loaded = load_model("timm:tf_mobilenetv3_small_100", str(tmp_path / "timm.pth"))
+    torch.testing.assert_close(loaded.model.conv_stem.weight, reference.conv_stem.weight)
+    assert loaded.preprocessing.mean == (0.5, 0.5, 0.5) and loaded.preprocessing.resize == 256  # timm's own config
+    with pytest.raises(SeprobeError, match="checkpoint does not fit the model: missing keys"):
+        load_model("timm:tf_mobilenetv3_small_100", str(tmp_path / "tv.pth"))
+
+
+def test_seprobe_models_map_to_timm_pretrained_names():
+    """--weights timm for a seprobe model downloads the timm model whose layout it reproduces."""
+    from seprobe import build_model
+    from seprobe.model_source import _timm_equivalent
+
+    assert _timm_equivalent("se_resnet50", build_model("se_resnet50", device="meta")) == "legacy_seresnet50"
+    assert _timm_equivalent("se_resnet50", build_model("se_resnet50", stride_at="3x3", device="meta")) == "seresnet50"
+    assert _timm_equivalent("se_resnext50_32x4d", build_model("se_resnext50_32x4d", device="meta")) == \
+        "legacy_seresnext50_32x4d"
+    with pytest.raises(SeprobeError, match="no weights for se_resnet50 with stride_at=1x1, stem_pool=pad"):
+        _timm_equivalent("se_resnet50", build_model("se_resnet50", stem_pool="pad", device="meta"))
