@@ -85,16 +85,18 @@ def _complexity(study: Study, progress) -> StudyResult:
 
 
 def _gate_values(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    from .inventory import se_blocks
+    """Every gate value of ``model`` on ``x``, all blocks in network order, flattened."""
+    from .activations import GateRecorder
+    from .gates import find_gates
 
-    values = []
-    hooks = [model.get_submodule(b.gate_path).register_forward_hook(
-        lambda m, i, o: values.append(o.detach().flatten())) for b in se_blocks(model)]
-    with torch.inference_mode():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return torch.cat(values)
+    gates = find_gates(model)
+    recorder = GateRecorder(model, gates)
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        recorder.remove()
+    return torch.cat([recorder.values[g.name].flatten() for g in gates])
 
 
 def _excitation(study: Study, progress) -> StudyResult:
