@@ -72,64 +72,63 @@ def _save(fig, path: Path) -> list[Path]:
     return out
 
 
-def _panels(n: int):
+def _block_figure(run: ActivationRun, blocks: list[str], k: int, path: Path, title: str, ylabel: str,
+                  draw) -> list[Path]:
+    """One panel per block over ``k`` sampled channels; ``draw(ax, block_stats, channels)`` draws its lines,
+    with its legend taken from the first panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = min(3, n)
-    rows = -(-n // cols)
+    cols = min(3, len(blocks))
+    rows = -(-len(blocks) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
+    for ax in axes.flat[len(blocks):]:
         ax.set_visible(False)
-    return plt, fig, axes.flat
+    for ax, name in zip(axes.flat, blocks, strict=False):
+        b = run.stats.blocks[name]
+        idx = sampled_channels(b.mean.shape[1], k)
+        draw(ax, b, idx)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"channel (sampled {len(idx)} of {b.mean.shape[1]})", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    written = _save(fig, path)
+    plt.close(fig)
+    return written
 
 
 def figure_class_means(run: ActivationRun, classes: list[int], blocks: list[str], k: int, path: Path) -> list[Path]:
     """The paper's Fig. 6: per block, the mean gate of each sampled channel for each class and for all classes."""
     import seaborn as sns
 
-    plt, fig, axes = _panels(len(blocks))
     palette = sns.color_palette("deep", len(classes))
-    for ax, name in zip(axes, blocks, strict=False):
-        b = run.stats.blocks[name]
-        idx = sampled_channels(b.mean.shape[1], k)
+
+    def draw(ax, b, idx):
         for color, c in zip(palette, classes, strict=True):
             ax.plot(range(len(idx)), b.mean[c, idx], color=color, lw=1.2, label=run.images.class_names[c])
         ax.plot(range(len(idx)), b.mean[run.stats.all_group, idx], color="black", lw=1.4, ls="--", label=ALL)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel(f"channel (sampled {len(idx)} of {b.mean.shape[1]})", fontsize=8)
-        ax.set_ylabel("mean excitation", fontsize=8)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Class-specific excitation: {run.loaded.name}", fontsize=11)
-    fig.tight_layout()
-    written = _save(fig, path)
-    plt.close(fig)
-    return written
+
+    return _block_figure(run, blocks, k, path, f"Class-specific excitation: {run.loaded.name}", "mean excitation",
+                         draw)
 
 
 def figure_class_spread(run: ActivationRun, cls: int, blocks: list[str], k: int, path: Path) -> list[Path]:
     """The paper's Fig. 7: per block, mean and standard deviation of the gates over one class's images."""
-    plt, fig, axes = _panels(len(blocks))
-    for ax, name in zip(axes, blocks, strict=False):
-        b = run.stats.blocks[name]
-        idx = sampled_channels(b.mean.shape[1], k)
+
+    def draw(ax, b, idx):
         mean, std = b.mean[cls, idx], np.nan_to_num(b.std()[cls, idx])
         x = np.arange(len(idx))
         ax.plot(x, mean, color="C0", lw=1.2, label=f"{run.images.class_names[cls]} mean")
         ax.fill_between(x, mean - std, mean + std, color="C0", alpha=0.25, label="± std")
         ax.plot(x, b.mean[run.stats.all_group, idx], color="black", lw=1, ls="--", label=ALL)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel(f"channel (sampled {len(idx)} of {b.mean.shape[1]})", fontsize=8)
-        ax.set_ylabel("excitation", fontsize=8)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Excitation within one class ({int(run.stats.blocks[blocks[0]].count[cls])} views): "
-                 f"{run.images.class_names[cls]}", fontsize=11)
-    fig.tight_layout()
-    written = _save(fig, path)
-    plt.close(fig)
-    return written
+
+    title = (f"Excitation within one class ({int(run.stats.blocks[blocks[0]].count[cls])} views): "
+             f"{run.images.class_names[cls]}")
+    return _block_figure(run, blocks, k, path, title, "excitation", draw)
 
 
 def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame) -> str:
