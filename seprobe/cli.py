@@ -46,15 +46,19 @@ FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table|csv
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (atomically)")]
 
 
-def emit(df, fmt: str | None, output: Path | None) -> None:
-    """Print a result table, or write it to ``output`` in the format its suffix (or ``--format``) says."""
+def emit(tables: dict, fmt: str | None, output: Path | None) -> None:
+    """Result tables: printed one after another (``--format``, a table by default), or written atomically to
+    ``output`` (the first) and ``<stem>.<table><suffix>`` beside it (the others), in the format its suffix says."""
     from .tables import render, write_table
 
-    if output is not None:
-        path = write_table(df, output, fmt)
-        typer.echo(f"wrote {path}", err=True)
-    else:
-        typer.echo(render(df, fmt or "table"), nl=False)
+    for i, (name, df) in enumerate(tables.items()):
+        if output is not None:
+            path = output if i == 0 else output.with_name(f"{output.stem}.{name}{output.suffix}")
+            typer.echo(f"wrote {write_table(df, path, fmt)}", err=True)
+        else:
+            heading = f"# {name}\n" if fmt == "markdown" and len(tables) > 1 else ""
+            typer.echo(("" if i == 0 else "\n") + heading
+                       + render(df, fmt or "table"), nl=False)
 
 
 @app.command("models")
@@ -62,7 +66,7 @@ def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
     """List every registered model with its parameter count and its counterpart without SE."""
     from .registry import models_table
 
-    emit(models_table(), fmt, output)
+    emit({"models": models_table()}, fmt, output)
 
 
 @app.command("complexity")
@@ -98,12 +102,11 @@ def complexity_cmd(
     """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
     from .complexity import block_table, breakdown_table, measure, stage_table, summary_table
     from .flops import FlopConvention
+    from .registry import applicable_knobs
 
     knobs = knob_dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
                       drop_stage5=drop_stage5, integration=integration, stride_at=stride_at, stem_pool=stem_pool)
     convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling)
-    from .registry import applicable_knobs
-
     results = [measure(name, input_size=input_size, convention=convention, **applicable_knobs(name, knobs))
                for name in model]
     timing = None
@@ -111,9 +114,8 @@ def complexity_cmd(
         from .timing import TimingSetup
 
         setup = TimingSetup(device=device, batch_size=batch_size, input_size=input_size or results[0].input_size,
-                            dtype=dtype,
-                            channels_last=channels_last, compile=compile_, warmup=warmup, repeats=repeats,
-                            auto_batch=auto_batch)
+                            dtype=dtype, channels_last=channels_last, compile=compile_, warmup=warmup,
+                            repeats=repeats, auto_batch=auto_batch)
         timing = _time(results, setup)
     if output is not None or (fmt and fmt != "table"):
         tables = {"summary": summary_table(results)}
@@ -125,7 +127,7 @@ def complexity_cmd(
         if timing is not None:
             tables["timing"] = timing.summary
             tables["timing_ratios"] = timing.ratios
-        _emit_tables(tables, fmt, output)
+        emit(tables, fmt, output)
         if output is None:
             return
     from .complexity_text import blocks_text, summary_text, timing_text
@@ -152,19 +154,6 @@ def _time(results, setup):
     return time_models(models, pairs, setup, progress=lambda msg: typer.echo(msg, err=True))
 
 
-def _emit_tables(tables: dict, fmt: str | None, output: Path | None) -> None:
-    """Several tables: to stdout one after another, or to ``output`` and ``<stem>.<table><suffix>`` beside it."""
-    from .tables import render, write_table
-
-    for i, (name, df) in enumerate(tables.items()):
-        if output is not None:
-            path = output if i == 0 else output.with_name(f"{output.stem}.{name}{output.suffix}")
-            typer.echo(f"wrote {write_table(df, path, fmt)}", err=True)
-        else:
-            typer.echo(("" if i == 0 else "\n") + (f"# {name}\n" if fmt == "markdown" else "") + render(df, fmt),
-                       nl=False)
-
-
 study_app = typer.Typer(no_args_is_help=True, help="Run the paper's tables as studies (studies/*.toml).")
 app.add_typer(study_app, name="study")
 
@@ -187,7 +176,6 @@ def reports_cmd(
                                                    help="also run activations studies (real data, minutes)")] = False,
 ) -> None:
     """Regenerate every report from studies/ (timing and activations studies only when asked), and the index."""
-
     if not studies.is_dir():
         raise SeprobeError(f"study folder {str(studies)!r} does not exist; valid: a folder of .toml studies")
     skip = {k for k, wanted in (("timing", with_timing), ("activations", with_activations)) if not wanted}
