@@ -1,10 +1,10 @@
 """seprobe: build, count, time and look inside Squeeze-and-Excitation networks."""
 
 from .errors import SeprobeError
-from .inventory import SEBlockInfo, se_blocks
-from .registry import build_model, list_models, plain_counterpart
-from .se_block import SqueezeExcite
-from .se_config import SEConfig
+from .models.inventory import SEBlockInfo, se_blocks
+from .models.registry import build_model, list_models, plain_counterpart
+from .models.se_block import SqueezeExcite
+from .models.se_config import SEConfig
 
 __all__ = [
     "SEBlockInfo",

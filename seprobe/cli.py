@@ -64,7 +64,7 @@ def emit(tables: dict, fmt: str | None, output: Path | None) -> None:
 @app.command("models")
 def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
     """List every registered model with its parameter count and its counterpart without SE."""
-    from .registry import models_table
+    from .models.registry import models_table
 
     emit({"models": models_table()}, fmt, output)
 
@@ -100,9 +100,9 @@ def complexity_cmd(
     output: OutputOpt = None,
 ) -> None:
     """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
-    from .complexity import block_table, breakdown_table, measure, stage_table, summary_table
-    from .flops import FlopConvention
-    from .registry import applicable_knobs
+    from .cost.complexity import block_table, breakdown_table, measure, stage_table, summary_table
+    from .cost.flops import FlopConvention
+    from .models.registry import applicable_knobs
 
     knobs = knob_dict(reduction=reduction, squeeze=squeeze, gate=gate, bias=bias, stages=stages,
                       drop_stage5=drop_stage5, integration=integration, stride_at=stride_at, stem_pool=stem_pool)
@@ -111,7 +111,7 @@ def complexity_cmd(
                for name in model]
     timing = None
     if time_it:
-        from .timing import TimingSetup
+        from .cost.timing import TimingSetup
 
         setup = TimingSetup(device=device, batch_size=batch_size, input_size=input_size or results[0].input_size,
                             dtype=dtype, channels_last=channels_last, compile=compile_, warmup=warmup,
@@ -130,7 +130,7 @@ def complexity_cmd(
         emit(tables, fmt, output)
         if output is None:
             return
-    from .complexity_text import blocks_text, summary_text, timing_text
+    from .cost.text import blocks_text, summary_text, timing_text
 
     typer.echo(summary_text(results), nl=False)
     if per_block:
@@ -141,8 +141,8 @@ def complexity_cmd(
 
 
 def _time(results, setup):
-    from .registry import build_model, plain_counterpart
-    from .timing import time_models
+    from .cost.timing import time_models
+    from .models.registry import build_model, plain_counterpart
 
     models, pairs = {}, []
     for c in results:
@@ -183,9 +183,9 @@ def reports_cmd(
 
 
 def _run_studies(paths: list[Path], out: Path | None, skip_kinds: set[str] = frozenset()) -> None:
-    from .report_files import write_index, write_report
-    from .studies import load_study
-    from .study_runs import run_study
+    from .studies.reports import write_index, write_report
+    from .studies.runs import run_study
+    from .studies.spec import load_study
 
     studies = [load_study(p) for p in paths]  # validate them all before running any
     kept = []
@@ -214,7 +214,7 @@ def _run_studies(paths: list[Path], out: Path | None, skip_kinds: set[str] = fro
 
 def _load(model, weights, knobs, resize, crop, mean, std, interpolation):
     """The trained model, with the user's preprocessing overrides applied to its own preprocessing."""
-    from .model_source import load_model
+    from .probe.loading import load_model
 
     loaded = load_model(model, weights, **knobs)
     loaded.preprocessing = _preprocessing(loaded.preprocessing, resize, crop, mean, std, interpolation)
@@ -280,10 +280,10 @@ def activations_cmd(
     """Class-specific excitation distributions per stage and block (the paper's Figs. 6 and 7).
 
     Model knobs (--reduction ... --stem-pool) apply to seprobe models, and must match the checkpoint."""
-    from .activation_report import specificity_table, write_outputs
-    from .activations import choose_blocks, choose_classes, collect
-    from .image_data import discover, select
-    from .model_source import weights_kind
+    from .probe.activation_report import specificity_table, write_outputs
+    from .probe.activations import choose_blocks, choose_classes, collect
+    from .probe.images import discover, select
+    from .probe.loading import weights_kind
 
     weights_kind(weights)
     images = select(discover(data, labels), samples_per_class)
@@ -320,9 +320,9 @@ def evaluate_cmd(
     interpolation: InterpOpt = None,
 ) -> None:
     """Top-1 / top-5 accuracy of an ImageNet classifier on labelled images (evaluation crop)."""
-    from .activations import collect
-    from .image_data import discover
-    from .model_source import weights_kind
+    from .probe.activations import collect
+    from .probe.images import discover
+    from .probe.loading import weights_kind
 
     weights_kind(weights)
     images = discover(data, labels)

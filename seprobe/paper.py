@@ -89,7 +89,7 @@ _IGNORED = {"bias"}
 
 
 def _normalise(knobs: dict[str, Any]) -> dict[str, Any]:
-    from .se_config import parse_stages
+    from .models.se_config import parse_stages
 
     out = {}
     for k, v in knobs.items():
@@ -105,7 +105,7 @@ def _normalise(knobs: dict[str, Any]) -> dict[str, Any]:
 
 def paper_figure(model: str, knobs: dict[str, Any]) -> PaperFigure | None:
     """The paper's figure for this model and configuration, if the paper prints one."""
-    from .registry import get_spec
+    from .models.registry import get_spec
 
     knobs = _normalise(knobs)
     if knobs.get("stride_at") == ("3x3" if get_spec(model).family == "resnext" else "1x1"):  # the default

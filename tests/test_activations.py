@@ -11,11 +11,11 @@ from PIL import Image
 from torch import nn
 
 from seprobe import SeprobeError, SqueezeExcite
-from seprobe.activation_report import sampled_channels, specificity_table, tidy_table, write_outputs
-from seprobe.activations import collect
-from seprobe.gate_stats import GateStats
-from seprobe.image_data import Preprocessing, discover, select
-from seprobe.model_source import LoadedModel
+from seprobe.probe.activation_report import sampled_channels, specificity_table, tidy_table, write_outputs
+from seprobe.probe.activations import collect
+from seprobe.probe.gate_stats import GateStats
+from seprobe.probe.images import Preprocessing, discover, select
+from seprobe.probe.loading import LoadedModel
 
 from .conftest import SHARED
 
@@ -237,7 +237,7 @@ def test_real_mobilenetv3_top1_matches_its_provenance():
 
 
 def test_seprobe_models_are_preprocessed_at_their_own_size():
-    from seprobe.model_source import load_model
+    from seprobe.probe.loading import load_model
 
     pre = load_model("se_inception_resnet_v2", "random").preprocessing
     assert (pre.resize, pre.crop) == (342, 299)  # 299 / 0.875, as ImageNet's 224 / 0.875 = 256
@@ -249,7 +249,7 @@ def test_foreign_models_load_from_files(tmp_path):
     """timm: and torchvision: models take a checkpoint file, read with weights_only, strictly."""
     import torchvision
 
-    from seprobe.model_source import load_model
+    from seprobe.probe.loading import load_model
 
     reference = torchvision.models.mobilenet_v3_small()
     torch.save({"state_dict": reference.state_dict()}, tmp_path / "tv.pth")
@@ -269,7 +269,7 @@ def test_foreign_models_load_from_files(tmp_path):
 def test_seprobe_models_map_to_timm_pretrained_names():
     """--weights timm for a seprobe model downloads the timm model whose layout it reproduces."""
     from seprobe import build_model
-    from seprobe.model_source import _timm_equivalent
+    from seprobe.probe.loading import _timm_equivalent
 
     assert _timm_equivalent("se_resnet50", build_model("se_resnet50", device="meta")) == "legacy_seresnet50"
     assert _timm_equivalent("se_resnet50", build_model("se_resnet50", stride_at="3x3", device="meta")) == "seresnet50"

@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 from seprobe import build_model, se_blocks
-from seprobe.activations import GateRecorder
-from seprobe.gates import find_gates
+from seprobe.probe.activations import GateRecorder
+from seprobe.probe.gates import find_gates
 
 
 def n_params(model):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seprobe import SeprobeError, build_model
-from seprobe.checkpoints import TIMM_EQUIVALENTS, build_from_timm, detect_layout, load_weights
+from seprobe.models.checkpoints import TIMM_EQUIVALENTS, build_from_timm, detect_layout, load_weights
 
 from .conftest import randomize_batchnorm
 

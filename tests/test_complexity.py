@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from seprobe.complexity import block_table, measure, stage_table, summary_table
-from seprobe.flops import FlopConvention, count_flops
+from seprobe.cost.complexity import block_table, measure, stage_table, summary_table
+from seprobe.cost.flops import FlopConvention, count_flops
 from seprobe.paper import FIGURES
 
 BLOCKS, PLANES = (3, 4, 6, 3), (64, 128, 256, 512)

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seprobe.resnet import SEBasicBlock, SEBottleneck
-from seprobe.se_config import SEConfig
+from seprobe.models.resnet import SEBasicBlock, SEBottleneck
+from seprobe.models.se_config import SEConfig
 
 from .conftest import randomize_batchnorm
 

@@ -8,9 +8,9 @@ import pytest
 
 from seprobe import SeprobeError
 from seprobe.paper import FIGURES, _normalise
-from seprobe.report_files import figure, write_report
-from seprobe.studies import load_study
-from seprobe.study_runs import run_study
+from seprobe.studies.reports import figure, write_report
+from seprobe.studies.runs import run_study
+from seprobe.studies.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.toml"))

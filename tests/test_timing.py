@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from seprobe import SeprobeError, build_model
-from seprobe.timing import TimingSetup, interleaved, pair_ratios, summarise, time_models
+from seprobe.cost.timing import TimingSetup, interleaved, pair_ratios, summarise, time_models
 
 
 def test_warmup_is_not_timed_and_order_is_interleaved():

@@ -19,7 +19,7 @@ def fwd_bwd(model, size=64):
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_forward_backward(name):
-    from seprobe.registry import get_spec
+    from seprobe.models.registry import get_spec
 
     fwd_bwd(build_model(name, num_classes=10), size=max(64, get_spec(name).min_input_size))
 
@@ -80,7 +80,7 @@ def test_cli_error_is_one_line_exit_2():
 def test_foreign_gates_are_found_and_named():
     import torchvision
 
-    from seprobe.gates import find_gates
+    from seprobe.probe.gates import find_gates
 
     names = [g.name for g in find_gates(torchvision.models.mobilenet_v3_small())]
     assert names == ["SE_2_1"] + [f"SE_4_{i}" for i in range(1, 6)] + [f"SE_5_{i}" for i in range(1, 4)]

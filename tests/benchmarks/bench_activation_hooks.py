@@ -14,10 +14,10 @@ import statistics
 import torch
 
 from seprobe import build_model
-from seprobe.activations import GateRecorder
-from seprobe.gate_stats import GateStats
-from seprobe.gates import find_gates, gate_range
-from seprobe.timing import interleaved, wall_clock
+from seprobe.cost.timing import interleaved, wall_clock
+from seprobe.probe.activations import GateRecorder
+from seprobe.probe.gate_stats import GateStats
+from seprobe.probe.gates import find_gates, gate_range
 
 
 def main():

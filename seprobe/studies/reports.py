@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import atomic_write, atomic_write_text
-from .study_runs import StudyResult
+from ..io import atomic_write, atomic_write_text
+from .runs import StudyResult
 
 _HEADERS = {"variant": "variant", "model": "model", "knobs": "knobs", "gflops": "GFLOPs",
             "paper_gflops": "paper GFLOPs", "gflops_diff": "diff", "mflops": "MFLOPs", "paper_mflops": "paper MFLOPs",
@@ -72,7 +72,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
     if result.study.figure:
         paths.append(atomic_write(out_dir / f"{name}.png", lambda tmp: figure(result, tmp)))
     if result.activation_run is not None:
-        from .activation_report import write_outputs
+        from ..probe.activation_report import write_outputs
 
         run, blocks = result.activation_run, [g.name for g in result.activation_run.gates]
         paths += write_outputs(run, out_dir / name, result.classes, blocks,

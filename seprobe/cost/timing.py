@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import SeprobeError, check_choice
+from ..errors import SeprobeError, check_choice
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODES = ("inference", "train")

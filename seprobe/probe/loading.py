@@ -15,10 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoints import TIMM_EQUIVALENTS, build_from_timm, load_weights
-from .errors import SeprobeError
-from .image_data import Preprocessing
-from .registry import build_model, get_spec
+from ..errors import SeprobeError
+from ..models.checkpoints import TIMM_EQUIVALENTS, build_from_timm, load_weights
+from ..models.registry import build_model, get_spec
+from .images import Preprocessing
 
 PREFIXES = ("timm:", "torchvision:")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
 
 KINDS = ("complexity", "excitation", "timing", "activations")
 STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing", "activations",
@@ -81,7 +81,7 @@ def _check_keys(path: Path, where: str, table: dict, valid: tuple[str, ...]) -> 
 
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file; building every variant's model (on ``meta``) checks its knobs."""
-    from .registry import applicable_knobs, build_model, check_knobs
+    from ..models.registry import applicable_knobs, build_model, check_knobs
 
     path = Path(path)
     if not path.is_file():

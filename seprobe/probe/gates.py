@@ -1,6 +1,6 @@
 """Find the excitation gates of any SE network, and name them ``SE_<stage>_<block>``.
 
-seprobe's own models carry their names (:func:`seprobe.inventory.se_blocks`). In a foreign network (timm's
+seprobe's own models carry their names (:func:`seprobe.models.inventory.se_blocks`). In a foreign network (timm's
 ``SEModule`` / ``SqueezeExcite``, timm's legacy ``se_module``, torchvision's ``SqueezeExcitation`` in
 MobileNetV3, EfficientNet and RegNetY) the SE modules are found by class, and named by a stable rule that
 reproduces the paper's numbering on ResNets:
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .inventory import se_blocks
+from ..models.inventory import se_blocks
 
 #: SE module class name -> the attribute that holds its gate (the module whose output is ``s``).
 GATE_ATTRIBUTES = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import SeprobeError, check_choice
+from ..errors import SeprobeError, check_choice
 
 SQUEEZES = ("avg", "max", "none")
 GATES = ("sigmoid", "tanh", "relu", "hardsigmoid")

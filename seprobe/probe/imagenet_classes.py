@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
 
 #: Names the SENet paper uses that are not (or not only) ImageNet's own: Fig. 6's "plane" is the airliner.
 PAPER_ALIASES = {"plane": (404,), "airplane": (404,), "aeroplane": (404,)}

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io import atomic_write, atomic_write_text
 from .activations import ActivationRun
-from .io import atomic_write, atomic_write_text
 
 ALL = "all classes"
 

@@ -1,4 +1,4 @@
-"""Run a :class:`~seprobe.studies.Study` into a table of measured values next to the paper's, with notes."""
+"""Run a :class:`~seprobe.studies.spec.Study` into a table of measured values next to the paper's, with notes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .complexity import measure
-from .registry import build_model, get_spec, plain_counterpart
-from .studies import DECIMALS, Study, Variant
+from ..cost.complexity import measure
+from ..models.registry import build_model, get_spec, plain_counterpart
+from .spec import DECIMALS, Study, Variant
 
 
 @dataclass
@@ -86,8 +86,8 @@ def _complexity(study: Study, progress) -> StudyResult:
 
 def _gate_values(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Every gate value of ``model`` on ``x``, all blocks in network order, flattened."""
-    from .activations import GateRecorder
-    from .gates import find_gates
+    from ..probe.activations import GateRecorder
+    from ..probe.gates import find_gates
 
     gates = find_gates(model)
     recorder = GateRecorder(model, gates)
@@ -126,7 +126,7 @@ def _excitation(study: Study, progress) -> StudyResult:
 def _timing(study: Study, progress) -> StudyResult:
     import datetime
 
-    from .timing import TimingSetup, time_models
+    from ..cost.timing import TimingSetup, time_models
 
     t = dict(study.timing)
     inference_batch = t.pop("inference_batch_size", 1)
@@ -164,11 +164,11 @@ def _timing(study: Study, progress) -> StudyResult:
 
 
 def _activations(study: Study, progress) -> StudyResult:
-    from .activation_report import specificity_table
-    from .activations import collect
-    from .image_data import discover, select
-    from .imagenet_classes import resolve_classes
-    from .model_source import load_model
+    from ..probe.activation_report import specificity_table
+    from ..probe.activations import collect
+    from ..probe.imagenet_classes import resolve_classes
+    from ..probe.images import discover, select
+    from ..probe.loading import load_model
 
     a = study.activations
     progress(f"{study.name}: {a['model']} on {a['data']}")

@@ -1,7 +1,7 @@
 """Collect the excitation values of a trained SE network over labelled images (the paper's Sec. 7.2).
 
 Forward hooks on the gate modules read ``s`` (Eq. 3) for every image and stream it into
-:class:`~seprobe.gate_stats.GateStats`; the same pass scores the model's top-1 / top-5 on the evaluation crops.
+:class:`~seprobe.probe.gate_stats.GateStats`; the same pass scores the model's top-1 / top-5 on the evaluation crops.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
 from .gate_stats import GateStats
 from .gates import Gate, find_gates, gate_range
-from .image_data import LabelledImages, ViewDataset, collate
-from .model_source import LoadedModel
+from .images import LabelledImages, ViewDataset, collate
+from .loading import LoadedModel
 
 #: The blocks of the paper's Fig. 6: the last block of stages 2-4 (just before downsampling), and stage 5.
 PAPER_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import ResNet, conv1x1, conv3x3
 
-from .errors import check_choice
+from ..errors import check_choice
 from .se_config import STAGES, SEConfig
 
 STRIDES = ("1x1", "3x3")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
 from .imagenet_classes import imagenet_classes, wnid_to_index
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}

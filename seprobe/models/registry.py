@@ -1,7 +1,7 @@
 """The model zoo: ``build_model(name, **knobs)``, ``list_models()`` and each model's SE-free counterpart.
 
 Every model takes the architecture knobs (``num_classes``, ``stride_at``, ``stem_pool``); SE models also take
-the SE knobs of :class:`~seprobe.se_config.SEConfig` (``reduction``, ``squeeze``, ``gate``, ``bias``,
+the SE knobs of :class:`~seprobe.models.se_config.SEConfig` (``reduction``, ``squeeze``, ``gate``, ``bias``,
 ``stages``, ``drop_stage5``, ``integration``).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
 from .inception import BNInception, InceptionResNetV2
 from .mobilenet_v1 import MobileNetV1
 from .resnet import SEBasicBlock, SEBottleneck, SEResNet

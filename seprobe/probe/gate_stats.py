@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SeprobeError
-from .io import atomic_write
+from ..errors import SeprobeError
+from ..io import atomic_write
 
 BINS = 50
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import SeprobeError, check_choice
+from ..errors import SeprobeError, check_choice
 from .se_block import GATES, SQUEEZES, SqueezeExcite
 
 STAGES = (2, 3, 4, 5)  # a ResNet's conv2_x..conv5_x

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
+from ..models.inventory import SEBlockInfo, se_blocks
+from ..models.registry import build_model, get_spec, plain_counterpart
+from ..paper import PaperFigure, paper_figure
 from .flops import FlopConvention, FlopCount, count_flops
-from .inventory import SEBlockInfo, se_blocks
-from .paper import PaperFigure, paper_figure
-from .registry import build_model, get_spec, plain_counterpart
 
 if TYPE_CHECKING:
     import pandas as pd

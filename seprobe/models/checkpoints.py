@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import SeprobeError
+from ..errors import SeprobeError
 
 LAYOUTS = ("seprobe", "legacy", "timm")
 

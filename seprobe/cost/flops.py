@@ -32,7 +32,7 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
 
-from .inventory import SEBlockInfo
+from ..models.inventory import SEBlockInfo
 
 # fvcore operator names (without "aten::") by category
 CONV_OPS = {"conv"}
