@@ -1,27 +1,218 @@
-"""Writing results: atomically (a temporary file in the same folder, then a rename), never half-written."""
+"""Writing results so that nothing is lost: each file atomically, and a run's files all together or not at all.
+
+* :func:`atomic_write` writes a hidden temporary file beside the target and renames it into place: the target is
+  either its old self or complete. New files get the permissions the umask allows (``mkstemp`` alone would make
+  them 0600), a replaced file keeps its mode. A symbolic link is written through (its target is replaced, the link
+  stays); a target that is not a regular file (``/dev/stdout``, a pipe) is written to directly, never replaced.
+* Inside :func:`output_set`, renames wait until the block ends: the run's files then appear together (with SIGINT
+  and SIGTERM held back for the few renames), or, on any error or interrupt, none of them does, no temporary file
+  is left and folders the set created are removed again.
+* :func:`check_output_file` / :func:`check_output_dir` refuse an unwritable location before any long work.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import signal
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import SeprobeError
+
+
+@dataclass
+class _Staged:
+    renames: list[tuple[Path, Path]] = field(default_factory=list)  # (temporary file, target)
+    created_dirs: list[Path] = field(default_factory=list)
+
+
+_STAGED: contextvars.ContextVar[_Staged | None] = contextvars.ContextVar("seprobe_output_set", default=None)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (a no-op where signals cannot be masked)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # not the main thread's business, or no pthreads
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _make_parents(folder: Path, staged: _Staged | None) -> None:
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise SeprobeError(f"cannot create folder {str(d)!r}: {e.strerror}") from None
+        if staged is not None:
+            staged.created_dirs.append(d)
+
+
+def _resolve_target(path: Path) -> Path:
+    """Where writing ``path`` lands: a symbolic link's final target (written through), else ``path``."""
+    if path.is_symlink():
+        real = Path(os.path.realpath(path))
+        if real.exists() or not path.exists():
+            return real
+        # the link works but its target has no name in the file system (``/dev/stdout`` onto a pipe)
+    return path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` and move the result onto ``path``; on any error ``path`` is left untouched."""
+    """Call ``write(tmp_path)`` and move the result onto ``path``; on any error ``path`` is left untouched.
+
+    Inside :func:`output_set` the move waits for the end of the set. Returns ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    target = _resolve_target(path)
+    if target.exists() and not target.is_file():
+        if target.is_dir():
+            raise SeprobeError(f"cannot write {str(path)!r}: it is a folder; valid: a file path")
+        return _write_through(path, target, write)
+    staged = _STAGED.get()
+    _make_parents(target.parent, staged)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
+    with signals_held():  # the temporary file is registered for clean-up before anything can interrupt
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as e:
+            raise SeprobeError(f"cannot write {str(path)!r}: {e.strerror}") from None
+        os.close(fd)
+        tmp = Path(name)
+        if staged is not None:
+            staged.renames.append((tmp, target))
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        write(tmp)
+        os.chmod(tmp, mode)
+        if staged is None:
+            os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def _write_through(path: Path, target: Path, write: Callable[[Path], None]) -> Path:
+    """A device or a pipe (``-o /dev/stdout``): written to directly; there is nothing there to replace."""
+    with tempfile.TemporaryDirectory(prefix="seprobe-") as d:
+        tmp = Path(d) / target.name
+        write(tmp)
+        with open(tmp, "rb") as src, open(target, "wb") as dst:
+            dst.write(src.read())
     return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def output_set() -> Iterator[None]:
+    """Every :func:`atomic_write` inside the block lands together when the block ends, or none does."""
+    if _STAGED.get() is not None:  # nested: the outer set decides
+        yield
+        return
+    staged = _Staged()
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        with signals_held():
+            _discard(staged)
+        raise
+    finally:
+        _STAGED.reset(token)
+    with signals_held():
+        for tmp, target in staged.renames:
+            os.replace(tmp, target)
+
+
+def _discard(staged: _Staged) -> None:
+    for tmp, _ in staged.renames:
+        tmp.unlink(missing_ok=True)
+    for d in reversed(staged.created_dirs):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if empty: nothing of the user's is removed
+
+
+def pending_files(folder: Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` in ``folder``, counting those the current output set will write."""
+    found = {p.resolve() for p in folder.glob(pattern)} if folder.is_dir() else set()
+    staged = _STAGED.get()
+    if staged is not None:
+        found |= {t.resolve() for _, t in staged.renames if t.parent.resolve() == folder.resolve()
+                  and t.match(pattern)}
+    return sorted(found)
+
+
+def read_pending_text(path: Path) -> str:
+    """The text ``path`` will hold once the current output set lands."""
+    staged = _STAGED.get()
+    if staged is not None:
+        for tmp, target in reversed(staged.renames):
+            if target.resolve() == path.resolve():
+                return tmp.read_text(encoding="utf-8")
+    return path.read_text(encoding="utf-8")
+
+
+def _writable_ancestor(path: Path, what: str) -> None:
+    p = path
+    while not p.exists():
+        if p.is_symlink():
+            raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a broken link; valid: a writable location")
+        p = p.parent
+    if not p.is_dir():
+        raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a file, not a folder; valid: a path in a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise SeprobeError(f"{what} {str(path)!r}: folder {str(p)!r} is not writable; valid: a writable location")
+
+
+def check_output_file(path: str | os.PathLike | None, what: str = "--output") -> None:
+    """Refuse, before any work, an output file that cannot be written."""
+    if path is None:
+        return
+    if str(path) == "":
+        raise SeprobeError(f"{what} is empty; valid: a file path")
+    path = Path(path)
+    target = _resolve_target(path)
+    if target.is_dir():
+        raise SeprobeError(f"{what} {str(path)!r} is a folder; valid: a file path")
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise SeprobeError(f"{what} {str(path)!r} is not writable; valid: a writable file path")
+        if not target.is_file():
+            return  # a device or pipe, written through
+    _writable_ancestor(target.parent, what)
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "--out") -> None:
+    """Refuse, before any work, an output folder that cannot be created or written."""
+    if str(path) == "":
+        raise SeprobeError(f"{what} is empty; valid: a folder path")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SeprobeError(f"{what} {str(path)!r} is a file; valid: a folder (new or existing)")
+    _writable_ancestor(path, what)

@@ -19,6 +19,7 @@ from ..errors import SeprobeError
 from ..models.inventory import SEBlockInfo, se_blocks
 from ..models.registry import build_model, get_spec, plain_counterpart
 from ..paper import PaperFigure, paper_figure
+from ..probe.loading import is_foreign
 from .flops import FlopConvention, FlopCount, count_flops
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ def measure(name: str, *, input_size: int | None = None, convention: FlopConvent
     """Count one model (a registered name with knobs) and, for an SE model, the same network without SE.
     ``input_size`` defaults to the model's own (224; 299 for Inception-ResNet-v2)."""
     convention = convention or FlopConvention()
+    if is_foreign(name):
+        if knobs:
+            raise SeprobeError(f"model knobs ({', '.join(knobs)}) apply to seprobe models, not {name!r}")
+        return _measure_foreign(name, input_size, convention)
     spec = get_spec(name)
     input_size = input_size or spec.input_size
     if input_size < spec.min_input_size:
@@ -92,6 +97,24 @@ def measure(name: str, *, input_size: int | None = None, convention: FlopConvent
     if input_size == spec.input_size:
         result.paper = paper_figure(name, knobs)
     result.notes = _notes(result)
+    return result
+
+
+def _measure_foreign(name: str, input_size: int | None, convention: FlopConvention) -> Complexity:
+    """A timm or torchvision SE network, its SE blocks found as ``seprobe activations`` finds them; the network
+    without SE is derived from the same trace, as for seprobe models."""
+    from ..probe.gates import block_infos
+    from ..probe.loading import foreign_input_size, foreign_model
+
+    input_size = input_size or foreign_input_size(name)
+    model = foreign_model(name).eval()
+    blocks = block_infos(model, input_size)
+    x = torch.zeros(1, 3, input_size, input_size)
+    result = Complexity(name, {}, input_size, convention, _params(model), count_flops(model, x, blocks), blocks)
+    if blocks:
+        result.plain_model = f"{name} without SE"
+        result.plain_params = result.params - sum(b.params for b in blocks)
+        result.plain_flops = result.flops.without_se()
     return result
 
 
@@ -131,7 +154,7 @@ def summary_table(results: list[Complexity]) -> pd.DataFrame:
         base_flops, base_params = (c.plain_total, c.plain_params) if has_plain else (c.total, c.params)
         rows.append({
             "model": c.model,
-            "knobs": ", ".join(f"{k}={_fmt_knob(v)}" for k, v in c.knobs.items()),
+            "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in c.knobs.items()},
             "input_size": c.input_size,
             "gflops": c.total / 1e9,
             "params": c.params,
@@ -160,7 +183,11 @@ def breakdown_table(results: list[Complexity]) -> pd.DataFrame:
             rows.append({"model": c.model, "category": category, "operations": ops, "counted": category in counted})
         for op, calls in sorted(c.flops.unsupported.items()):
             rows.append({"model": c.model, "category": op, "operations": None, "counted": False, "calls": calls})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    for column in ("operations", "calls"):  # integers, with a gap where an operator has no cost formula
+        if column in df:
+            df[column] = df[column].astype("Int64")
+    return df
 
 
 def block_table(c: Complexity) -> pd.DataFrame:
@@ -192,6 +219,3 @@ def stage_table(c: Complexity) -> pd.DataFrame:
     df["flops_share_pct"] = 100 * df["flops"] / df["flops"].sum()
     return df
 
-
-def _fmt_knob(v: Any) -> str:
-    return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)

@@ -21,11 +21,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import ResNet, conv1x1, conv3x3
 
+from ..choices import STEM_POOLS, STRIDES
 from ..errors import check_choice
 from .se_config import STAGES, SEConfig
-
-STRIDES = ("1x1", "3x3")
-STEM_POOLS = ("ceil", "pad")
 
 
 def stage_of(planes: int) -> int:

@@ -21,10 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..choices import GATES, SQUEEZES
 from ..errors import SeprobeError, check_choice
-
-SQUEEZES = ("avg", "max", "none")
-GATES = ("sigmoid", "tanh", "relu", "hardsigmoid")
 
 
 def create_gate(name: str) -> nn.Module:

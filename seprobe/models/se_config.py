@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..choices import GATES, INTEGRATIONS, SQUEEZES
 from ..errors import SeprobeError, check_choice
-from .se_block import GATES, SQUEEZES, SqueezeExcite
+from .se_block import SqueezeExcite
 
 STAGES = (2, 3, 4, 5)  # a ResNet's conv2_x..conv5_x
 ALL_STAGES = (1, 2, 3, 4, 5)
@@ -14,7 +15,6 @@ ALL_STAGES = (1, 2, 3, 4, 5)
 #: ``standard`` on the residual branch before the sum; ``pre`` on the unit's input, feeding the residual
 #: branch only; ``post`` after the sum (and its ReLU); ``identity`` on the identity branch; ``3x3`` inside the
 #: residual branch after the 3x3 convolution, on the narrower width.
-INTEGRATIONS = ("standard", "pre", "post", "identity", "3x3")
 
 
 def parse_stages(stages: Iterable[int] | str, valid: tuple[int, ...] = ALL_STAGES) -> tuple[int, ...]:

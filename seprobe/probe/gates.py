@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.inventory import se_blocks
+from ..models.inventory import SEBlockInfo, se_blocks
 
 #: SE module class name -> the attribute that holds its gate (the module whose output is ``s``).
 GATE_ATTRIBUTES = {
@@ -96,3 +96,19 @@ def gate_range(model: nn.Module, gate: Gate) -> tuple[float, float]:
     if isinstance(module, (nn.ReLU, nn.ReLU6)):
         return 0.0, 4.0
     return 0.0, 1.0
+
+
+def block_infos(model: nn.Module, input_size: int = 224) -> list[SEBlockInfo]:
+    """The SE blocks of any SE network as :class:`~seprobe.models.inventory.SEBlockInfo` (for counting): the
+    hidden width is the output width of the block's first FC (a 1x1 conv or a linear layer)."""
+    own = se_blocks(model)
+    if own:
+        return own
+    infos = []
+    for g in find_gates(model, input_size):
+        module = model.get_submodule(g.path)
+        first = next((m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+        hidden = getattr(first, "out_channels", getattr(first, "out_features", 0))
+        infos.append(SEBlockInfo(g.name, g.stage, g.block, g.path, g.gate_path, g.channels, hidden,
+                                 sum(p.numel() for p in module.parameters())))
+    return infos

@@ -21,6 +21,75 @@ from ..models.registry import build_model, get_spec
 from .images import Preprocessing
 
 PREFIXES = ("timm:", "torchvision:")
+WEIGHT_SOURCES = ("pretrained", "timm", "torchvision", "random")
+
+
+def is_foreign(spec: str) -> bool:
+    """A timm or torchvision model (``timm:NAME[.tag]``, ``torchvision:NAME``) rather than an seprobe one."""
+    return spec.startswith(PREFIXES)
+
+
+def _timm_names() -> list[str]:
+    try:
+        import timm
+    except ImportError:
+        raise SeprobeError("timm: models need timm; valid: pip install 'seprobe[timm]'") from None
+    return timm.list_models()
+
+
+def check_model_name(spec: str) -> str:
+    """``spec`` if it names a model seprobe can build; else an error with the closest names."""
+    from ..api import suggest
+    from ..models.registry import list_models
+
+    if spec.startswith("timm:"):
+        base = spec.removeprefix("timm:").partition(".")[0]  # a pretrained tag: tf_mobilenetv3_small_100.in1k
+        names = _timm_names()
+        if base not in names:
+            raise SeprobeError(f"unknown timm model {base!r}{suggest(base, names)} (valid: a name from "
+                               "timm.list_models(), e.g. timm:tf_mobilenetv3_small_100[.tag])")
+    elif spec.startswith("torchvision:"):
+        import torchvision
+
+        name = spec.removeprefix("torchvision:")
+        names = torchvision.models.list_models()
+        if name not in names:
+            raise SeprobeError(f"unknown torchvision model {name!r}{suggest(name, names)} (valid: e.g. "
+                               "torchvision:mobilenet_v3_small, efficientnet_b0, regnet_y_400mf)")
+    elif spec not in list_models():
+        raise SeprobeError(f"unknown model {spec!r}{suggest(spec, list_models())} (valid: `seprobe models`, "
+                           "timm:NAME or torchvision:NAME)")
+    return spec
+
+
+def foreign_model(spec: str, pretrained: bool = False) -> nn.Module:
+    """A timm or torchvision model, untrained unless ``pretrained`` (then downloaded: online users)."""
+    check_model_name(spec)
+    if spec.startswith("timm:"):
+        import timm
+
+        return _download(lambda: timm.create_model(spec.removeprefix("timm:"), pretrained=pretrained), spec)
+    import torchvision
+
+    return _download(lambda: torchvision.models.get_model(spec.removeprefix("torchvision:"),
+                                                          weights="DEFAULT" if pretrained else None), spec)
+
+
+def foreign_input_size(spec: str) -> int:
+    """The side a foreign model is evaluated at (its pretrained configuration's crop)."""
+    return _foreign_preprocessing(spec, foreign_model(spec), pretrained=True).crop
+
+
+def _download(build, spec: str):
+    """``build()``, with a failed download of pretrained weights as one clear line (offline machines)."""
+    try:
+        return build()
+    except (OSError, RuntimeError) as e:  # urllib's URLError and the hub's connection errors are OSErrors
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, RuntimeError) and "download" not in text.lower() and "hub" not in text.lower():
+            raise
+        raise SeprobeError(f"cannot download the pretrained weights of {spec} ({text[:160]}); valid: a local "
+                           "checkpoint --weights PATH, or run where the model hub can be reached") from None
 
 
 @dataclass
@@ -33,12 +102,15 @@ class LoadedModel:
 
 
 def weights_kind(weights: str | None) -> str:
-    """``file``, ``timm``, ``torchvision`` or ``random``; a clear error for anything else."""
+    """``file``, ``pretrained`` (``timm`` and ``torchvision`` are its older names) or ``random``; a clear error
+    for anything else."""
     if weights is None:
-        raise SeprobeError("no --weights given; valid: a checkpoint path, 'timm' or 'torchvision' (pretrained, "
-                           "downloaded), or 'random' (untrained: the figures then mean nothing)")
-    if weights in ("timm", "torchvision", "random"):
+        raise SeprobeError("no --weights given; valid: a checkpoint path, 'pretrained' (downloaded through timm or "
+                           "torchvision), or 'random' (untrained: the figures then mean nothing)")
+    if weights in WEIGHT_SOURCES:
         return weights
+    if os.path.isdir(weights):
+        raise SeprobeError(f"weights {weights!r} is a folder; valid: a checkpoint file, 'pretrained' or 'random'")
     if not os.path.isfile(weights):
         raise SeprobeError(f"weights {weights!r}: no such file; valid: a checkpoint path, 'timm', 'torchvision' "
                            "or 'random'")
@@ -46,75 +118,67 @@ def weights_kind(weights: str | None) -> str:
 
 
 def load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
-    """The model, weights loaded, in eval mode; ``knobs`` apply to seprobe models only."""
+    """The model, weights loaded, in eval mode, with its own evaluation preprocessing; ``knobs`` apply to seprobe
+    models only. ``weights="pretrained"`` downloads the library's weights: timm's or torchvision's for their
+    models, timm's port of the official weights for the seprobe SE-ResNets/ResNeXts timm has."""
     kind = weights_kind(weights)
-    if knobs and spec.startswith(PREFIXES):
-        raise SeprobeError(f"model knobs ({', '.join(knobs)}) apply to seprobe models, not {spec!r}; valid: "
-                           "leave them out for timm: and torchvision: models")
-    if spec.startswith("timm:"):
-        return _timm(spec.removeprefix("timm:"), weights, kind)
-    if spec.startswith("torchvision:"):
-        return _torchvision(spec.removeprefix("torchvision:"), weights, kind)
+    check_model_name(spec)
+    pretrained = kind in ("pretrained", "timm", "torchvision")
+    if is_foreign(spec):
+        if knobs:
+            raise SeprobeError(f"model knobs ({', '.join(knobs)}) apply to seprobe models, not {spec!r}; valid: "
+                               "leave them out for timm: and torchvision: models")
+        library = spec.partition(":")[0]
+        if kind in ("timm", "torchvision") and kind != library:
+            raise SeprobeError(f"--weights {kind} does not apply to {spec}; valid: 'pretrained' ({library}'s "
+                               "weights), a checkpoint path, or 'random'")
+        model = foreign_model(spec, pretrained=pretrained)
+        if kind == "file":
+            load_weights(model, weights, layout="seprobe")  # the library's own key names, loaded strictly
+        return LoadedModel(model.eval(), spec, weights, _foreign_preprocessing(spec, model, pretrained),
+                           kind == "random")
     if kind == "torchvision":
         raise SeprobeError(f"--weights torchvision applies to torchvision:NAME models, not {spec!r}; valid: "
-                           "a checkpoint path, 'timm' or 'random'")
-    if kind == "timm":
-        model = build_model(spec, **knobs)
+                           "'pretrained', a checkpoint path, or 'random'")
+    model = build_model(spec, **knobs)
+    if pretrained:
         timm_name = _timm_equivalent(spec, model)
-        model = build_from_timm(timm_name, pretrained=True, **knobs)
-    else:
-        model = build_model(spec, **knobs)
-        if kind == "file":
-            load_weights(model, weights)
+        model = _download(lambda: build_from_timm(timm_name, pretrained=True, **knobs), spec)
+    elif kind == "file":
+        load_weights(model, weights)
     size = get_spec(spec).input_size  # resize to size / 0.875 and centre-crop: ImageNet's usual evaluation
     return LoadedModel(model.eval(), spec, weights, Preprocessing(resize=round(size / 0.875), crop=size),
                        kind == "random")
 
 
 def _timm_equivalent(spec: str, model: nn.Module) -> str:
+    """The timm model whose pretrained weights fit ``model`` exactly."""
+    valid = ", ".join(sorted({name for name, _ in TIMM_EQUIVALENTS.values()}))
     for timm_name, (name, arch) in TIMM_EQUIVALENTS.items():
-        if name == spec and arch["stride_at"] == model.stride_at and arch["stem_pool"] == model.stem_pool:
+        if name == spec and all(getattr(model, k, None) == v for k, v in arch.items()):
             return timm_name
-    raise SeprobeError(f"timm publishes no weights for {spec} with stride_at={model.stride_at}, "
-                       f"stem_pool={model.stem_pool}; valid: {', '.join(sorted(TIMM_EQUIVALENTS))}")
+    if not any(name == spec for name, _ in TIMM_EQUIVALENTS.values()):
+        raise SeprobeError(f"timm publishes no weights for {spec}; valid: --weights pretrained with {valid}, or a "
+                           "checkpoint path")
+    raise SeprobeError(f"timm publishes no weights for {spec} with stride_at={getattr(model, 'stride_at', None)}, "
+                       f"stem_pool={getattr(model, 'stem_pool', None)}; valid: the knobs of "
+                       f"seprobe.models.checkpoints.TIMM_EQUIVALENTS ({valid})")
 
 
-def _timm(name: str, weights: str, kind: str) -> LoadedModel:
-    try:
-        import timm
+def _foreign_preprocessing(spec: str, model: nn.Module, pretrained: bool) -> Preprocessing:
+    """timm's data config for the model; torchvision's weight transforms (or ImageNet's default without them)."""
+    if spec.startswith("timm:"):
         from timm.data import resolve_data_config
-    except ImportError:
-        raise SeprobeError("timm: models need timm; valid: pip install 'seprobe[timm]'") from None
-    if kind == "torchvision":
-        raise SeprobeError("--weights torchvision applies to torchvision:NAME models; valid: a path, timm, random")
-    if name not in timm.list_models():
-        raise SeprobeError(f"unknown timm model {name!r}; valid: a name from timm.list_models(), e.g. "
-                           "tf_mobilenetv3_small_100")
-    model = timm.create_model(name, pretrained=kind == "timm")
-    if kind == "file":
-        load_weights(model, weights, layout="seprobe")  # timm's own key names, loaded strictly
-    cfg = resolve_data_config({}, model=model)
-    crop = cfg["input_size"][-1]
-    pre = Preprocessing(resize=math.floor(crop / cfg["crop_pct"]), crop=crop, mean=tuple(cfg["mean"]),
-                        std=tuple(cfg["std"]), interpolation=cfg["interpolation"])
-    return LoadedModel(model.eval(), f"timm:{name}", weights, pre, kind == "random")
 
-
-def _torchvision(name: str, weights: str, kind: str) -> LoadedModel:
+        cfg = resolve_data_config({}, model=model)
+        crop = cfg["input_size"][-1]
+        return Preprocessing(resize=math.floor(crop / cfg["crop_pct"]), crop=crop, mean=tuple(cfg["mean"]),
+                             std=tuple(cfg["std"]), interpolation=cfg["interpolation"])
     import torchvision
 
-    if name not in torchvision.models.list_models():
-        raise SeprobeError(f"unknown torchvision model {name!r}; valid: e.g. mobilenet_v3_small, efficientnet_b0, "
-                           "regnet_y_400mf")
-    if kind == "timm":
-        raise SeprobeError("--weights timm applies to timm:NAME and seprobe models; valid: a path, torchvision, "
-                           "random")
-    model = torchvision.models.get_model(name, weights="DEFAULT" if kind == "torchvision" else None)
-    if kind == "file":
-        load_weights(model, weights, layout="seprobe")
-    pre = Preprocessing()
-    if kind == "torchvision":
-        t = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-        pre = Preprocessing(resize=t.resize_size[0], crop=t.crop_size[0], mean=tuple(t.mean), std=tuple(t.std),
-                            interpolation=t.interpolation.value)
-    return LoadedModel(model.eval(), f"torchvision:{name}", weights, pre, kind == "random")
+    try:
+        t = torchvision.models.get_model_weights(spec.removeprefix("torchvision:")).DEFAULT.transforms()
+    except (ValueError, AttributeError):  # a model torchvision has no weights for
+        return Preprocessing()
+    return Preprocessing(resize=t.resize_size[0], crop=t.crop_size[0], mean=tuple(t.mean), std=tuple(t.std),
+                         interpolation=t.interpolation.value)

@@ -1,0 +1,29 @@
+"""The closed sets of values seprobe's knobs and options take, as ``Literal`` types.
+
+One source for each set: the models validate against these tuples and the command line offers them as choices,
+so ``--help`` lists them in full and a bad value fails before anything is built. Torch-free, so that the command
+line can check its options without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Squeeze = Literal["avg", "max", "none"]            # Eq. 2 (avg), Table 11 (max), Table 16 (none = NoSqueeze)
+Gate = Literal["sigmoid", "tanh", "relu", "hardsigmoid"]  # Eq. 3's sigma, Table 12
+Integration = Literal["standard", "pre", "post", "identity", "3x3"]  # Fig. 5, Tables 14 and 15
+StrideAt = Literal["1x1", "3x3"]                   # where a ResNet bottleneck downsamples (Sec. 3.3)
+StemPool = Literal["ceil", "pad"]                  # Caffe's ceil-mode stem max-pool, or torchvision's padded one
+Dtype = Literal["float32", "bfloat16", "float16"]
+Interpolation = Literal["bilinear", "bicubic", "nearest"]
+Format = Literal["table", "csv", "json", "markdown"]
+AblationMode = Literal["identity", "mean", "both"]
+
+SQUEEZES: tuple[str, ...] = get_args(Squeeze)
+GATES: tuple[str, ...] = get_args(Gate)
+INTEGRATIONS: tuple[str, ...] = get_args(Integration)
+STRIDES: tuple[str, ...] = get_args(StrideAt)
+STEM_POOLS: tuple[str, ...] = get_args(StemPool)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+FORMATS: tuple[str, ...] = get_args(Format)
