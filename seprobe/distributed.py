@@ -221,7 +221,8 @@ class World:
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         rank, text = failed[0]
         if len(failed) < self.size or len({m for _, m in failed}) > 1:
-            others = f" (and {len(failed) - 1} more ranks)" if len(failed) > 1 else ""
+            more = len(failed) - 1
+            others = f" (and {more} more rank{'s' if more > 1 else ''})" if more else ""
             text = f"rank {rank}{others}: {text}"
         raise DistributedError(text, quiet=not self.is_main)
 
@@ -241,7 +242,10 @@ def current_world() -> World:
 
 def torchrun_world_size() -> int:
     """``WORLD_SIZE`` as torchrun set it (1 without torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    value = os.environ.get("WORLD_SIZE", "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise DistributedError(f"WORLD_SIZE={value!r}; valid: a positive integer (torchrun sets it), or unset")
+    return int(value)
 
 
 def _world_from_environment(device: str) -> World:

@@ -168,6 +168,10 @@ def test_shards_are_one_process_batches_each_once(items, batch, size):
 
 
 def test_a_bad_world_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(DistributedError, match="WORLD_SIZE='two'; valid: a positive integer"), \
+            distributed_session("cpu"):
+        pass
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setenv("RANK", "0")
