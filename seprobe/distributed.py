@@ -121,6 +121,17 @@ class World:
         self.heartbeat()
         return self._all_gather(obj)
 
+    def check_same(self, what: str, value: Any) -> None:
+        """Stop every rank, with one message, unless all ranks hold an equal ``value`` (e.g. a digest of the
+        image list: a node that sees other files would otherwise shard a different list)."""
+        if not self.distributed:
+            return
+        values = self.gather(value)
+        differ = [r for r, v in enumerate(values) if v != values[0]]
+        if differ:
+            raise DistributedError(f"rank {differ[0]} sees another {what} than rank 0; valid: the same on every "
+                                   "rank (the same --data and options on every node)", quiet=not self.is_main)
+
     def concat(self, items: Sequence[T]) -> list[T]:
         """Every rank's list, concatenated in rank order: global order for per-batch lists, as shards are
         contiguous."""

@@ -61,11 +61,13 @@ def _worker_collect(data: str, checkpoint: str, out: str) -> None:
 
 
 def _worker_fail(data: str, checkpoint: str, out: str, how: str) -> None:
-    """Rank 1 fails (``folder``: its image folder is missing; ``loop``: its model raises at its 2nd batch);
-    rank 0 would write ``out`` on success."""
+    """Rank 1 fails (``folder``: its image folder is missing; ``loop``: its model raises at its 2nd batch;
+    ``subset``: it sees one image fewer); rank 0 would write ``out`` on success."""
     rank = int(os.environ["RANK"])
     with distributed_session("cpu") as world:
         images = discover(data if not (how == "folder" and rank == 1) else data + "-missing")
+        if how == "subset" and rank == 1:
+            images = LabelledImages(images.paths[1:], images.labels[1:], images.class_names, True, images.layout)
         loaded = _loaded(checkpoint)
         if how == "loop" and rank == 1:
             calls = []
@@ -229,7 +231,8 @@ def test_two_processes_give_the_results_of_one(setup, tmp_path):
 
 
 @pytest.mark.parametrize("how,message", [("folder", "rank 1: data folder"),
-                                         ("loop", "rank 1: RuntimeError: injected failure on the second batch")])
+                                         ("loop", "rank 1: RuntimeError: injected failure on the second batch"),
+                                         ("subset", "rank 1 sees another image list than rank 0")])
 def test_a_failing_rank_stops_both_with_the_message_once(setup, tmp_path, how, message):
     data, checkpoint, _ = setup
     result = tmp_path / "result.txt"

@@ -6,6 +6,7 @@ Forward hooks on the gate modules read ``s`` (Eq. 3) for every image and stream 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -108,6 +109,7 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     world = world or current_world()
     if world.distributed:
         device = world.device
+        world.check_same("image list", _digest(images, views, batch_size))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
     model = loaded.model.to(device).eval()
@@ -174,6 +176,13 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     if run.failed:
         run.notes.append(f"{len(set(run.failed))} unreadable images were skipped")
     return run
+
+
+def _digest(images: LabelledImages, views: int, batch_size: int) -> str:
+    """What the ranks must agree on to shard the same items: file names (not folders, which may be mounted
+    elsewhere on another node), labels, views and batch size."""
+    text = repr((views, batch_size, images.labels, [p.name for p in images.paths]))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _progress(total: int, enabled: bool):
