@@ -6,11 +6,13 @@ Forward hooks on the gate modules read ``s`` (Eq. 3) for every image and stream 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from ..distributed import World, current_world
 from ..errors import SeprobeError
 from .gate_stats import GateStats
 from .gates import Gate, find_gates, gate_range
@@ -95,9 +97,19 @@ class GateRecorder:
 
 def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batch_size: int = 32,
             device: str = "cpu", num_workers: int = 0, blocks: list[str] | None = None, progress: bool = True,
-            seed: int = 0, with_gates: bool = True) -> ActivationRun:
+            seed: int = 0, with_gates: bool = True, world: World | None = None) -> ActivationRun:
     """One pass over ``images`` (``views`` crops each): gate statistics of every SE block, and accuracy
-    (``with_gates=False``: accuracy only, for any classifier)."""
+    (``with_gates=False``: accuracy only, for any classifier).
+
+    Under torchrun (``world``, by default that of the open :func:`~seprobe.distributed.distributed_session`)
+    each rank takes its own contiguous share of the batches on ``world.device``, and the statistics, counts and
+    failures are combined, so every rank returns the run of one process over all the images; only rank 0
+    shows progress (the global count).
+    """
+    world = world or current_world()
+    if world.distributed:
+        device = world.device
+        world.check_same("image list", _digest(images, views, batch_size))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
     model = loaded.model.to(device).eval()
@@ -114,17 +126,22 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     num_classes = len(images.class_names)
     stats = GateStats({g.name: (g.channels, *gate_range(model, g)) for g in gates}, num_classes)
     run = ActivationRun(loaded, gates, images, views, stats)
-    loader = torch.utils.data.DataLoader(ViewDataset(images, loaded.preprocessing, views, seed), batch_size=batch_size,
+    dataset = ViewDataset(images, loaded.preprocessing, views, seed)
+    # global item indices in the batches of one process, so views are seeded and scored as in one process
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=world.batches(len(dataset), batch_size),
                                          num_workers=num_workers, collate_fn=collate)
     recorder = GateRecorder(model, gates)
-    correct1 = correct5 = 0
+    correct1 = correct5 = evaluated = 0
+    failed: list[str] = []
     score = images.imagenet
-    bar = _progress(len(loader.dataset), progress)
+    bar = _progress(len(dataset), progress and world.is_main)
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            for x, labels, flat_index, failed in loader:
-                run.failed += failed
+            batches = iter(loader)
+            for _ in range(world.steps(len(dataset), batch_size)):  # a rank with one batch fewer idles a step
+                x, labels, flat_index, bad = next(batches, (None, None, None, []))
+                failed += bad
                 if x is not None:
                     logits = model(x.to(device))
                     for g in gates:
@@ -135,11 +152,14 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
                         truth = labels[first].unsqueeze(1)
                         correct1 += (top5[:, :1] == truth).sum().item()
                         correct5 += (top5 == truth).any(1).sum().item()
-                        run.evaluated += int(first.sum())
-                bar.update(len(failed) + (0 if x is None else len(x)))
+                        evaluated += int(first.sum())
+                bar.update(world.heartbeat(len(bad) + (0 if x is None else len(x))))
     finally:
         recorder.remove()
         bar.close()
+    world.merge_stats(stats)
+    correct1, correct5, run.evaluated = world.sum(correct1, correct5, evaluated)
+    run.failed = world.concat(failed)
     run.seconds = time.perf_counter() - start
     if run.evaluated:
         run.top1, run.top5 = correct1 / run.evaluated, correct5 / run.evaluated
@@ -156,6 +176,13 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     if run.failed:
         run.notes.append(f"{len(set(run.failed))} unreadable images were skipped")
     return run
+
+
+def _digest(images: LabelledImages, views: int, batch_size: int) -> str:
+    """What the ranks must agree on to shard the same items: file names (not folders, which may be mounted
+    elsewhere on another node), labels, views and batch size."""
+    text = repr((views, batch_size, images.labels, [p.name for p in images.paths]))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _progress(total: int, enabled: bool):
