@@ -343,6 +343,7 @@ def activations(model: str, weights: str, data: str | os.PathLike, *, labels: st
 
     ``stage`` / ``blocks`` choose the blocks shown (figures and table); ``out`` writes the figures and tables
     there, all together; ``knobs`` are model-zoo knobs of seprobe models and must match the checkpoint."""
+    from .distributed import current_world
     from .probe.activation_report import specificity_table, write_outputs
     from .probe.activations import choose_blocks, choose_classes, collect
     from .probe.gates import find_gates
@@ -368,7 +369,7 @@ def activations(model: str, weights: str, data: str | os.PathLike, *, labels: st
     spec = specificity_table(run, chosen)
     spec = spec[spec["block"].isin(shown)].reset_index(drop=True)
     result = Activations(run, chosen, shown, spec)
-    if out is not None:
+    if out is not None and current_world().is_main:  # under torchrun, rank 0 alone writes
         with output_set():
             result.written = write_outputs(run, Path(out), chosen, shown, channels, spec, all_classes_table)
     return result

@@ -8,6 +8,7 @@ no output half-written. Only ``typer`` and the torch-free modules load before an
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import warnings
@@ -328,6 +329,13 @@ def _inputs(command: str, model, weights, data, labels, extra: str = ""):
     )
 
 
+def _session(device: str):
+    """One process, or this rank of a ``torchrun`` launch (:mod:`seprobe.distributed`)."""
+    from .distributed import distributed_session
+
+    return distributed_session(device)
+
+
 def _triple(text: str | None, what: str):
     if text is None:
         return None
@@ -414,25 +422,28 @@ def activations_cmd(
         stride_at=stride_at,
         stem_pool=stem_pool,
     )
-    result = api.activations(
-        inputs.model,
-        inputs.weights,
-        inputs.data,
-        labels=inputs.labels,
-        classes=classes,
-        stage=stage,
-        blocks=blocks,
-        samples_per_class=samples_per_class,
-        views=views,
-        channels=channels,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        all_classes_table=all_classes_table,
-        out=out,
-        overrides=overrides,
-        **knobs,
-    )
+    with _session(device) as world:
+        result = api.activations(
+            inputs.model,
+            inputs.weights,
+            inputs.data,
+            labels=inputs.labels,
+            classes=classes,
+            stage=stage,
+            blocks=blocks,
+            samples_per_class=samples_per_class,
+            views=views,
+            channels=channels,
+            batch_size=batch_size,
+            device=world.device,
+            num_workers=num_workers,
+            all_classes_table=all_classes_table,
+            out=out,
+            overrides=overrides,
+            **knobs,
+        )
+    if not world.is_main:
+        return  # under torchrun, rank 0 alone prints
     for path in result.written:
         _err(f"wrote {path}")
     typer.echo(result.text(), nl=False)
@@ -458,17 +469,19 @@ def evaluate_cmd(
 
     inputs = _inputs("evaluate", model, weights, data, labels)
     overrides = _overrides(resize, crop, mean, std, interpolation)
-    result = api.evaluate(
-        inputs.model,
-        inputs.weights,
-        inputs.data,
-        labels=inputs.labels,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        overrides=overrides,
-    )
-    typer.echo(result.text())
+    with _session(device) as world:
+        result = api.evaluate(
+            inputs.model,
+            inputs.weights,
+            inputs.data,
+            labels=inputs.labels,
+            batch_size=batch_size,
+            device=world.device,
+            num_workers=num_workers,
+            overrides=overrides,
+        )
+    if world.is_main:
+        typer.echo(result.text())
 
 
 # --- entry point -----------------------------------------------------------------------------------------------------
@@ -479,6 +492,8 @@ def _terminate(signum, frame):
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 speaks for all
     _err(f"seprobe: warning: {str(message).splitlines()[0] if str(message) else category.__name__}")
 
 
@@ -490,7 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="seprobe", standalone_mode=False)
     except SeprobeError as e:
-        _err(f"seprobe: error: {e}")
+        if not getattr(e, "quiet", False):  # under torchrun, one rank speaks for all
+            _err(f"seprobe: error: {e}")
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         _err("seprobe: interrupted")

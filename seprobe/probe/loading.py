@@ -68,11 +68,15 @@ def foreign_model(spec: str, pretrained: bool = False) -> nn.Module:
     if spec.startswith("timm:"):
         import timm
 
-        return _download(lambda: timm.create_model(spec.removeprefix("timm:"), pretrained=pretrained), spec)
+        if not pretrained:
+            return timm.create_model(spec.removeprefix("timm:"))
+        return _download(lambda: timm.create_model(spec.removeprefix("timm:"), pretrained=True), spec)
     import torchvision
 
-    return _download(lambda: torchvision.models.get_model(spec.removeprefix("torchvision:"),
-                                                          weights="DEFAULT" if pretrained else None), spec)
+    name = spec.removeprefix("torchvision:")
+    if not pretrained:
+        return torchvision.models.get_model(name, weights=None)
+    return _download(lambda: torchvision.models.get_model(name, weights="DEFAULT"), spec)
 
 
 def foreign_input_size(spec: str) -> int:
@@ -80,12 +84,30 @@ def foreign_input_size(spec: str) -> int:
     return _foreign_preprocessing(spec, foreign_model(spec), pretrained=True).crop
 
 
+def _hub_offline() -> None:
+    """Where the model hub's name does not resolve, tell huggingface_hub at once, so that it answers from its cache
+    or fails in a moment instead of retrying for a minute."""
+    import socket
+
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            from huggingface_hub import constants
+
+            constants.HF_HUB_OFFLINE = True
+        except ImportError:
+            pass
+
+
 def _download(build, spec: str):
     """``build()``, with a failed download of pretrained weights as one clear line (offline machines)."""
+    _hub_offline()
     try:
         return build()
     except (OSError, RuntimeError) as e:  # urllib's URLError and the hub's connection errors are OSErrors
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        text = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
         if isinstance(e, RuntimeError) and "download" not in text.lower() and "hub" not in text.lower():
             raise
         raise SeprobeError(f"cannot download the pretrained weights of {spec} ({text[:160]}); valid: a local "

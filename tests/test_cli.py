@@ -1,0 +1,250 @@
+"""The command line as a new and as a hostile user meets it: start-up, usage errors, defaults, output formats,
+output files and interrupts. Each runs ``python -m seprobe`` in a subprocess, with real signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .conftest import SHARED
+
+GOLDFISH, PUG = "n01443537", "n02110958"
+
+
+def env_without_defaults(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEPROBE_")}
+    env.update(extra)
+    return env
+
+
+def seprobe(*args, cwd, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "seprobe", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env or env_without_defaults(), **kwargs)
+
+
+def one_error_line(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seprobe: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def write_images(folder: Path, n_per_class: int, size: int = 32) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for wnid, colour in ((GOLDFISH, (200, 90, 10)), (PUG, (120, 100, 90))):
+        for i in range(n_per_class):
+            Image.new("RGB", (size, size), tuple((c + 7 * i) % 256 for c in colour)).save(folder / f"{wnid}_{i}.png")
+    return folder
+
+
+def test_startup_does_not_import_torch(tmp_path):
+    code = "import sys, seprobe, seprobe.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == "False"
+
+
+def test_version_and_help(tmp_path):
+    proc = seprobe("--version", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"seprobe {version('seprobe')}"
+    proc = seprobe("activations", "--help", cwd=tmp_path, env=env_without_defaults(COLUMNS="80"))
+    assert proc.returncode == 0
+    assert "<sigmoid|tanh|relu|hardsigmoid>" in proc.stdout  # choices in full, not cut at 80 columns
+    assert "<bool>" not in proc.stdout and "list[" not in proc.stdout
+    assert max(map(len, proc.stdout.splitlines())) <= 80
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["complexity", "--model", "se_resnet50", "--gate", "softmax"], "'softmax' is not one of"),
+    (["complexity", "--model", "se_resnet50", "-f", "xml"], "'xml' is not one of"),
+    (["complexity", "--model", "se_resnet50", "--batch-size", "0"], "--batch-size"),
+    (["complexity", "--model", "se_resnet50", "--input-size", "0"], "--input-size"),
+    (["complexity", "--model", "se_resnet50", "--input-size", "100000"], "100000"),
+    (["complexity", "--model", "se_resnet50", "--time", "--batch-size", "100000000"], "--batch-size 100000000"),
+    (["complexity", "--model", "se_resnet50", "--time", "--device", "tpu"], "'tpu'"),
+    (["complexity", "--model", "se_resnet5"], "did you mean 'se_resnet50'"),
+    (["complexity", "--model", "timm:tf_mobilenetv3_smal_100"], "did you mean 'tf_mobilenetv3_small_100'"),
+    (["complexity", "--model", "resnet50", "--reduction", "8"], "applies to none of resnet50"),
+    (["complexity", "--model", "se_resnet50", "--per-block", "-f", "csv"], "--format csv prints one table"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--batch-size", "0"],
+     "--batch-size"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--num-workers", "-1"],
+     "--num-workers"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--device", "tpu"], "'tpu'"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--crop", "0"], "--crop"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--resize", "0"], "--resize"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--std", "0,0,0"], "--std"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--std", "nan,1,1"], "--std"),
+    (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", "pyproject.toml"], "is a file"),
+    (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--out", "f.txt"], "is a file"),
+    (["reports", "--studies", "f.txt"], "is a file"),
+    (["nonsense"], "No such command"),
+])
+def test_bad_input_is_one_line_before_any_work(tmp_path, args, needle):
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    start = time.perf_counter()
+    proc = seprobe(*args, cwd=tmp_path)
+    one_error_line(proc, needle)
+    assert time.perf_counter() - start < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "pyproject.toml"]  # nothing written
+
+
+def test_missing_inputs_are_reported_together_with_an_example(tmp_path):
+    line = one_error_line(seprobe("activations", "--stage", "5", "--classes", "goldfish,pug", cwd=tmp_path),
+                          "--model", "--weights", "--data")
+    assert "seprobe activations --model timm:tf_mobilenetv3_small_100 --weights PATH.pth --data DIR" in line
+
+
+def test_defaults_come_from_config_and_environment(tmp_path):
+    (tmp_path / "seprobe.toml").write_text('model = "se_resnet18"\nweights = "random"\ndata = "nowhere"\n')
+    line = one_error_line(seprobe("evaluate", cwd=tmp_path), "--data")
+    assert str(tmp_path / "nowhere") in line  # relative to the config file
+    env = env_without_defaults(SEPROBE_DATA=str(tmp_path / "elsewhere"))
+    assert "elsewhere" in one_error_line(seprobe("evaluate", cwd=tmp_path, env=env))
+    (tmp_path / "seprobe.toml").write_text("model = 5\n")
+    one_error_line(seprobe("evaluate", cwd=tmp_path), "seprobe.toml", "model", "5", "string")
+    (tmp_path / "seprobe.toml").write_text('modle = "x"\n')
+    one_error_line(seprobe("evaluate", cwd=tmp_path), "modle", "valid: model, weights, data, labels")
+
+
+def test_repository_defaults_point_at_shared():
+    from seprobe.config import load_defaults
+
+    root = Path(__file__).resolve().parents[1]
+    d = load_defaults(root, environ={})
+    assert d.get("model") == "timm:tf_mobilenetv3_small_100"
+    assert Path(d.get("weights")).resolve() == (SHARED / "weights" / "tf_mobilenetv3_small_100.pth").resolve()
+    assert Path(d.get("data")).resolve() == (SHARED / "data" / "imagenet-samples").resolve()
+
+
+def test_json_is_one_document_with_types(tmp_path):
+    proc = seprobe("complexity", "--model", "se_resnet18", "--reduction", "8", "--model", "resnet18", "-f", "json",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "seprobe/1" and doc["command"] == "complexity"
+    summary = doc["tables"]["summary"]
+    assert summary[0]["knobs"] == {"reduction": 8} and summary[1]["knobs"] == {}
+    # parameters as integers; SE-ResNet-18 at r = 8 adds 2 * sum(N_s * C_s^2 / 8) + biases (closed form)
+    widths, blocks = (64, 128, 256, 512), (2, 2, 2, 2)
+    se = sum(n * (2 * c * (c // 8) + c // 8 + c) for n, c in zip(blocks, widths, strict=True))
+    assert summary[0]["params"] - summary[0]["params_without_se"] == se
+    assert isinstance(summary[0]["params"], int)
+    ops = doc["tables"]["operations"]
+    assert all(r["operations"] is None or isinstance(r["operations"], int) for r in ops)
+    assert "--reduction does not apply to resnet18" in proc.stderr
+
+
+def test_output_files_respect_the_umask_and_write_through_links(tmp_path):
+    target = tmp_path / "real.csv"
+    target.write_text("old")
+    (tmp_path / "link.csv").symlink_to(target)
+    code = ("import os, sys; os.umask(int(sys.argv[1], 8)); sys.argv = ['seprobe'] + sys.argv[2:]; "
+            "from seprobe.cli import main; main()")
+    for mask, mode in (("022", 0o644), ("077", 0o600)):
+        out = tmp_path / f"models_{mask}.csv"
+        subprocess.run([sys.executable, "-c", code, mask, "models", "-o", str(out)], check=True, cwd=tmp_path,
+                       env=env_without_defaults())
+        assert out.stat().st_mode & 0o777 == mode
+    proc = seprobe("models", "-o", "link.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "link.csv").is_symlink() and target.read_text().startswith("model,")
+    proc = seprobe("models", "-f", "csv", "-o", "/dev/stdout", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("model,") and Path("/dev/stdout").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _interrupt_while_writing(cmd, out: Path, sig, cwd, timeout=300):
+    """Start ``cmd``, wait until it is writing its outputs (a staged temporary file exists), send ``sig``."""
+    proc = subprocess.Popen([sys.executable, "-m", "seprobe", *cmd], cwd=cwd, env=env_without_defaults(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if out.is_dir() and any(p.name.endswith(".tmp") for p in out.rglob("*")):
+            proc.send_signal(sig)
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_while_writing_leaves_nothing(tmp_path, sig):
+    data = write_images(tmp_path / "data", 6)
+    fresh, reused = tmp_path / "fresh", tmp_path / "reused"
+    reused.mkdir()
+    (reused / "gates.csv").write_text("an older run's")
+    for out in (fresh, reused):
+        cmd = ["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(data),
+               "--classes", "goldfish,pug", "--crop", "64", "--resize", "64", "--channels", "4", "--out", str(out)]
+        rc, err = _interrupt_while_writing(cmd, out, sig, tmp_path)
+        assert rc == 130, err
+        assert err.strip().splitlines()[-1] == "seprobe: interrupted" and "Traceback" not in err
+    assert not fresh.exists()
+    assert [p.name for p in reused.iterdir()] == ["gates.csv"]
+    assert (reused / "gates.csv").read_text() == "an older run's"
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.5])
+def test_interrupt_at_start_up_is_one_line(tmp_path, delay):
+    proc = subprocess.Popen([sys.executable, "-m", "seprobe", "complexity", "--model", "se_resnet152", "--time",
+                             "--repeats", "50"], cwd=tmp_path, env=env_without_defaults(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "seprobe: interrupted"
+
+
+def test_studies_with_one_name_and_studies_that_do_nothing(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "stages.toml").write_text((root / "studies" / "stages.toml").read_text())
+    one_error_line(seprobe("study", "run", "a/stages.toml", "b/stages.toml", "--out", "rep", cwd=tmp_path),
+                   "two studies named 'stages'")
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "timing.toml").write_text((root / "studies" / "timing.toml").read_text())
+    one_error_line(seprobe("reports", "--studies", "only", "--out", "rep", cwd=tmp_path), "no study ran",
+                   "--with-timing")
+    (tmp_path / "empty").mkdir()
+    one_error_line(seprobe("reports", "--studies", "empty", cwd=tmp_path), "holds no .toml study")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_python_api_matches_the_command(tmp_path):
+    import seprobe as sp
+
+    report = sp.complexity("se_resnet18", reduction=8)
+    proc = seprobe("complexity", "--model", "se_resnet18", "--reduction", "8", "-f", "json", cwd=tmp_path)
+    summary = json.loads(proc.stdout)["tables"]["summary"][0]
+    assert summary["params"] == report.results[0].params
+    assert summary["gflops"] == pytest.approx(report.results[0].total / 1e9, abs=0)
+
+
+def test_offline_pretrained_download_is_one_clear_error(monkeypatch):
+    import urllib.error
+
+    import seprobe.probe.loading as loading
+    from seprobe import SeprobeError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(loading, "build_from_timm", offline)
+    with pytest.raises(SeprobeError, match="cannot download the pretrained weights of se_resnet50"):
+        loading.load_model("se_resnet50", "pretrained")
+    with pytest.raises(SeprobeError, match="timm publishes no weights for se_vgg16_bn"):
+        loading.load_model("se_vgg16_bn", "pretrained")
