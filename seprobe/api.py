@@ -166,7 +166,6 @@ def complexity(models: str | Sequence[str], *, input_size: int | None = None, co
     convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling)
     results = []
     for name in models:
-        progress(f"counting {name}")
         results.append(measure(name, input_size=input_size, convention=convention, **per_model[name]))
     report = ComplexityReport(results, per_block=per_block, warnings=notes)
     if time is not None:

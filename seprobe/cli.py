@@ -75,9 +75,15 @@ OutputOpt = Annotated[
 ]
 
 
-def knob_dict(**options) -> dict:
-    """The model-zoo knobs the user gave (options left at None are not knobs)."""
-    return {k: v for k, v in options.items() if v is not None}
+#: command-line option -> model-zoo knob
+KNOB_OPTIONS = {"reduction": "reduction", "squeeze": "squeeze", "gate": "gate", "bias": "bias",
+                "se_stages": "stages", "drop_stage5": "drop_stage5", "integration": "integration",
+                "stride_at": "stride_at", "stem_pool": "stem_pool"}
+
+
+def model_knobs(options: dict) -> dict:
+    """The model-zoo knobs among a command's options (``locals()``); those left at None are not knobs."""
+    return {knob: options[opt] for opt, knob in KNOB_OPTIONS.items() if options.get(opt) is not None}
 
 
 def emit(tables: dict, fmt: str | None, output: Path | None, command: str) -> None:
@@ -142,6 +148,7 @@ def complexity_cmd(
     output: OutputOpt = None,
 ) -> None:
     """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
+    options = dict(locals())
     from . import api
     from .io import check_output_file
     from .tables import format_for
@@ -157,17 +164,7 @@ def complexity_cmd(
             "FILE.csv (one file per table), or --format json"
         )
     models = model or _defaults_model()
-    knobs = knob_dict(
-        reduction=reduction,
-        squeeze=squeeze,
-        gate=gate,
-        bias=bias,
-        stages=se_stages,
-        drop_stage5=drop_stage5,
-        integration=integration,
-        stride_at=stride_at,
-        stem_pool=stem_pool,
-    )
+    knobs = model_knobs(options)
     timing = None
     if time_it:
         from .cost.timing import TimingSetup
@@ -404,6 +401,7 @@ def activations_cmd(
 
     --stage and --blocks choose the blocks shown (table and figures); --se-stages and the other model knobs
     build a seprobe model and must match its checkpoint."""
+    options = dict(locals())
     from . import api
     from .io import check_output_dir
 
@@ -411,17 +409,7 @@ def activations_cmd(
     overrides = _overrides(resize, crop, mean, std, interpolation)
     api.check_device(device)
     check_output_dir(out)
-    knobs = knob_dict(
-        reduction=reduction,
-        squeeze=squeeze,
-        gate=gate,
-        bias=bias,
-        stages=se_stages,
-        drop_stage5=drop_stage5,
-        integration=integration,
-        stride_at=stride_at,
-        stem_pool=stem_pool,
-    )
+    knobs = model_knobs(options)
     with _session(device) as world:
         result = api.activations(
             inputs.model,

@@ -190,6 +190,12 @@ def time_models(models: dict[str, nn.Module], pairs: list[tuple[str, str]], setu
             setup.batch_size = failed // 2
             notes.append(f"batch size {failed} ran out of GPU memory; measured at {setup.batch_size}")
             progress(notes[-1])
+        except (MemoryError, RuntimeError) as e:
+            if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
+                raise
+            raise SeprobeError(f"out of memory at batch size {setup.batch_size}, input {setup.input_size}x"
+                               f"{setup.input_size} on {setup.device}; valid: a smaller --batch-size or "
+                               "--input-size") from None
     result.notes = notes + result.notes
     return result
 
