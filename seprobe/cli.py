@@ -315,6 +315,8 @@ def _inputs(command: str, model, weights, data, labels, extra: str = ""):
     defaults = load_defaults()
     given = {"model": model, "weights": weights, "data": data, "labels": labels}
     values = {k: v if v is not None else defaults.get(k) for k, v in given.items()}
+    if model is not None and model != defaults.get("model") and weights is None:
+        values["weights"] = None  # the default weights belong to the default model
     missing = [f"--{k}" for k in ("model", "weights", "data") if values[k] is None]
     if missing:
         raise SeprobeError(

@@ -6,7 +6,8 @@ Looked up in this order, the first that sets a key wins:
 2. the environment: ``SEPROBE_MODEL``, ``SEPROBE_WEIGHTS``, ``SEPROBE_DATA``, ``SEPROBE_LABELS``;
 3. ``seprobe.toml`` in the working folder (top-level keys), else ``[tool.seprobe]`` of ``pyproject.toml`` there.
 
-Relative paths in a file are relative to that file's folder. Values are checked by type: each must be a string,
+Default weights belong to the default model: they are not used for another ``--model``. Relative paths in a
+file are relative to that file's folder. Values are checked by type: each must be a string,
 and an unknown key is an error naming the file, the key and the valid keys. Torch-free.
 """
 

@@ -187,7 +187,7 @@ def _cli(*args):
 
 
 def test_cli_errors_are_one_line(solid_images):
-    cases = [(["activations", "--model", "se_resnet18", "--data", str(solid_images)], "no --weights given"),
+    cases = [(["activations", "--model", "se_resnet18", "--data", str(solid_images)], "missing --weights"),
              (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
                "--classes", "plane"], "'plane' is ambiguous; valid: one of 404 n02690373 airliner"),
              (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),

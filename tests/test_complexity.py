@@ -161,10 +161,10 @@ def test_cli_writes_files_atomically(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model", "se_resnet50", "--squeeze", "median"], "unknown squeeze 'median'"),
+    (["--model", "se_resnet50", "--squeeze", "median"], "'median' is not one of 'avg', 'max', 'none'"),
     (["--model", "resnet99"], "unknown model 'resnet99'"),
     (["--model", "se_resnet50", "--stages", "1,2"], "invalid stage 1"),
-    (["--model", "resnet50", "--time", "--dtype", "int8"], "unknown dtype 'int8'"),
+    (["--model", "resnet50", "--time", "--dtype", "int8"], "'int8' is not one of 'float32', 'bfloat16', 'float16'"),
 ])
 def test_cli_bad_input(args, message):
     proc = _cli(*args)
