@@ -258,10 +258,14 @@ def _scored(images: LabelledImages, num_logits: int) -> bool:
 
 def run_phase(model: nn.Module, replacer: GateReplacer, images: LabelledImages, loaded: LoadedModel,
               ablations: Sequence[Ablation], *, batch_size: int = 32, device: str = "cpu", num_workers: int = 0,
-              progress: bool = True, desc: str = "ablate") -> tuple[Outcomes, list[str], bool]:
-    """Evaluate the full network and every ablation on each batch in turn (the batch is decoded once).
-    Returns the outcomes, the unreadable images and whether the labels could be scored."""
+              progress: bool = True, desc: str = "ablate", reuse: bool = True) -> tuple[Outcomes, list[str], bool]:
+    """Evaluate the full network and every ablation on each batch in turn (the batch is decoded once; with
+    ``reuse``, each ablation starts from the full pass's outputs before its first replaced gate, see
+    :mod:`~seprobe.probe.prefix`). Returns the outcomes, the unreadable images and whether the labels could be
+    scored."""
     from tqdm import tqdm
+
+    from .prefix import PrefixReuse
 
     n, e = len(images.paths), len(ablations) + 1
     out = Outcomes(np.zeros((e, n), np.int64), np.zeros((e, n), bool), np.zeros((e, n), bool),
@@ -270,6 +274,8 @@ def run_phase(model: nn.Module, replacer: GateReplacer, images: LabelledImages, 
                                          num_workers=num_workers, collate_fn=collate)
     failed: list[str] = []
     scored = True
+    prefix = PrefixReuse(model, list(replacer.gates.values())) if reuse else None
+    frontiers: list[tuple[str, ...]] = []
     bar = tqdm(total=n * e, unit="img", desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     try:
         with torch.inference_mode():
@@ -281,9 +287,21 @@ def run_phase(model: nn.Module, replacer: GateReplacer, images: LabelledImages, 
                 x, idx = x.to(device), index.numpy()
                 out.seen[idx] = True
                 reference = None
+                if prefix is not None and not frontiers:
+                    replacer.apply(None)
+                    prefix.probe(x[:1])
+                    frontiers = [prefix.frontier(a.blocks) for a in ablations]
                 for k, ablation in enumerate([None, *ablations]):
                     replacer.apply(ablation)
-                    logits = model(x).double()
+                    if prefix is None:
+                        logits = model(x)
+                    elif ablation is None:
+                        with prefix.recording({p for f in frontiers for p in f}):
+                            logits = model(x)
+                    else:
+                        with prefix.replaying(frontiers[k - 1]):
+                            logits = model(x)
+                    logits = logits.double()
                     scored = scored and _scored(images, logits.shape[1])
                     logp = torch.log_softmax(logits, dim=1)
                     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
@@ -395,7 +413,8 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
            cumulative: str | Sequence[str] | None = None, calibration: LabelledImages | None = None,
            calibration_per_class: int | None = None, calibration_views: int = 1, disjoint: bool = True,
            batch_size: int = 32, device: str = "cpu", num_workers: int = 0, progress: bool = True,
-           n_boot: int = 2000, seed: int = 0, foldable: dict[str, bool] | None = None) -> AblationResult:
+           n_boot: int = 2000, seed: int = 0, foldable: dict[str, bool] | None = None,
+           reuse: bool = True) -> AblationResult:
     """Evaluate ``loaded`` on ``images`` with SE blocks replaced; every input is checked before any pass.
 
     ``cumulative``: an order (:data:`ORDERS`) or an explicit list of blocks. ``mean`` needs calibration images:
@@ -477,7 +496,7 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
         if plan:
             out, failed, scored = run_phase(model, replacer, images, loaded, plan, batch_size=batch_size,
                                             device=device, num_workers=num_workers, progress=progress,
-                                            desc=f"ablate ({len(plan)} sets)")
+                                            desc=f"ablate ({len(plan)} sets)", reuse=reuse)
             first = out
             result.outcomes.append(out)
             result.failed, result.scored = failed, scored
@@ -491,7 +510,7 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
                 cplan += cumulative_plan(order, mode)
             out, failed, scored = run_phase(model, replacer, images, loaded, cplan, batch_size=batch_size,
                                             device=device, num_workers=num_workers, progress=progress,
-                                            desc=f"cumulative ({len(cplan)} sets)")
+                                            desc=f"cumulative ({len(cplan)} sets)", reuse=reuse)
             result.outcomes.append(out)
             if first is None:
                 result.failed, result.scored = failed, scored
