@@ -348,3 +348,43 @@ def test_cumulative_order_by_top1_breaks_ties_by_kl():
     assert cumulative_order(gates, singles, "mean", "top1") == ["SE_2_3", "SE_2_2", "SE_2_1"]
     assert cumulative_order(gates, singles, "mean", "kl") == ["SE_2_1", "SE_2_3", "SE_2_2"]
     assert Ablation("x", "set", "mean", ("SE_2_1",)).step is None
+
+
+def test_ablation_study_spec(tmp_path):
+    from pathlib import Path
+
+    from seprobe.studies.spec import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_study(root / "studies" / "ablation.toml")
+    assert study.kind == "ablation" and study.ablation["model"] == "timm:tf_mobilenetv3_small_100"
+    assert study.ablation["calibration_labels"].name == "val_annotations.txt"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('title = "x"\nkind = "ablation"\n[ablation]\nmodel = "m"\nweights = "w"\ndata = "d"\nmode = "x"\n')
+    with pytest.raises(SeprobeError, match="unknown field 'mode'"):
+        load_study(bad)
+    bad.write_text('title = "x"\nkind = "ablation"\n[ablation]\nmodel = "m"\n')
+    with pytest.raises(SeprobeError, match="ablation.weights: missing"):
+        load_study(bad)
+    assert len(load_study(_write_missing(tmp_path)).missing_inputs()) == 2
+
+
+def _write_missing(tmp_path):
+    p = tmp_path / "missing.toml"
+    p.write_text('title = "x"\nkind = "ablation"\n[ablation]\nmodel = "m"\nweights = "nowhere.pth"\n'
+                 'data = "nodata"\n')
+    return p
+
+
+def test_annotated_calibration_labels(tmp_path):
+    from seprobe.probe.imagenet_classes import wnid_to_index
+    from seprobe.studies.runs import _annotated_images
+
+    (tmp_path / "val_annotations.txt").write_text("val_1.JPEG\tn01443537\t0\t0\t10\t10\n"
+                                                  "val_0.JPEG\tn01629819\t1\t2\t3\t4\n")
+    images = _annotated_images(tmp_path, tmp_path / "val_annotations.txt")
+    assert [p.name for p in images.paths] == ["val_0.JPEG", "val_1.JPEG"]
+    assert images.labels == (wnid_to_index("n01629819"), wnid_to_index("n01443537")) and images.imagenet
+    (tmp_path / "bad.txt").write_text("val_0.JPEG\tn99999999\n")
+    with pytest.raises(SeprobeError, match="no ImageNet-1k wnid"):
+        _annotated_images(tmp_path, tmp_path / "bad.txt")
