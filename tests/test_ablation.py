@@ -21,12 +21,21 @@ from seprobe.probe.ablation import (
     ablate,
     block_costs,
     cumulative_order,
+    export_blocks,
     paired_bootstrap,
     parse_blocks,
     plan_ablations,
 )
 from seprobe.probe.ablation_report import write_outputs
-from seprobe.probe.folding import ChannelScale, ablated_copy, export_ablated, fold_targets, load_ablated
+from seprobe.probe.folding import (
+    ChannelScale,
+    ablated_copy,
+    export_ablated,
+    fold_targets,
+    is_ablated_file,
+    load_ablated,
+    load_ablated_model,
+)
 from seprobe.probe.gates import find_gates
 from seprobe.probe.images import Preprocessing, ViewDataset, discover
 from seprobe.probe.loading import LoadedModel
@@ -229,6 +238,11 @@ def test_bad_input_fails_cleanly(folder, tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "plain.pth")
     with pytest.raises(SeprobeError, match="not an ablated network"):
         load_ablated(tmp_path / "plain.pth")
+    r = ablate(lm, images, modes="identity", progress=False, n_boot=20)
+    with pytest.raises(SeprobeError, match="needs one set of blocks"):
+        export_blocks(r, None, None, "identity", tmp_path / "x.pth")
+    with pytest.raises(SeprobeError, match="needs the calibration means"):
+        export_blocks(r, "SE_2_1", None, "mean", tmp_path / "x.pth")
     # overlap allowed when asked for, and said in the output
     r = ablate(lm, images, modes="mean", calibration=images, disjoint=False, progress=False, n_boot=20)
     assert r.calibration.overlap == 12 and "sharing 12 images" in r.calibration.source
@@ -323,6 +337,8 @@ def test_fold_timm_mobilenetv3_into_the_projection(tmp_path):
     rebuilt = _check_export(model, 64, lambda i: "mean" if i % 2 else "identity", tmp_path,
                             "timm:tf_mobilenetv3_small_100")
     assert rebuilt.blocks["SE_4_1"] == "mean folded into blocks.2.0.conv_pwl"
+    assert is_ablated_file(tmp_path / "ablated.pth") and not is_ablated_file(tmp_path / "nothing.pth")
+    assert load_ablated_model(tmp_path / "ablated.pth").name.startswith("timm:tf_mobilenetv3_small_100")
 
 
 def test_prefix_reuse_gives_the_same_outcomes(folder):

@@ -581,3 +581,21 @@ def _notes(result: AblationResult) -> list[str]:
                      "(paired bootstrap over images, "
                      f"{result.n_boot} resamples, seed {result.seed}) contains 0 is within noise")
     return notes
+
+
+def export_blocks(result: AblationResult, blocks: str | Iterable[str] | None, stage: int | None, mode: str,
+                  path: str | Path, *, knobs: dict | None = None):
+    """Write the network with one set (``blocks`` or ``stage``) ablated in ``mode`` to ``path``
+    (:func:`seprobe.probe.folding.export_ablated`), using the calibration means of ``result``."""
+    from .folding import export_ablated
+
+    check_choice("export mode", mode, MODES)
+    if (blocks is None) == (stage is None):
+        raise SeprobeError("--export needs one set of blocks; valid: --blocks SE_a,SE_b or --stage N")
+    chosen = parse_blocks(result.gates, blocks) if blocks is not None else stage_blocks(result.gates, stage)
+    means = result.calibration.means if result.calibration is not None else None
+    if mode == "mean" and not means:
+        raise SeprobeError("--export-mode mean needs the calibration means; valid: --mode mean or both, with "
+                           "--calibration N or --calibration-data DIR")
+    return export_ablated(result.loaded.model, result.gates, dict.fromkeys(chosen, mode), means, path,
+                          spec=result.loaded.name, knobs=knobs, preprocessing=result.loaded.preprocessing)

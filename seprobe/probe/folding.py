@@ -247,3 +247,24 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
         raise SeprobeError(f"{path}: the state dict does not fit {obj['model']} after the recorded surgery: "
                            f"{str(e).splitlines()[0]}") from None
     return AblatedModel(model.eval(), obj["model"], dict(obj["knobs"]), dict(obj["blocks"]), obj["preprocessing"])
+
+
+def is_ablated_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint written by :func:`export_ablated` (for the model-loading code)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file, or one weights_only refuses: not ours
+        return False
+    return is_ablated(obj)
+
+
+def load_ablated_model(path: str | os.PathLike):
+    """:func:`load_ablated` as a :class:`~seprobe.probe.loading.LoadedModel`, with the preprocessing the
+    checkpoint recorded (else the model's default), so ``evaluate`` and ``activations`` take it as they are."""
+    from .images import Preprocessing
+    from .loading import LoadedModel
+
+    ablated = load_ablated(path)
+    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
+        if ablated.preprocessing else Preprocessing()
+    return LoadedModel(ablated.model, f"{ablated.spec} (ablated: {Path(path).name})", str(path), pre, False)
