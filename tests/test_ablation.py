@@ -404,3 +404,28 @@ def test_annotated_calibration_labels(tmp_path):
     (tmp_path / "bad.txt").write_text("val_0.JPEG\tn99999999\n")
     with pytest.raises(SeprobeError, match="no ImageNet-1k wnid"):
         _annotated_images(tmp_path, tmp_path / "bad.txt")
+
+
+def test_ablation_reading_quotes_the_committed_figures():
+    """The numbers the study's reading cites are those of the committed outputs."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from seprobe.studies.spec import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    t = pd.read_csv(root / "reports" / "ablation" / "ablation.csv").set_index(["label", "mode"])
+    reading = load_study(root / "studies" / "ablation.toml").reading
+    cited = {("SE_4_1", "mean"): "-1.1 [-2.3, 0.0]", ("SE_4_2", "mean"): "25.3 points",
+             ("SE_5_3", "mean"): "8.8 points", ("SE_4_4", "identity"): "-75.2 points",
+             ("stage 5", "mean"): "36.6 [-39.9, -33.3]", ("+SE_4_1", "mean"): "-1.3 [-2.5, -0.1]"}
+    for key, text in cited.items():
+        assert text in reading
+        row = t.loc[key]
+        value = float(text.split()[0].replace("-", "")) / 100
+        assert abs(row.top1_change) == pytest.approx(value, abs=5e-4), key
+        if "[" in text:
+            low, high = (float(v) / 100 for v in text[text.index("[") + 1:-1].split(", "))
+            assert (row.top1_low, row.top1_high) == (pytest.approx(low, abs=5e-4), pytest.approx(high, abs=5e-4))
+    assert t.loc[("SE_4_4", "mean")].agreement == pytest.approx(0.999, abs=5e-4)

@@ -548,7 +548,7 @@ def _rows(result: AblationResult, out: Outcomes, evaluations: list[Ablation | No
             else:
                 row.update(top1_low=ci1[k - 1, 0], top1_high=ci1[k - 1, 1], top5_low=ci5[k - 1, 0],
                            top5_high=ci5[k - 1, 1])
-            row["within_noise"] = ab is not None and bool(row["top1_low"] <= 0 <= row["top1_high"])
+            row["within_noise"] = None if ab is None else bool(row["top1_low"] <= 0 <= row["top1_high"])
         row["agreement"] = float((out.top1[k, seen] == out.top1[0, seen]).mean())
         row["kl"] = float(out.kl[k, seen].mean())
         mode = "identity" if ab is None else ab.mode

@@ -136,6 +136,7 @@ def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
                      "bootstrap interval)", fontsize=10)
         ax.legend(fontsize=8)
     axes[-1, 0].set_ylabel("mean KL(full || ablated)")
+    axes[-1, 0].set_yscale("symlog", linthresh=1e-3)  # KL spans 0 to tens of nats across blocks and modes
     axes[-1, 0].legend(fontsize=8)
     for ax in axes[:, 0]:
         ax.set_xticks(x, blocks, fontsize=8)
@@ -179,7 +180,8 @@ def figure_cumulative(result: AblationResult, path: Path) -> list[Path]:
     ax.set_xlabel("SE multiply-adds removed (% of all SE blocks')")
     ax.set_ylabel("top-1 (%)" if result.scored else "agreement with the full network (%)")
     ax.set_title(f"{result.loaded.name}: removing SE blocks one after another"
-                 + (f" ({int(100 * LEVEL)} % interval of the change)" if result.scored else ""), fontsize=10)
+                 + (f"\n(band: {int(100 * LEVEL)} % paired-bootstrap interval of the change)" if result.scored
+                    else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -195,6 +197,9 @@ def write_outputs(result: AblationResult, out: str | os.PathLike) -> list[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the folder once moved into place
     try:
         table = tidy_table(result)
         table.to_csv(tmp / "ablation.csv", index=False, lineterminator="\n")

@@ -246,7 +246,7 @@ def _ablation_table(result) -> pd.DataFrame:
         rows[f"d_{key}"] = (100 * t[f"{key}_change"]).round(1)
         rows[f"d_{key}_ci"] = [f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" for lo, hi in zip(t[f"{key}_low"],
                                                                                     t[f"{key}_high"], strict=True)]
-    rows["within_noise"] = t["within_noise"].map({True: "yes", False: "no"})
+    rows["within_noise"] = t["within_noise"].map({True: "yes", False: "no"})  # empty for the full network
     rows["agreement"] = (100 * t["agreement"]).round(1)
     rows["kl"] = t["kl"].round(4)
     rows["se_macs_removed_pct"] = t["se_macs_removed_pct"].round(1)
