@@ -225,6 +225,10 @@ def test_bad_input_fails_cleanly(folder, tmp_path):
         plan_ablations(gates, stage=7)
     with pytest.raises(SeprobeError, match="invalid --calibration 0"):
         ablate(lm, images, calibration_per_class=0, progress=False)
+    with pytest.raises(SeprobeError, match="invalid --calibration 0"):
+        ablate(lm, images, modes="identity", calibration_per_class=0, progress=False)
+    with pytest.raises(SeprobeError, match="invalid --calibration-views 0"):
+        ablate(lm, images, calibration_per_class=1, calibration_views=0, progress=False)
     with pytest.raises(SeprobeError, match="share 12 images"):
         ablate(lm, images, calibration=images, progress=False)
     with pytest.raises(SeprobeError, match="needs calibration images"):

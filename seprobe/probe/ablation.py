@@ -420,7 +420,8 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
     ``cumulative``: an order (:data:`ORDERS`) or an explicit list of blocks. ``mean`` needs calibration images:
     ``calibration_per_class`` per class taken out of ``images``, or a separate ``calibration`` set (which must not
     share images with ``images`` unless ``disjoint=False``). ``foldable`` (block -> whether export folds its mean
-    scale; default: :func:`seprobe.probe.folding.fold_targets`) decides the exported savings.
+    scale; default: :func:`seprobe.probe.folding.fold_targets`) decides the exported savings. ``reuse``: start
+    each ablation from the full pass's outputs before its first replaced gate (same logits, less work).
     """
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
@@ -453,6 +454,13 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
                            "or --cumulative")
     if calibration_per_class is not None and calibration is not None:
         raise SeprobeError("both --calibration N and --calibration-data given; valid: one of them")
+    if calibration_per_class is not None and (isinstance(calibration_per_class, bool)
+                                              or not isinstance(calibration_per_class, int)
+                                              or calibration_per_class < 1):
+        raise SeprobeError(f"invalid --calibration {calibration_per_class!r}; valid: an integer >= 1 (images per "
+                           "class taken out of the data for calibration)")
+    if isinstance(calibration_views, bool) or not isinstance(calibration_views, int) or calibration_views < 1:
+        raise SeprobeError(f"invalid --calibration-views {calibration_views!r}; valid: an integer >= 1")
     cal_info = None
     cal_images = None
     if "mean" in modes:
