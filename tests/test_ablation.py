@@ -433,3 +433,22 @@ def test_ablation_reading_quotes_the_committed_figures():
             low, high = (float(v) / 100 for v in text[text.index("[") + 1:-1].split(", "))
             assert (row.top1_low, row.top1_high) == (pytest.approx(low, abs=5e-4), pytest.approx(high, abs=5e-4))
     assert t.loc[("SE_4_4", "mean")].agreement == pytest.approx(0.999, abs=5e-4)
+
+
+def test_outputs_all_or_nothing(folder, tmp_path, monkeypatch):
+    import seprobe.probe.ablation_report as report
+
+    m = tiny(constant_first=True)
+    r = ablate(loaded(m), discover(folder), modes="identity", progress=False, n_boot=20)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ablation.csv").write_text("old\n")
+
+    def broken(result, path):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report, "figure_blocks", broken)
+    with pytest.raises(RuntimeError, match="figure failed"):
+        report.write_outputs(r, out)
+    assert [p.name for p in out.iterdir()] == ["ablation.csv"] and (out / "ablation.csv").read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
