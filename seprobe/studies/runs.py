@@ -22,11 +22,12 @@ class StudyResult:
     context: list[str] = field(default_factory=list)  # lines that say how and where it was measured
     activation_run: object | None = None              # an ActivationRun, for the activations kind
     classes: list[int] = field(default_factory=list)
+    ablation_result: object | None = None             # an AblationResult, for the ablation kind
 
 
 def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None) -> StudyResult:
     runner = {"complexity": _complexity, "excitation": _excitation, "timing": _timing,
-              "activations": _activations}[study.kind]
+              "activations": _activations, "ablation": _ablation}[study.kind]
     return runner(study, progress)
 
 
@@ -181,3 +182,119 @@ def _activations(study: Study, progress) -> StudyResult:
                f"({images.layout}), {run.views} views each; top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on the "
                f"evaluation crops of {run.evaluated} images."]
     return StudyResult(study, spec, list(run.notes), context, activation_run=run, classes=classes)
+
+
+def _annotated_images(folder: Path, label_file: Path):
+    """Images of a flat folder labelled by a ``<file>\t<wnid>[\t...]`` list (Tiny ImageNet's
+    ``val_annotations.txt``): the first two columns, as ImageNet-1k labels."""
+    from ..errors import SeprobeError
+    from ..probe.imagenet_classes import imagenet_classes, wnid_to_index
+    from ..probe.images import LabelledImages
+
+    paths, labels = [], []
+    for i, line in enumerate(label_file.read_text().splitlines()):
+        if not line.strip():
+            continue
+        name, wnid = line.split("\t")[:2]
+        index = wnid_to_index(wnid)
+        if index is None:
+            raise SeprobeError(f"{label_file}: line {i + 1}: {wnid!r} is no ImageNet-1k wnid; valid: <file>\t<wnid>")
+        paths.append(folder / name)
+        labels.append(index)
+    order = sorted(range(len(paths)), key=lambda k: paths[k].name)
+    return LabelledImages(tuple(paths[k] for k in order), tuple(labels[k] for k in order),
+                          tuple(c.name for c in imagenet_classes()), True, f"flat folder + {label_file.name}")
+
+
+def _ablation(study: Study, progress) -> StudyResult:
+    from ..probe.ablation import MODES, ablate
+    from ..probe.images import discover, select
+    from ..probe.loading import load_model
+
+    a = study.ablation
+    progress(f"{study.name}: {a['model']} on {a['data']}")
+    images = discover(a["data"])
+    calibration = None
+    if "calibration_data" in a:
+        if "calibration_labels" in a:
+            calibration = _annotated_images(a["calibration_data"], a["calibration_labels"])
+        else:
+            calibration = discover(a["calibration_data"])
+        calibration = select(calibration, a.get("calibration_samples_per_class"))
+    loaded = load_model(a["model"], str(a["weights"]))
+    result = ablate(loaded, images, modes=a.get("modes", MODES), per_stage=a.get("per_stage", False),
+                    blocks=a.get("blocks"), stage=a.get("stage"), cumulative=a.get("cumulative"),
+                    calibration=calibration, calibration_per_class=a.get("calibration_per_class"),
+                    calibration_views=a.get("calibration_views", 1), batch_size=a.get("batch_size", 50),
+                    n_boot=a.get("n_boot", 2000), seed=a.get("seed", 0), progress=False)
+    notes = list(result.notes)
+    if "export_blocks" in a:
+        notes.append(_export_check(result, a["export_blocks"], a.get("export_mode", "mean")))
+    full = result.table.iloc[0]
+    context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; evaluated on {result.evaluated} images "
+               f"({images.layout}): top-1 {full.top1:.3f}, top-5 {full.top5:.3f}. `mean` calibration: "
+               f"{result.calibration.source if result.calibration else 'none'}."]
+    return StudyResult(study, _ablation_table(result), notes, context, ablation_result=result)
+
+
+def _ablation_table(result) -> pd.DataFrame:
+    """The report's table: one row per ablation, changes in points with their 95 % intervals."""
+    t = result.table
+    rows = pd.DataFrame({"ablation": t["label"], "group": t["group"], "mode": t["mode"]})
+    rows["top1"] = (100 * t["top1"]).round(1)
+    for key in ("top1", "top5"):
+        rows[f"d_{key}"] = (100 * t[f"{key}_change"]).round(1)
+        rows[f"d_{key}_ci"] = [f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" for lo, hi in zip(t[f"{key}_low"],
+                                                                                    t[f"{key}_high"], strict=True)]
+    rows["within_noise"] = t["within_noise"].map({True: "yes", False: "no"})  # empty for the full network
+    rows["agreement"] = (100 * t["agreement"]).round(1)
+    rows["kl"] = t["kl"].round(4)
+    rows["se_macs_removed_pct"] = t["se_macs_removed_pct"].round(1)
+    rows["params_saved"] = t["params_saved_exported"]
+    return rows
+
+
+def _export_check(result, blocks: str, mode: str) -> str:
+    """Export ``blocks`` in ``mode``, load the file back, and compare its logits and cost with the ablated
+    network's on a batch of evaluation images: the numbers the note gives."""
+    import tempfile
+
+    from ..cost.flops import DEFAULT, count_flops
+    from ..probe.ablation import Ablation, GateReplacer, parse_blocks, saved
+    from ..probe.folding import export_ablated, load_ablated
+    from ..probe.images import ViewDataset
+
+    gates, model, loaded = result.gates, result.loaded.model, result.loaded
+    chosen = parse_blocks(gates, blocks)
+    means = result.calibration.means if result.calibration else None
+    ds = ViewDataset(result.images, loaded.preprocessing)
+    x = torch.stack([ds[i][0] for i in range(min(16, len(ds)))])
+    replacer = GateReplacer(model, gates, means)
+    try:
+        replacer.apply(Ablation("export", "set", mode, chosen))
+        with torch.inference_mode():
+            ablated = model(x)
+    finally:
+        replacer.remove()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ablated.pth"
+        export = export_ablated(model, gates, dict.fromkeys(chosen, mode), means, path, spec=loaded.name,
+                                preprocessing=loaded.preprocessing)
+        rebuilt = load_ablated(path).model
+        size = path.stat().st_size
+    with torch.inference_mode():
+        diff = (rebuilt(x) - ablated).abs().max().item()
+    size_in = loaded.preprocessing.crop
+    after = count_flops(rebuilt, torch.zeros(1, 3, size_in, size_in)).total(DEFAULT)
+    params_after = sum(p.numel() for p in rebuilt.parameters())
+    foldable = {b: "folded" in export.how[b] or mode == "identity" for b in chosen}
+    p_saved = m_saved = 0
+    for b in chosen:
+        p, m = saved(result.costs, (b,), mode, folded=foldable[b])
+        p_saved, m_saved = p_saved + p, m_saved + m
+    hows = sorted(set(export.how.values()))
+    return (f"export check ({mode}: {', '.join(chosen)}): the exported file ({size / 1e6:.1f} MB; "
+            f"{'; '.join(hows)}), loaded back by load_ablated, gives logits within {diff:.2e} (max abs) of the "
+            f"ablated network on {len(x)} evaluation images; {params_after:,} parameters "
+            f"({result.total_params - params_after:,} fewer; the table says {p_saved:,}) and {after / 1e6:.3f} M "
+            f"multiply-adds ({(result.total_macs - after) / 1e6:.3f} M fewer; the table says {m_saved / 1e6:.3f} M)")

@@ -3,7 +3,7 @@
 A study file::
 
     title = "Table 10: reduction ratio r"
-    kind = "complexity"            # complexity | excitation | timing
+    kind = "complexity"            # complexity | excitation | timing | activations | ablation
     description = "..."
     figure = "params"              # optional: a seaborn bar chart of params or gflops, measured vs paper
     [defaults]                     # knobs for every variant (SE knobs reach only the SE models)
@@ -28,15 +28,25 @@ from typing import Any
 
 from ..errors import SeprobeError
 
-KINDS = ("complexity", "excitation", "timing", "activations")
+KINDS = ("complexity", "excitation", "timing", "activations", "ablation")
 STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing", "activations",
-                "reading")
+                "ablation", "reading")
 VARIANT_FIELDS = ("label", "model", "knobs", "paper", "note")
 PAPER_FIELDS = ("gflops", "mflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")
 FIGURES = ("params", "gflops")
 TIMING_FIELDS = ("device", "batch_size", "dtype", "channels_last", "warmup", "repeats", "input_size",
                  "inference_batch_size")
 ACTIVATION_FIELDS = ("model", "weights", "data", "classes", "views", "channels", "samples_per_class", "batch_size")
+#: an ablation study: the arguments of seprobe.probe.ablation.ablate, plus where the calibration images are
+#: (``calibration_data`` with an optional ``calibration_labels`` file of ``<file>\t<wnid>`` lines, of which
+#: ``calibration_samples_per_class`` are used; or ``calibration_per_class`` taken out of ``data``) and an optional
+#: export check (``export_blocks`` in ``export_mode``: exported, reloaded and compared with the ablated network)
+ABLATION_FIELDS = ("model", "weights", "data", "modes", "per_stage", "cumulative", "blocks", "stage",
+                   "calibration_data", "calibration_labels", "calibration_samples_per_class", "calibration_per_class",
+                   "calibration_views", "batch_size", "n_boot", "seed", "export_blocks", "export_mode")
+#: the fields of each real-data kind that name files, relative to the study file's folder
+_PATH_FIELDS = {"activations": ("weights", "data"), "ablation": ("weights", "data", "calibration_data",
+                                                                 "calibration_labels")}
 #: the paper's printed decimals, which decide whether a measured value "matches"
 DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
@@ -62,11 +72,13 @@ class Study:
     timing: dict[str, Any] = field(default_factory=dict)
     activations: dict[str, Any] = field(default_factory=dict)  # paths made relative to the study file's folder
     reading: str = ""
+    ablation: dict[str, Any] = field(default_factory=dict)     # likewise
 
     def missing_inputs(self) -> list[str]:
-        """The data or weights an activations study names that do not exist here."""
-        return [str(self.activations[k]) for k in ("data", "weights")
-                if k in self.activations and not Path(self.activations[k]).exists()]
+        """The data or weights an activations or ablation study names that do not exist here."""
+        table = self.ablation if self.kind == "ablation" else self.activations
+        return [str(table[k]) for k in _PATH_FIELDS.get(self.kind, ())
+                if k in table and isinstance(table[k], Path) and not table[k].exists()]
 
 
 def _fail(path: Path, key: str, message: str) -> SeprobeError:
@@ -107,7 +119,16 @@ def load_study(path: str | Path) -> Study:
         for key in ("weights", "data"):
             if activations[key] not in ("timm", "torchvision", "random"):
                 activations[key] = (path.parent / activations[key]).resolve()
-    elif "variants" not in data:
+    ablation = dict(data.get("ablation", {}))
+    _check_keys(path, "ablation.", ablation, ABLATION_FIELDS)
+    if kind == "ablation":
+        for required in ("model", "weights", "data"):
+            if required not in ablation:
+                raise _fail(path, f"ablation.{required}", "missing; an ablation study needs model, weights and data")
+        for key in _PATH_FIELDS["ablation"]:
+            if key in ablation and ablation[key] not in ("timm", "torchvision", "random"):
+                ablation[key] = (path.parent / ablation[key]).resolve()
+    elif kind != "activations" and "variants" not in data:
         raise _fail(path, "variants", "missing; every study of this kind needs variants")
     figure = data.get("figure")
     if figure is not None and figure not in FIGURES:
@@ -130,4 +151,4 @@ def load_study(path: str | Path) -> Study:
             raise _fail(path, f"{where} ({v['label']})", str(e)) from None
         variants.append(Variant(v["label"], v["model"], knobs, dict(v.get("paper", {})), v.get("note", "")))
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
-                 figure, timing, activations, data.get("reading", "").strip())
+                 figure, timing, activations, data.get("reading", "").strip(), ablation)

@@ -1,0 +1,218 @@
+"""What ``seprobe ablate`` writes: the tidy table (CSV, Parquet), a summary, and two figures (PNG, SVG): the change
+of top-1 and the KL divergence per block with their intervals, and accuracy against the SE cost removed along the
+cumulative curve. All files are written into a temporary folder first and moved into place together."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .ablation import LEVEL, AblationResult
+
+COLUMNS = ("label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
+           "top1_low", "top1_high", "top5_change", "top5_low", "top5_high", "within_noise", "agreement", "kl",
+           "params_saved", "macs_saved", "params_saved_exported", "macs_saved_exported", "macs_saved_pct",
+           "se_macs_removed_pct")
+
+
+def tidy_table(result: AblationResult) -> pd.DataFrame:
+    """One row per evaluation (the full network first), with the model and the calibration source."""
+    table = result.table[[c for c in COLUMNS if c in result.table]].copy()
+    table.insert(0, "model", result.loaded.name)
+    table["calibration"] = result.calibration.source if result.calibration else ""
+    return table
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+def _display(result: AblationResult, rows: pd.DataFrame) -> pd.DataFrame:
+    shown = pd.DataFrame({"ablation": rows["label"], "mode": rows["mode"]})
+    if result.scored:
+        shown["top-1 %"] = (100 * rows["top1"]).round(1)
+        shown["Δ top-1 (95 % CI)"] = [f"{_pct(r.top1_change)} [{_pct(r.top1_low)}, {_pct(r.top1_high)}]"
+                                      for r in rows.itertuples()]
+        shown["Δ top-5 (95 % CI)"] = [f"{_pct(r.top5_change)} [{_pct(r.top5_low)}, {_pct(r.top5_high)}]"
+                                      for r in rows.itertuples()]
+        shown["within noise"] = ["yes" if w else "**no**" for w in rows["within_noise"]]
+    shown["agreement %"] = (100 * rows["agreement"]).round(1)
+    shown["KL"] = rows["kl"].map(lambda v: f"{v:.4f}")
+    shown["params saved"] = rows["params_saved_exported"]
+    shown["MACs saved (M)"] = (rows["macs_saved_exported"] / 1e6).round(3)
+    shown["SE MACs removed %"] = rows["se_macs_removed_pct"].round(1)
+    return shown
+
+
+def summary_markdown(result: AblationResult) -> str:
+    lm, t = result.loaded, result.table
+    full = t.iloc[0]
+    lines = [f"# SE block ablation: {lm.name}", "",
+             f"- model `{lm.name}`, weights `{lm.weights}`; {result.total_params / 1e6:.3f} M parameters, "
+             f"{result.total_macs / 1e6:.1f} M multiply-adds at {lm.preprocessing.crop}x{lm.preprocessing.crop}",
+             f"- evaluation: {result.evaluated} images ({result.images.layout}), "
+             f"{len(set(result.images.labels))} classes; evaluation crop resize {lm.preprocessing.resize}, "
+             f"crop {lm.preprocessing.crop}"]
+    if result.scored:
+        lines.append(f"- full network: top-1 {100 * full.top1:.1f} %, top-5 {100 * full.top5:.1f} %")
+    if result.calibration is not None:
+        lines.append(f"- `mean` mode calibration: {result.calibration.source}")
+    lines.append(f"- SE blocks: {', '.join(f'{g.name} ({g.channels} ch)' for g in result.gates)}")
+    lines.append(f"- {len(t) - 1} ablations in {result.seconds:.0f} s")
+    lines += ["", "`identity`: the gate is 1 (the block removed). `mean`: the gate is its per-channel mean over the "
+              "calibration images (a fixed channel scale). Δ: ablated minus full, in percentage points, with a "
+              f"{int(100 * LEVEL)} % paired-bootstrap interval over images ({result.n_boot} resamples, seed "
+              f"{result.seed}); *within noise* when the interval holds 0. Agreement: share of images whose top-1 "
+              "prediction is unchanged. KL: mean KL(full || ablated) of the softmax, in nats. Savings as exported "
+              "(a `mean` block folded into the adjacent layer saves all its cost; kept as a scale module it keeps "
+              "C parameters and one multiply per element); multiply-adds counted as in `seprobe complexity "
+              "--per-block`."]
+    for group, title in (("block", "Every block alone"), ("set", "Chosen sets"), ("stage", "Each stage"),
+                         ("cumulative", "Cumulative removal")):
+        rows = t[t["group"] == group]
+        if rows.empty:
+            continue
+        lines += ["", f"## {title}", ""]
+        if group == "cumulative" and result.orders:
+            by = {"kl": "single-block KL, smallest first", "top1": "single-block top-1 change, smallest drop "
+                  "first", "network": "network order", "reverse": "reverse network order",
+                  "given": "the given order"}.get(result.order_by, result.order_by)
+            lines += [f"Order ({by}): " + "; ".join(f"{m}: {' → '.join(o)}" for m, o in result.orders.items()),
+                      "", "Each row removes its block in addition to every block above it.", ""]
+        lines.append(_display(result, rows).to_markdown(index=False))
+    if result.failed:
+        lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(result.failed))]
+    if result.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> list[Path]:
+    out = []
+    for fmt in ("png", "svg"):
+        target = path.with_suffix(f".{fmt}")
+        fig.savefig(target, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {"Software": None})
+        out.append(target)
+    return out
+
+
+def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
+    """Per block and mode: the change of top-1 with its interval, and the mean KL divergence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = result.table[result.table["group"] == "block"]
+    if rows.empty:
+        return []
+    blocks = [g.name for g in result.gates if g.name in set(rows["label"])]
+    modes = list(dict.fromkeys(rows["mode"]))
+    palette = dict(zip(modes, sns.color_palette("deep", len(modes)), strict=True))
+    panels = 2 if result.scored else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(max(6, 0.75 * len(blocks) + 2), 3.0 * panels), squeeze=False)
+    x = np.arange(len(blocks))
+    width = 0.8 / len(modes)
+    for j, mode in enumerate(modes):
+        r = rows[rows["mode"] == mode].set_index("label").loc[blocks]
+        offset = (j - (len(modes) - 1) / 2) * width
+        if result.scored:
+            ax = axes[0, 0]
+            y = 100 * r["top1_change"].to_numpy()
+            err = 100 * np.abs(np.stack([r["top1_change"] - r["top1_low"], r["top1_high"] - r["top1_change"]]))
+            ax.errorbar(x + offset, y, yerr=err, fmt="o", color=palette[mode], capsize=3, label=mode)
+        axes[-1, 0].bar(x + offset, r["kl"].to_numpy(), width=width, color=palette[mode], label=mode)
+    if result.scored:
+        ax = axes[0, 0]
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel("Δ top-1 (points)")
+        ax.set_title(f"Each SE block alone: change against the full network ({int(100 * LEVEL)} % paired-"
+                     "bootstrap interval)", fontsize=10)
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_ylabel("mean KL(full || ablated)")
+    axes[-1, 0].set_yscale("symlog", linthresh=1e-3)  # KL spans 0 to tens of nats across blocks and modes
+    axes[-1, 0].legend(fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_xticks(x, blocks, fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(result.loaded.name, fontsize=10)
+    fig.tight_layout()
+    written = _save(fig, path)
+    plt.close(fig)
+    return written
+
+
+def figure_cumulative(result: AblationResult, path: Path) -> list[Path]:
+    """Top-1 (or agreement, without labels) against the share of SE multiply-adds removed, block after block."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    t = result.table
+    rows = t[t["group"] == "cumulative"]
+    if rows.empty:
+        return []
+    full = t.iloc[0]
+    key = "top1" if result.scored else "agreement"
+    modes = list(dict.fromkeys(rows["mode"]))
+    palette = dict(zip(modes, sns.color_palette("deep", len(modes)), strict=True))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for mode in modes:
+        r = rows[rows["mode"] == mode].sort_values("step")
+        xs = np.r_[0.0, r["se_macs_removed_pct"].to_numpy()]
+        ys = 100 * np.r_[full[key], r[key].to_numpy()]
+        ax.plot(xs, ys, marker="o", color=palette[mode], label=mode)
+        if result.scored:
+            low = 100 * np.r_[full.top1, full.top1 + r["top1_low"].to_numpy()]
+            high = 100 * np.r_[full.top1, full.top1 + r["top1_high"].to_numpy()]
+            ax.fill_between(xs, low, high, color=palette[mode], alpha=0.15, lw=0)
+        for xv, yv, name in zip(xs[1:], ys[1:], r["label"], strict=True):
+            ax.annotate(name.lstrip("+"), (xv, yv), fontsize=6, xytext=(2, 3), textcoords="offset points",
+                        color=palette[mode])
+    ax.set_xlabel("SE multiply-adds removed (% of all SE blocks')")
+    ax.set_ylabel("top-1 (%)" if result.scored else "agreement with the full network (%)")
+    ax.set_title(f"{result.loaded.name}: removing SE blocks one after another"
+                 + (f"\n(band: {int(100 * LEVEL)} % paired-bootstrap interval of the change)" if result.scored
+                    else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    written = _save(fig, path)
+    plt.close(fig)
+    return written
+
+
+def write_outputs(result: AblationResult, out: str | os.PathLike) -> list[Path]:
+    """``ablation.csv``, ``ablation.parquet``, ``summary.md``, ``blocks.{png,svg}`` and, with a cumulative
+    curve, ``cumulative.{png,svg}`` in ``out``: written to a temporary folder beside it, then moved in, so a
+    failure leaves ``out`` as it was."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the folder once moved into place
+    try:
+        table = tidy_table(result)
+        table.to_csv(tmp / "ablation.csv", index=False, lineterminator="\n")
+        table.to_parquet(tmp / "ablation.parquet", index=False)
+        (tmp / "summary.md").write_text(summary_markdown(result), encoding="utf-8")
+        figure_blocks(result, tmp / "blocks")
+        figure_cumulative(result, tmp / "cumulative")
+        names = sorted(p.name for p in tmp.iterdir())
+        if not out.exists():
+            os.replace(tmp, out)
+        else:
+            for name in names:
+                os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / n for n in names]

@@ -1,0 +1,270 @@
+"""Export an ablated SE network as a smaller network, and load it back (``seprobe ablate --export``).
+
+An ``identity`` block (``s = 1``) is removed: its SE module becomes ``nn.Identity``. A ``mean`` block
+(``s_c = E[s_c]``, a constant per-channel scale) is folded into the adjacent linear layer where the
+architecture allows, and its SE module removed:
+
+* seprobe ResNet, ``standard`` integration: the SE block scales the output of the BatchNorm that ends the
+  residual branch (``bn3`` of a bottleneck, ``bn2`` of a basic block), so ``s * (gamma * x_hat + beta)`` becomes a
+  BatchNorm with ``gamma' = s * gamma`` and ``beta' = s * beta``;
+* seprobe ResNet, ``3x3`` integration, and MobileNetV3 / EfficientNet-style blocks (timm's ``InvertedResidual``,
+  ``DepthwiseSeparableConv``, ``EdgeResidual``; torchvision's blocks, where the SE module is followed by a
+  convolution in an ``nn.Sequential``): the following convolution (groups 1) reads ``s * x``, so each weight
+  ``W[:, c]`` of input channel ``c`` is multiplied by ``s_c``;
+* anywhere else the block becomes a :class:`ChannelScale` module (``C`` parameters, one multiply per element).
+
+The checkpoint records how to rebuild the architecture (see :func:`export_ablated`), and :func:`load_ablated`
+rebuilds it: the base model from its name and knobs, the same module surgery, then the state dict, loaded with
+``weights_only=True`` and strictly.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SeprobeError
+from .gates import Gate
+
+FORMAT = "seprobe-ablated/1"
+
+#: timm block class name -> the convolution that reads the SE block's output
+TIMM_FOLLOWING_CONV = {"InvertedResidual": "conv_pwl", "DepthwiseSeparableConv": "conv_pw",
+                       "EdgeResidual": "conv_pwl"}
+
+
+class ChannelScale(nn.Module):
+    """``x_c * scale_c``: a ``mean``-ablated SE block that could not be folded (Eq. 4 with a constant ``s``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.view(1, -1, *([1] * (x.dim() - 2)))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.scale.numel()}"
+
+
+@dataclass(frozen=True)
+class FoldTarget:
+    """Where a constant scale of an SE block's output goes: ``bn`` scales a BatchNorm's affine terms (the layer
+    before the block), ``conv`` a convolution's input channels (the layer after it)."""
+
+    path: str
+    kind: str  # "bn" | "conv"
+
+
+def _parent(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition(".")
+    return parent, name
+
+
+def _fold_target(model: nn.Module, gate: Gate) -> FoldTarget | None:
+    from ..models.resnet import SEBasicBlock, SEBottleneck
+
+    parent_path, name = _parent(gate.path)
+    parent = model.get_submodule(parent_path) if parent_path else model
+    target = None
+    if isinstance(parent, (SEBottleneck, SEBasicBlock)) and name == "se":
+        last = "bn3" if isinstance(parent, SEBottleneck) else "bn2"
+        after = "conv3" if isinstance(parent, SEBottleneck) else "conv2"
+        target = {"standard": FoldTarget(f"{parent_path}.{last}", "bn"),
+                  "3x3": FoldTarget(f"{parent_path}.{after}", "conv")}.get(parent.integration)
+    elif type(parent).__name__ in TIMM_FOLLOWING_CONV and name == "se":
+        target = FoldTarget(f"{parent_path}.{TIMM_FOLLOWING_CONV[type(parent).__name__]}", "conv")
+    elif isinstance(parent, nn.Sequential) and name.isdigit() and int(name) + 1 < len(parent):
+        following = parent[int(name) + 1]
+        prefix = f"{parent_path}.{int(name) + 1}" if parent_path else str(int(name) + 1)
+        if isinstance(following, nn.Sequential) and len(following) and isinstance(following[0], nn.Conv2d):
+            target = FoldTarget(f"{prefix}.0", "conv")
+        elif isinstance(following, nn.Conv2d):
+            target = FoldTarget(prefix, "conv")
+    if target is None:
+        return None
+    module = model.get_submodule(target.path)
+    if target.kind == "bn" and not (isinstance(module, nn.BatchNorm2d) and module.affine):
+        return None
+    if target.kind == "conv" and not (isinstance(module, nn.Conv2d) and module.groups == 1):
+        return None
+    return target
+
+
+def fold_targets(model: nn.Module, gates: Sequence[Gate]) -> dict[str, FoldTarget | None]:
+    """Per block, the layer its ``mean`` scale folds into, or ``None`` (kept as a :class:`ChannelScale`)."""
+    return {g.name: _fold_target(model, g) for g in gates}
+
+
+def _fold(model: nn.Module, target: FoldTarget, scale: torch.Tensor) -> None:
+    module = model.get_submodule(target.path)
+    with torch.no_grad():
+        if target.kind == "bn":
+            s = scale.to(module.weight)
+            module.weight.mul_(s)
+            module.bias.mul_(s)
+        else:
+            s = scale.to(module.weight)
+            module.weight.mul_(s.view(1, -1, *([1] * (module.weight.dim() - 2))))
+
+
+def apply_surgery(model: nn.Module, removed: Sequence[str], scaled: Mapping[str, int]) -> nn.Module:
+    """Replace the SE modules at ``removed`` by ``nn.Identity`` and those at ``scaled`` by ``ChannelScale(C)``,
+    in place (the architecture of an exported checkpoint, before its state dict is loaded)."""
+    for path in removed:
+        model.set_submodule(path, nn.Identity())
+    for path, channels in scaled.items():
+        model.set_submodule(path, ChannelScale(int(channels)))
+    return model
+
+
+@dataclass
+class Export:
+    """What :func:`export_ablated` did, block by block (``how``: removed / folded into PATH / scale module)."""
+
+    model: nn.Module
+    how: dict[str, str]
+    removed: list[str]
+    scaled: dict[str, int]
+
+
+def ablated_copy(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, str],
+                 means: Mapping[str, torch.Tensor] | None = None) -> Export:
+    """A copy of ``model`` with the blocks of ``modes`` (name -> ``identity`` / ``mean``) removed, folded or
+    replaced by a scale module; ``model`` is left as it is."""
+    by_name = {g.name: g for g in gates}
+    for name, mode in modes.items():
+        if name not in by_name:
+            raise SeprobeError(f"unknown block {name!r}; valid: {', '.join(by_name)}")
+        if mode not in ("identity", "mean"):
+            raise SeprobeError(f"unknown ablation mode {mode!r} for {name}; valid: identity, mean")
+        if mode == "mean" and (means is None or name not in means):
+            raise SeprobeError(f"no calibration mean for {name}; valid: calibrate before exporting a mean block")
+    if not modes:
+        raise SeprobeError("empty block set to export; valid: one or more SE blocks")
+    model = copy.deepcopy(model).eval()
+    targets = fold_targets(model, [by_name[n] for n in modes])
+    how, removed, scaled = {}, [], {}
+    for name, mode in modes.items():
+        g = by_name[name]
+        if mode == "identity":
+            removed.append(g.path)
+            how[name] = "removed (identity)"
+        elif targets[name] is not None:
+            _fold(model, targets[name], means[name])
+            removed.append(g.path)
+            how[name] = f"mean folded into {targets[name].path}"
+        else:
+            scaled[g.path] = g.channels
+            how[name] = "mean kept as a per-channel scale module"
+    apply_surgery(model, removed, scaled)
+    for name in modes:
+        g = by_name[name]
+        if g.path in scaled:
+            with torch.no_grad():
+                model.get_submodule(g.path).scale.copy_(means[name])
+    return Export(model, how, removed, scaled)
+
+
+def export_ablated(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, str],
+                   means: Mapping[str, torch.Tensor] | None, path: str | os.PathLike, *, spec: str,
+                   knobs: Mapping[str, Any] | None = None, preprocessing: Any = None) -> Export:
+    """Write the ablated network to ``path`` (atomically) as::
+
+        {"format": "seprobe-ablated/1", "model": "timm:tf_mobilenetv3_small_100", "knobs": {...},
+         "removed": [SE module paths now nn.Identity], "scaled": {SE module path: channels},
+         "blocks": {"SE_5_2": "mean folded into blocks.4.1.conv_pwl", ...},
+         "preprocessing": {...}, "state_dict": {...}}
+
+    ``spec`` is the model name seprobe builds (a registered name, ``timm:NAME`` or ``torchvision:NAME``) and
+    ``knobs`` its knobs (seprobe models).
+    """
+    from ..io import atomic_write
+
+    build_base(spec, dict(knobs or {}))  # fail now on a name that could not be rebuilt
+    export = ablated_copy(model, gates, modes, means)
+    payload = {"format": FORMAT, "model": spec, "knobs": dict(knobs or {}), "removed": list(export.removed),
+               "scaled": dict(export.scaled), "blocks": dict(export.how),
+               "preprocessing": asdict(preprocessing) if preprocessing is not None else None,
+               "state_dict": {k: v.detach().cpu().clone() for k, v in export.model.state_dict().items()}}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return export
+
+
+def build_base(spec: str, knobs: Mapping[str, Any]) -> nn.Module:
+    """The untrained model the checkpoint was cut from."""
+    if spec.startswith("timm:"):
+        import timm
+
+        return timm.create_model(spec.removeprefix("timm:"), pretrained=False)
+    if spec.startswith("torchvision:"):
+        import torchvision
+
+        return torchvision.models.get_model(spec.removeprefix("torchvision:"), weights=None)
+    from ..models.registry import build_model
+
+    return build_model(spec, **knobs)
+
+
+def is_ablated(obj: Any) -> bool:
+    """Whether a loaded checkpoint object is an exported ablated network."""
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
+@dataclass
+class AblatedModel:
+    model: nn.Module
+    spec: str
+    knobs: dict[str, Any]
+    blocks: dict[str, str]
+    preprocessing: dict[str, Any] | None
+
+
+def load_ablated(path: str | os.PathLike) -> AblatedModel:
+    """Rebuild an exported ablated network: the base model, the recorded surgery, then its state dict."""
+    if not Path(path).is_file():
+        raise SeprobeError(f"checkpoint {str(path)!r} does not exist; valid: a file written by seprobe ablate "
+                           "--export")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
+        raise SeprobeError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0]}") from None
+    if not is_ablated(obj):
+        found = obj.get("format") if isinstance(obj, Mapping) else type(obj).__name__
+        raise SeprobeError(f"{path}: not an ablated network (format {found!r}); valid: a file written by "
+                           f"seprobe ablate --export (format {FORMAT!r})")
+    model = apply_surgery(build_base(obj["model"], obj["knobs"]), obj["removed"], obj["scaled"])
+    try:
+        model.load_state_dict(obj["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise SeprobeError(f"{path}: the state dict does not fit {obj['model']} after the recorded surgery: "
+                           f"{str(e).splitlines()[0]}") from None
+    return AblatedModel(model.eval(), obj["model"], dict(obj["knobs"]), dict(obj["blocks"]), obj["preprocessing"])
+
+
+def is_ablated_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint written by :func:`export_ablated` (for the model-loading code)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file, or one weights_only refuses: not ours
+        return False
+    return is_ablated(obj)
+
+
+def load_ablated_model(path: str | os.PathLike):
+    """:func:`load_ablated` as a :class:`~seprobe.probe.loading.LoadedModel`, with the preprocessing the
+    checkpoint recorded (else the model's default), so ``evaluate`` and ``activations`` take it as they are."""
+    from .images import Preprocessing
+    from .loading import LoadedModel
+
+    ablated = load_ablated(path)
+    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
+        if ablated.preprocessing else Preprocessing()
+    return LoadedModel(ablated.model, f"{ablated.spec} (ablated: {Path(path).name})", str(path), pre, False)

@@ -1,0 +1,454 @@
+"""seprobe ablate: replacement of gates, calibration, paired bootstrap, cost, prefix reuse, export and folding.
+
+The references are computed independently: the SE block's Eq. 2-4 written out by hand on a tiny network with
+gates known by construction, closed-form counts, the normal approximation of a bootstrap interval, and the
+original network's own forward pass for the exported (folded) networks.
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from seprobe.cost.flops import DEFAULT, count_flops
+from seprobe.errors import SeprobeError
+from seprobe.models.registry import build_model
+from seprobe.models.se_block import SqueezeExcite
+from seprobe.probe.ablation import (
+    Ablation,
+    GateReplacer,
+    ablate,
+    block_costs,
+    cumulative_order,
+    export_blocks,
+    paired_bootstrap,
+    parse_blocks,
+    plan_ablations,
+)
+from seprobe.probe.ablation_report import write_outputs
+from seprobe.probe.folding import (
+    ChannelScale,
+    ablated_copy,
+    export_ablated,
+    fold_targets,
+    is_ablated_file,
+    load_ablated,
+    load_ablated_model,
+)
+from seprobe.probe.gates import find_gates
+from seprobe.probe.images import Preprocessing, ViewDataset, discover
+from seprobe.probe.loading import LoadedModel
+
+from .conftest import randomize_batchnorm
+
+SIDE = 12
+CLASSES = ("a", "b", "c")
+
+
+class TinySE(nn.Module):
+    """conv -> SE_2_1 -> conv -> SE_3_1 -> global pool -> linear: small enough to write out by hand."""
+
+    def __init__(self, channels=4, hidden=2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, channels, 3, padding=1)
+        self.se1 = SqueezeExcite(channels, hidden_channels=hidden)
+        self.se1.name = "SE_2_1"
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.se2 = SqueezeExcite(channels, hidden_channels=hidden)
+        self.se2.name = "SE_3_1"
+        self.fc = nn.Linear(channels, len(CLASSES))
+
+    def forward(self, x):
+        u = self.se1(self.conv1(x))
+        return self.fc(self.se2(self.conv2(u)).mean((2, 3)))
+
+
+def gate_of(se: SqueezeExcite, u: torch.Tensor) -> torch.Tensor:
+    """Eq. 2-3 by hand: s = sigmoid(W2 relu(W1 z) + b), z the channel means."""
+    z = u.mean((2, 3))
+    h = torch.relu(z @ se.fc1.weight[:, :, 0, 0].T + se.fc1.bias)
+    return torch.sigmoid(h @ se.fc2.weight[:, :, 0, 0].T + se.fc2.bias)
+
+
+def reference_logits(m: TinySE, x: torch.Tensor, s1=None, s2=None) -> torch.Tensor:
+    """Eq. 4 with the gates given (``None``: the network's own)."""
+    u1 = m.conv1(x)
+    u1 = u1 * (gate_of(m.se1, u1) if s1 is None else s1)[:, :, None, None]
+    u2 = m.conv2(u1)
+    u2 = u2 * (gate_of(m.se2, u2) if s2 is None else s2)[:, :, None, None]
+    return m.fc(u2.mean((2, 3)))
+
+
+def kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
+    lp, lq = torch.log_softmax(p_logits.double(), 1), torch.log_softmax(q_logits.double(), 1)
+    return float((lp.exp() * (lp - lq)).sum(1).mean())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Three class folders of four random images each (calibration_per_class=1 takes the first of each)."""
+    root = tmp_path_factory.mktemp("ablation-data")
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        (root / c).mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def tiny(constant_first: bool) -> TinySE:
+    torch.manual_seed(1)
+    m = TinySE().eval()
+    with torch.no_grad():  # a gate that moves with the input: ReLU open, large weights
+        m.se2.fc1.weight.normal_(0, 2)
+        m.se2.fc1.bias.fill_(1.0)
+        m.se2.fc2.weight.normal_(0, 2)
+    if constant_first:  # s = sigmoid(b) whatever the input
+        with torch.no_grad():
+            m.se1.fc2.weight.zero_()
+            m.se1.fc2.bias.copy_(torch.tensor([-1.0, 0.5, 2.0, -0.3]))
+    return m
+
+
+def loaded(model: nn.Module) -> LoadedModel:
+    return LoadedModel(model, "tiny", "random", Preprocessing(resize=SIDE, crop=SIDE), False)
+
+
+def tensors(images, pre):
+    ds = ViewDataset(images, pre)
+    return torch.stack([ds[i][0] for i in range(len(ds))]), torch.tensor(images.labels)
+
+
+def split(images):
+    """The first image (path order) of every class is calibration, the rest evaluation: written independently."""
+    first = {}
+    for i, lab in enumerate(images.labels):
+        first.setdefault(lab, i)
+    cal = sorted(first.values())
+    return cal, [i for i in range(len(images.paths)) if i not in cal]
+
+
+def test_constant_gate_mean_is_lossless_and_identity_a_known_rescaling(folder):
+    m = tiny(constant_first=True)
+    images = discover(folder)
+    result = ablate(loaded(m), images, blocks="SE_2_1", single=False, calibration_per_class=1, progress=False,
+                    batch_size=4, n_boot=200)
+    x, labels = tensors(images, loaded(m).preprocessing)
+    _, ev = split(images)
+    with torch.no_grad():
+        full = reference_logits(m, x[ev])
+        identity = reference_logits(m, x[ev], s1=torch.ones(1, 4))
+    t = result.table.set_index(["label", "mode"])
+    mean_row, id_row = t.loc[("SE_2_1", "mean")], t.loc[("SE_2_1", "identity")]
+    assert mean_row.kl == 0 and mean_row.agreement == 1 and mean_row.top1_change == 0
+    assert result.calibration.images == 3 and "disjoint" in result.calibration.source
+    assert torch.equal(result.calibration.means["SE_2_1"], torch.sigmoid(m.se1.fc2.bias.detach()))
+    assert id_row.kl == pytest.approx(kl(full, identity), rel=1e-6, abs=1e-9)
+    truth = labels[ev]
+    assert id_row.top1 == pytest.approx(float((identity.argmax(1) == truth).float().mean()))
+    assert id_row.agreement == pytest.approx(float((identity.argmax(1) == full.argmax(1)).float().mean()))
+    assert t.loc[("full network", "none")].top1 == pytest.approx(float((full.argmax(1) == truth).float().mean()))
+
+
+def test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean(folder):
+    m = tiny(constant_first=False)
+    images = discover(folder)
+    result = ablate(loaded(m), images, modes="mean", calibration_per_class=1, progress=False, n_boot=200)
+    x, _ = tensors(images, loaded(m).preprocessing)
+    cal, ev = split(images)
+    with torch.no_grad():
+        u2 = m.conv2(m.se1(m.conv1(x[cal])))
+        mean2 = gate_of(m.se2, u2).double().mean(0).float()
+        full = reference_logits(m, x[ev])
+        ablated = reference_logits(m, x[ev], s2=mean2[None])
+    row = result.table.set_index(["label", "mode"]).loc[("SE_3_1", "mean")]
+    assert torch.allclose(result.calibration.means["SE_3_1"], mean2, atol=1e-7)
+    assert row.kl > 1e-6
+    assert row.kl == pytest.approx(kl(full, ablated), rel=1e-5)
+
+
+def test_costs_in_closed_form(folder):
+    m = tiny(constant_first=False)
+    result = ablate(loaded(m), discover(folder), blocks="SE_2_1,SE_3_1", calibration_per_class=1, progress=False,
+                    n_boot=50)
+    c, h, hw = 4, 2, SIDE * SIDE
+    params = c * h + h + h * c + c            # W1, b1, W2, b2
+    macs, scale = 2 * c * h, c * hw           # the two FC layers on 1x1, then one multiply per element
+    t = result.table.set_index(["label", "mode"])
+    one_id, one_mean = t.loc[("SE_2_1", "identity")], t.loc[("SE_2_1", "mean")]
+    assert (one_id.params_saved, one_id.macs_saved) == (params, macs + scale)
+    assert (one_mean.params_saved, one_mean.macs_saved) == (params - c, macs)  # keeps the scale
+    assert (one_mean.params_saved_exported, one_mean.macs_saved_exported) == (params - c, macs)  # not foldable
+    both = t.loc[("SE_2_1+SE_3_1", "identity")]
+    assert both.params_saved == 2 * params and both.se_macs_removed_pct == pytest.approx(100)
+
+
+def test_cumulative_order_and_curve(folder):
+    m = tiny(constant_first=True)
+    result = ablate(loaded(m), discover(folder), modes="mean", cumulative="kl", calibration_per_class=1,
+                    progress=False, n_boot=50)
+    # the constant gate costs nothing in mean mode, so it is removed first
+    assert result.orders["mean"][0] == "SE_2_1"
+    cum = result.table[result.table["group"] == "cumulative"]
+    assert list(cum["n_blocks"]) == [1, 2] and list(cum["step"]) == [1, 2]
+    assert cum.iloc[0].kl == 0
+    given = ablate(loaded(m), discover(folder), modes="identity", single=False, cumulative="SE_3_1,SE_2_1",
+                   progress=False, n_boot=50)
+    assert given.orders["identity"] == ["SE_3_1", "SE_2_1"]
+
+
+def test_paired_bootstrap_known_answers():
+    const = paired_bootstrap(np.full((1, 500), -0.25))
+    assert const[0, 0] == pytest.approx(-0.25) and const[0, 1] == pytest.approx(-0.25)
+    # +1 for 30 % of the images, 0 else: the interval of a mean, sqrt(p (1 - p) / n) wide on each side x 1.96
+    n, p = 2000, 0.3
+    diff = np.zeros(n)
+    diff[: int(p * n)] = 1
+    low, high = paired_bootstrap(diff, n_boot=2000, seed=0)[0]
+    half = 1.96 * np.sqrt(p * (1 - p) / n)
+    assert low == pytest.approx(p - half, abs=0.15 * half) and high == pytest.approx(p + half, abs=0.15 * half)
+    # paired: two classifiers right and wrong on the same images differ by nothing, however noisy each is
+    assert tuple(paired_bootstrap(np.zeros((2, 100)))[1]) == (0.0, 0.0)
+
+
+def test_bad_input_fails_cleanly(folder, tmp_path):
+    m = tiny(constant_first=False)
+    images = discover(folder)
+    lm = loaded(m)
+    gates = find_gates(m)
+    with pytest.raises(SeprobeError, match="unknown block 'SE_9_9'"):
+        ablate(lm, images, blocks="SE_9_9", calibration_per_class=1, progress=False)
+    with pytest.raises(SeprobeError, match="empty block set"):
+        parse_blocks(gates, " , ")
+    with pytest.raises(SeprobeError, match="no SE block in stage 7"):
+        plan_ablations(gates, stage=7)
+    with pytest.raises(SeprobeError, match="invalid --calibration 0"):
+        ablate(lm, images, calibration_per_class=0, progress=False)
+    with pytest.raises(SeprobeError, match="invalid --calibration 0"):
+        ablate(lm, images, modes="identity", calibration_per_class=0, progress=False)
+    with pytest.raises(SeprobeError, match="invalid --calibration-views 0"):
+        ablate(lm, images, calibration_per_class=1, calibration_views=0, progress=False)
+    with pytest.raises(SeprobeError, match="share 12 images"):
+        ablate(lm, images, calibration=images, progress=False)
+    with pytest.raises(SeprobeError, match="needs calibration images"):
+        ablate(lm, images, modes="mean", progress=False)
+    with pytest.raises(SeprobeError, match="unknown ablation mode"):
+        ablate(lm, images, modes="zero", progress=False)
+    with pytest.raises(SeprobeError, match="takes every image"):
+        ablate(lm, images, calibration_per_class=4, progress=False)
+    with pytest.raises(SeprobeError, match="names a block twice"):
+        ablate(lm, images, modes="identity", cumulative="SE_2_1,SE_2_1", progress=False)
+    torch.save({"x": torch.zeros(1)}, tmp_path / "plain.pth")
+    with pytest.raises(SeprobeError, match="not an ablated network"):
+        load_ablated(tmp_path / "plain.pth")
+    r = ablate(lm, images, modes="identity", progress=False, n_boot=20)
+    with pytest.raises(SeprobeError, match="needs one set of blocks"):
+        export_blocks(r, None, None, "identity", tmp_path / "x.pth")
+    with pytest.raises(SeprobeError, match="needs the calibration means"):
+        export_blocks(r, "SE_2_1", None, "mean", tmp_path / "x.pth")
+    # overlap allowed when asked for, and said in the output
+    r = ablate(lm, images, modes="mean", calibration=images, disjoint=False, progress=False, n_boot=20)
+    assert r.calibration.overlap == 12 and "sharing 12 images" in r.calibration.source
+
+
+def test_outputs_written_together(folder, tmp_path):
+    m = tiny(constant_first=True)
+    r = ablate(loaded(m), discover(folder), per_stage=True, cumulative="network", calibration_per_class=1,
+               progress=False, n_boot=50)
+    written = write_outputs(r, tmp_path / "out")
+    names = {p.name for p in written}
+    assert {"ablation.csv", "ablation.parquet", "summary.md", "blocks.png", "blocks.svg", "cumulative.png",
+            "cumulative.svg"} <= names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "disjoint" in summary and "within noise" in summary
+
+
+def _ablated_logits(model, gates, modes, means, x):
+    replacer = GateReplacer(model, gates, means)
+    try:
+        replacer.active = dict(modes)
+        with torch.no_grad():
+            return model(x)
+    finally:
+        replacer.remove()
+
+
+def _check_export(model, size, modes_of, tmp_path, spec, knobs=None):
+    model = randomize_batchnorm(model).eval()
+    gates = find_gates(model, input_size=size)
+    g = torch.Generator().manual_seed(0)
+    means = {b.name: torch.rand(b.channels, generator=g) * 0.9 + 0.05 for b in gates}
+    modes = {b.name: modes_of(i) for i, b in enumerate(gates)}
+    x = torch.randn(2, 3, size, size, generator=g)
+    ablated = _ablated_logits(model, gates, modes, means, x)
+    export_ablated(model, gates, modes, means, tmp_path / "ablated.pth", spec=spec, knobs=knobs)
+    rebuilt = load_ablated(tmp_path / "ablated.pth")
+    with torch.no_grad():
+        exported = rebuilt.model(x)
+        full = model(x)
+    assert (full - ablated).abs().max() > 1e-2  # the ablation changes the logits, so the equality bites
+    # float32: the folded products round differently, by float32's resolution at the logits' scale ...
+    assert (exported - ablated).abs().max() < 1e-6 * max(1.0, ablated.abs().max().item())
+    # ... and folded in float64 the two are the same function
+    double = {k: v.double() for k, v in means.items()}
+    ablated64 = _ablated_logits(model.double(), gates, modes, double, x.double())
+    with torch.no_grad():
+        assert (ablated_copy(model, gates, modes, double).model(x.double()) - ablated64).abs().max() < 1e-10
+    model.float()
+    # the exported network is smaller by what the table says
+    costs, total, params = block_costs(model, gates, size)
+    targets = fold_targets(model, gates)
+    saved_macs = saved_params = 0
+    for name, mode in modes.items():
+        keeps = mode == "mean" and targets[name] is None
+        saved_params += costs[name].params - (costs[name].channels if keeps else 0)
+        saved_macs += costs[name].macs - (costs[name].scale_macs if keeps else 0)
+    after = count_flops(rebuilt.model, torch.zeros(1, 3, size, size)).total(DEFAULT)
+    assert after == total - saved_macs
+    assert sum(p.numel() for p in rebuilt.model.parameters()) == params - saved_params
+    return rebuilt
+
+
+@pytest.mark.slow
+def test_fold_seprobe_resnet_standard_into_bn(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("se_resnet50")
+    targets = fold_targets(model, find_gates(model, 32))
+    assert targets["SE_2_1"].path == "layer1.0.bn3" and targets["SE_2_1"].kind == "bn"
+    rebuilt = _check_export(model, 32, lambda i: "mean" if i % 3 else "identity", tmp_path, "se_resnet50")
+    assert rebuilt.blocks["SE_2_2"] == "mean folded into layer1.1.bn3"
+    assert not any(isinstance(m, ChannelScale) for m in rebuilt.model.modules())
+
+
+def test_fold_basic_block_and_fallback_scale_module(tmp_path):
+    torch.manual_seed(0)
+    _check_export(build_model("se_resnet18"), 32, lambda i: "mean" if i % 2 else "identity", tmp_path,
+                  "se_resnet18")
+    torch.manual_seed(0)
+    rebuilt = _check_export(build_model("se_resnet18", integration="post"), 32, lambda i: "mean", tmp_path,
+                            "se_resnet18", {"integration": "post"})
+    assert sum(isinstance(m, ChannelScale) for m in rebuilt.model.modules()) == 8
+
+
+def test_fold_timm_mobilenetv3_into_the_projection(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("tf_mobilenetv3_small_100")
+    targets = fold_targets(model, find_gates(model, 64))
+    assert targets["SE_2_1"].path == "blocks.0.0.conv_pw" and targets["SE_4_1"].path == "blocks.2.0.conv_pwl"
+    rebuilt = _check_export(model, 64, lambda i: "mean" if i % 2 else "identity", tmp_path,
+                            "timm:tf_mobilenetv3_small_100")
+    assert rebuilt.blocks["SE_4_1"] == "mean folded into blocks.2.0.conv_pwl"
+    assert is_ablated_file(tmp_path / "ablated.pth") and not is_ablated_file(tmp_path / "nothing.pth")
+    assert load_ablated_model(tmp_path / "ablated.pth").name.startswith("timm:tf_mobilenetv3_small_100")
+
+
+def test_prefix_reuse_gives_the_same_outcomes(folder):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = randomize_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()
+    lm = LoadedModel(model, "timm", "random", Preprocessing(resize=32, crop=32), True)
+    images = discover(folder)
+    runs = [ablate(lm, images, calibration_per_class=1, per_stage=True, progress=False, n_boot=20, reuse=reuse)
+            for reuse in (False, True)]
+    for a, b in zip(runs[0].outcomes, runs[1].outcomes, strict=True):
+        assert np.array_equal(a.kl, b.kl) and np.array_equal(a.top1, b.top1)
+
+
+def test_cumulative_order_by_top1_breaks_ties_by_kl():
+    import pandas as pd
+
+    from seprobe.probe.gates import Gate
+
+    gates = [Gate(f"SE_2_{i}", 2, i, f"b{i}", f"b{i}.g", 4) for i in (1, 2, 3)]
+    singles = pd.DataFrame({"group": "block", "mode": "mean", "label": ["SE_2_1", "SE_2_2", "SE_2_3"],
+                            "top1_change": [-0.02, 0.0, 0.0], "kl": [0.1, 0.5, 0.2]})
+    assert cumulative_order(gates, singles, "mean", "top1") == ["SE_2_3", "SE_2_2", "SE_2_1"]
+    assert cumulative_order(gates, singles, "mean", "kl") == ["SE_2_1", "SE_2_3", "SE_2_2"]
+    assert Ablation("x", "set", "mean", ("SE_2_1",)).step is None
+
+
+def test_ablation_study_spec(tmp_path):
+    from pathlib import Path
+
+    from seprobe.studies.spec import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_study(root / "studies" / "ablation.toml")
+    assert study.kind == "ablation" and study.ablation["model"] == "timm:tf_mobilenetv3_small_100"
+    assert study.ablation["calibration_labels"].name == "val_annotations.txt"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('title = "x"\nkind = "ablation"\n[ablation]\nmodel = "m"\nweights = "w"\ndata = "d"\nmode = "x"\n')
+    with pytest.raises(SeprobeError, match="unknown field 'mode'"):
+        load_study(bad)
+    bad.write_text('title = "x"\nkind = "ablation"\n[ablation]\nmodel = "m"\n')
+    with pytest.raises(SeprobeError, match="ablation.weights: missing"):
+        load_study(bad)
+    assert len(load_study(_write_missing(tmp_path)).missing_inputs()) == 2
+
+
+def _write_missing(tmp_path):
+    p = tmp_path / "missing.toml"
+    p.write_text('title = "x"\nkind = "ablation"\n[ablation]\nmodel = "m"\nweights = "nowhere.pth"\n'
+                 'data = "nodata"\n')
+    return p
+
+
+def test_annotated_calibration_labels(tmp_path):
+    from seprobe.probe.imagenet_classes import wnid_to_index
+    from seprobe.studies.runs import _annotated_images
+
+    (tmp_path / "val_annotations.txt").write_text("val_1.JPEG\tn01443537\t0\t0\t10\t10\n"
+                                                  "val_0.JPEG\tn01629819\t1\t2\t3\t4\n")
+    images = _annotated_images(tmp_path, tmp_path / "val_annotations.txt")
+    assert [p.name for p in images.paths] == ["val_0.JPEG", "val_1.JPEG"]
+    assert images.labels == (wnid_to_index("n01629819"), wnid_to_index("n01443537")) and images.imagenet
+    (tmp_path / "bad.txt").write_text("val_0.JPEG\tn99999999\n")
+    with pytest.raises(SeprobeError, match="no ImageNet-1k wnid"):
+        _annotated_images(tmp_path, tmp_path / "bad.txt")
+
+
+def test_ablation_reading_quotes_the_committed_figures():
+    """The numbers the study's reading cites are those of the committed outputs."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from seprobe.studies.spec import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    t = pd.read_csv(root / "reports" / "ablation" / "ablation.csv").set_index(["label", "mode"])
+    reading = load_study(root / "studies" / "ablation.toml").reading
+    cited = {("SE_4_1", "mean"): "-1.1 [-2.3, 0.0]", ("SE_4_2", "mean"): "25.3 points",
+             ("SE_5_3", "mean"): "8.8 points", ("SE_4_4", "identity"): "-75.2 points",
+             ("stage 5", "mean"): "36.6 [-39.9, -33.3]", ("+SE_4_1", "mean"): "-1.3 [-2.5, -0.1]"}
+    for key, text in cited.items():
+        assert text in reading
+        row = t.loc[key]
+        value = float(text.split()[0].replace("-", "")) / 100
+        assert abs(row.top1_change) == pytest.approx(value, abs=5e-4), key
+        if "[" in text:
+            low, high = (float(v) / 100 for v in text[text.index("[") + 1:-1].split(", "))
+            assert (row.top1_low, row.top1_high) == (pytest.approx(low, abs=5e-4), pytest.approx(high, abs=5e-4))
+    assert t.loc[("SE_4_4", "mean")].agreement == pytest.approx(0.999, abs=5e-4)
+
+
+def test_outputs_all_or_nothing(folder, tmp_path, monkeypatch):
+    import seprobe.probe.ablation_report as report
+
+    m = tiny(constant_first=True)
+    r = ablate(loaded(m), discover(folder), modes="identity", progress=False, n_boot=20)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ablation.csv").write_text("old\n")
+
+    def broken(result, path):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report, "figure_blocks", broken)
+    with pytest.raises(RuntimeError, match="figure failed"):
+        report.write_outputs(r, out)
+    assert [p.name for p in out.iterdir()] == ["ablation.csv"] and (out / "ablation.csv").read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
