@@ -434,3 +434,85 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
             written.append(write_index(d))
     return StudiesRun([r.study.name for r in results], skipped, written, warns)
 
+
+
+# --- ablation -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ablations:
+    """What ``seprobe ablate`` computed: the result (:class:`~seprobe.probe.ablation.AblationResult`, whose
+    ``table`` has one row per evaluation), and the files written (``out=``, ``export=``)."""
+
+    result: Any
+    written: list[Path] = field(default_factory=list)
+
+    def text(self) -> str:
+        from .probe.ablation_report import display_table
+
+        lines = [display_table(self.result).to_string(index=False)]
+        lines += [f"Note: {n}." for n in self.result.notes]
+        return "\n".join(lines) + "\n"
+
+
+def ablate(model: str, weights: str, data: str | os.PathLike, *, labels: str | os.PathLike | None = None,
+           samples_per_class: int | None = None, mode: str = "both", blocks: str | None = None,
+           stage: int | None = None, per_stage: bool = False, each_block: bool | None = None,
+           cumulative: str | None = None, calibration: int | None = None,
+           calibration_data: str | os.PathLike | None = None, calibration_labels: str | os.PathLike | None = None,
+           calibration_views: int = 1, allow_overlap: bool = False, bootstrap: int = 2000, seed: int = 0,
+           export: str | os.PathLike | None = None, export_mode: str | None = None, batch_size: int = 32,
+           device: str = "cpu", num_workers: int = 0, out: str | os.PathLike | None = None,
+           overrides: Overrides = Overrides(), progress: bool = True, **knobs: Any) -> Ablations:
+    """What each SE block is worth in a trained network (``seprobe ablate``): the network evaluated with blocks
+    replaced by ``identity`` (gate = 1) or their calibration ``mean`` (a constant per-channel scale), every block
+    alone by default, a set (``blocks`` / ``stage``), ``per_stage`` or ``cumulative``; ``export`` writes the
+    network with one set ablated, mean blocks folded into the adjacent layer."""
+    from .distributed import current_world
+    from .io import check_output_file
+    from .probe.ablation import ablate as run_ablation
+    from .probe.ablation import check_modes, export_blocks
+    from .probe.ablation_report import write_outputs
+    from .probe.images import discover, select
+
+    inputs = Inputs(model, weights, Path(data), Path(labels) if labels else None)
+    _check_inputs(inputs)
+    _check_loader(batch_size, device, num_workers)
+    overrides.check()
+    modes = ("identity", "mean") if mode == "both" else check_modes(mode)
+    for what, value in (("--samples-per-class", samples_per_class), ("--calibration-views", calibration_views),
+                        ("--bootstrap", bootstrap)):
+        check_positive(what, value)
+    check_positive("--calibration", calibration)
+    if calibration is not None and calibration_data is not None:
+        raise SeprobeError("--calibration N and --calibration-data DIR both given; valid: one of them")
+    if calibration_data is not None:
+        _check_inputs(Inputs(model, weights, Path(calibration_data),
+                             Path(calibration_labels) if calibration_labels else None))
+    if export is not None:
+        check_output_file(export, "--export")
+        if blocks is None and stage is None:
+            raise SeprobeError("--export needs one set of blocks; valid: --blocks SE_a,SE_b or --stage N")
+        if export_mode is None and len(modes) > 1:
+            raise SeprobeError("--export with --mode both needs --export-mode; valid: identity or mean")
+    if out is not None:
+        check_output_dir(out)
+    single = each_block if each_block is not None else (
+        (blocks is None and stage is None and not per_stage) or cumulative in ("kl", "top1"))
+    images = select(discover(inputs.data, inputs.labels), samples_per_class)
+    cal = discover(Path(calibration_data), calibration_labels) if calibration_data is not None else None
+    loaded = _load(inputs, overrides, {k: v for k, v in knobs.items() if v is not None})
+    result = run_ablation(loaded, images, modes=modes, single=single, blocks=blocks, stage=stage,
+                          per_stage=per_stage, cumulative=cumulative.split(",") if cumulative and "," in cumulative
+                          else cumulative, calibration=cal, calibration_per_class=calibration,
+                          calibration_views=calibration_views, disjoint=not allow_overlap, batch_size=batch_size,
+                          device=device, num_workers=num_workers, progress=progress, n_boot=bootstrap, seed=seed)
+    done = Ablations(result)
+    if current_world().is_main and (out is not None or export is not None):
+        with output_set():
+            if out is not None:
+                done.written += write_outputs(result, out)
+            if export is not None:
+                export_blocks(result, blocks, stage, export_mode or modes[0], export, knobs=knobs)
+                done.written.append(Path(export))
+    return done

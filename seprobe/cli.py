@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
 from . import __version__
-from .choices import Dtype, Format, Gate, Integration, Interpolation, Squeeze, StemPool, StrideAt
+from .choices import AblationMode, Dtype, Format, Gate, Integration, Interpolation, Squeeze, StemPool, StrideAt
 from .errors import SeprobeError
 
 app = typer.Typer(
@@ -76,9 +76,17 @@ OutputOpt = Annotated[
 
 
 #: command-line option -> model-zoo knob
-KNOB_OPTIONS = {"reduction": "reduction", "squeeze": "squeeze", "gate": "gate", "bias": "bias",
-                "se_stages": "stages", "drop_stage5": "drop_stage5", "integration": "integration",
-                "stride_at": "stride_at", "stem_pool": "stem_pool"}
+KNOB_OPTIONS = {
+    "reduction": "reduction",
+    "squeeze": "squeeze",
+    "gate": "gate",
+    "bias": "bias",
+    "se_stages": "stages",
+    "drop_stage5": "drop_stage5",
+    "integration": "integration",
+    "stride_at": "stride_at",
+    "stem_pool": "stem_pool",
+}
 
 
 def model_knobs(options: dict) -> dict:
@@ -242,8 +250,12 @@ def reports_cmd(
     with_activations: Annotated[
         bool, typer.Option("--with-activations", help="also run activations studies (real data, minutes)")
     ] = False,
+    with_ablation: Annotated[
+        bool, typer.Option("--with-ablation", help="also run ablation studies (real data, about 15 minutes)")
+    ] = False,
 ) -> None:
-    """Regenerate every report from studies/ (timing and activations studies only when asked), and the index."""
+    """Regenerate every report from studies/ (timing, activations and ablation studies only when asked), and the
+    index."""
     if studies.is_file():
         raise SeprobeError(
             f"--studies {str(studies)!r} is a file; valid: a folder of .toml studies (or `seprobe study run {studies}`)"
@@ -253,7 +265,8 @@ def reports_cmd(
     paths = sorted(studies.glob("*.toml"))
     if not paths:
         raise SeprobeError(f"--studies {str(studies)!r} holds no .toml study; valid: a folder of studies")
-    skip = [k for k, wanted in (("timing", with_timing), ("activations", with_activations)) if not wanted]
+    wanted = {"timing": with_timing, "activations": with_activations, "ablation": with_ablation}
+    skip = [kind for kind, asked in wanted.items() if not asked]
     _run_studies(paths, out, skip)
 
 
@@ -472,6 +485,107 @@ def evaluate_cmd(
         )
     if world.is_main:
         typer.echo(result.text())
+
+
+@app.command("ablate")
+def ablate_cmd(
+    model: ModelSpecOpt = None,
+    weights: WeightsOpt = None,
+    data: DataOpt = None,
+    labels: LabelsOpt = None,
+    samples_per_class: Annotated[int | None, typer.Option(min=1, metavar="N", help="images per class")] = None,
+    mode: Annotated[AblationMode, typer.Option(help="identity: gate = 1; mean: gate = its calibration mean")] = "both",
+    blocks: Annotated[str | None, typer.Option(metavar="SE_s_b,...", help="ablate these blocks as one set")] = None,
+    stage: Annotated[int | None, typer.Option(metavar="S", help="ablate this stage's blocks as one set")] = None,
+    per_stage: Annotated[bool, typer.Option("--per-stage", help="each stage's blocks together")] = False,
+    each_block: Annotated[
+        bool | None,
+        typer.Option("--each-block/--no-each-block", help="every block alone [default: unless a set is given]"),
+    ] = None,
+    cumulative: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ORDER", help="remove blocks one after another: kl, top1, network, reverse, or SE_a,SE_b,..."
+        ),
+    ] = None,
+    calibration: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="mean mode: N images per class taken out of --data for the means"),
+    ] = None,
+    calibration_data: Annotated[Path | None, typer.Option(metavar="DIR", help="mean mode: separate images")] = None,
+    calibration_labels: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="labels of --calibration-data")
+    ] = None,
+    calibration_views: Annotated[int, typer.Option(min=1, metavar="K", help="views per calibration image")] = 1,
+    allow_overlap: Annotated[
+        bool, typer.Option("--allow-overlap", help="calibration may share evaluation images")
+    ] = False,
+    bootstrap: Annotated[int, typer.Option(min=1, metavar="N", help="paired-bootstrap resamples")] = 2000,
+    seed: Annotated[int, typer.Option(metavar="N", help="bootstrap seed")] = 0,
+    export: Annotated[Path | None, typer.Option(metavar="FILE", help="write the network with the set ablated")] = None,
+    export_mode: Annotated[AblationMode | None, typer.Option(help="the mode --export uses (with --mode both)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = 32,
+    device: DeviceOpt = "cpu",
+    num_workers: WorkersOpt = 0,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="output folder")] = Path("ablation"),
+    resize: ResizeOpt = None,
+    crop: CropOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    interpolation: InterpOpt = None,
+    reduction: ReductionOpt = None,
+    squeeze: SqueezeOpt = None,
+    gate: GateOpt = None,
+    bias: BiasOpt = None,
+    se_stages: SEStagesOpt = None,
+    drop_stage5: DropStage5Opt = None,
+    integration: IntegrationOpt = None,
+    stride_at: StrideOpt = None,
+    stem_pool: StemPoolOpt = None,
+) -> None:
+    """What each SE block is worth: accuracy, agreement and KL with blocks removed (identity) or frozen to their
+    mean, with paired-bootstrap intervals, and the cost each saves; --export writes the smaller network."""
+    options = dict(locals())
+    from . import api
+
+    if export_mode == "both":
+        raise SeprobeError("--export-mode both; valid: identity or mean (one network is exported)")
+    inputs = _inputs("ablate", model, weights, data, labels, " --calibration 1")
+    overrides = _overrides(resize, crop, mean, std, interpolation)
+    with _session(device) as world:
+        result = api.ablate(
+            inputs.model,
+            inputs.weights,
+            inputs.data,
+            labels=inputs.labels,
+            samples_per_class=samples_per_class,
+            mode=mode,
+            blocks=blocks,
+            stage=stage,
+            per_stage=per_stage,
+            each_block=each_block,
+            cumulative=cumulative,
+            calibration=calibration,
+            calibration_data=calibration_data,
+            calibration_labels=calibration_labels,
+            calibration_views=calibration_views,
+            allow_overlap=allow_overlap,
+            bootstrap=bootstrap,
+            seed=seed,
+            export=export,
+            export_mode=export_mode,
+            batch_size=batch_size,
+            device=world.device,
+            num_workers=num_workers,
+            out=out,
+            overrides=overrides,
+            **model_knobs(options),
+        )
+    if not world.is_main:
+        return  # under torchrun, rank 0 alone prints
+    for path in result.written:
+        _err(f"wrote {path}")
+    typer.echo(result.text(), nl=False)
 
 
 # --- entry point -----------------------------------------------------------------------------------------------------

@@ -5,14 +5,14 @@ cumulative curve. All files are written into a temporary folder first and moved 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..io import atomic_write, atomic_write_text, output_set
 from .ablation import LEVEL, AblationResult
+from .activation_report import save_figure
 
 COLUMNS = ("label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
            "top1_low", "top1_high", "top5_change", "top5_low", "top5_high", "within_noise", "agreement", "kl",
@@ -32,7 +32,9 @@ def _pct(v: float) -> str:
     return f"{100 * v:+.1f}"
 
 
-def _display(result: AblationResult, rows: pd.DataFrame) -> pd.DataFrame:
+def display_table(result: AblationResult, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows (all by default) as people read them: changes in points with their intervals, savings."""
+    rows = (result.table if rows is None else rows).reset_index(drop=True)
     shown = pd.DataFrame({"ablation": rows["label"], "mode": rows["mode"]})
     if result.scored:
         shown["top-1 %"] = (100 * rows["top1"]).round(1)
@@ -84,21 +86,12 @@ def summary_markdown(result: AblationResult) -> str:
                   "given": "the given order"}.get(result.order_by, result.order_by)
             lines += [f"Order ({by}): " + "; ".join(f"{m}: {' → '.join(o)}" for m, o in result.orders.items()),
                       "", "Each row removes its block in addition to every block above it.", ""]
-        lines.append(_display(result, rows).to_markdown(index=False))
+        lines.append(display_table(result, rows).to_markdown(index=False))
     if result.failed:
         lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(result.failed))]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
-
-
-def _save(fig, path: Path) -> list[Path]:
-    out = []
-    for fmt in ("png", "svg"):
-        target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {"Software": None})
-        out.append(target)
-    return out
 
 
 def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
@@ -143,7 +136,7 @@ def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(result.loaded.name, fontsize=10)
     fig.tight_layout()
-    written = _save(fig, path)
+    written = save_figure(fig, path)
     plt.close(fig)
     return written
 
@@ -185,34 +178,21 @@ def figure_cumulative(result: AblationResult, path: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    written = _save(fig, path)
+    written = save_figure(fig, path)
     plt.close(fig)
     return written
 
 
 def write_outputs(result: AblationResult, out: str | os.PathLike) -> list[Path]:
     """``ablation.csv``, ``ablation.parquet``, ``summary.md``, ``blocks.{png,svg}`` and, with a cumulative
-    curve, ``cumulative.{png,svg}`` in ``out``: written to a temporary folder beside it, then moved in, so a
-    failure leaves ``out`` as it was."""
+    curve, ``cumulative.{png,svg}`` in ``out``, as one output set (:func:`seprobe.io.output_set`): all of them
+    appear together, or, on any failure or interrupt, none does and ``out`` stays as it was."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the folder once moved into place
-    try:
+    with output_set():
         table = tidy_table(result)
-        table.to_csv(tmp / "ablation.csv", index=False, lineterminator="\n")
-        table.to_parquet(tmp / "ablation.parquet", index=False)
-        (tmp / "summary.md").write_text(summary_markdown(result), encoding="utf-8")
-        figure_blocks(result, tmp / "blocks")
-        figure_cumulative(result, tmp / "cumulative")
-        names = sorted(p.name for p in tmp.iterdir())
-        if not out.exists():
-            os.replace(tmp, out)
-        else:
-            for name in names:
-                os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [out / n for n in names]
+        written = [atomic_write(out / "ablation.csv", lambda tmp: table.to_csv(tmp, index=False, lineterminator="\n")),
+                   atomic_write(out / "ablation.parquet", lambda tmp: table.to_parquet(tmp, index=False)),
+                   atomic_write_text(out / "summary.md", summary_markdown(result))]
+        written += figure_blocks(result, out / "blocks")
+        written += figure_cumulative(result, out / "cumulative")
+    return written

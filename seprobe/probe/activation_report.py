@@ -62,7 +62,8 @@ def sampled_channels(channels: int, k: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(channels, size=k, replace=False))
 
 
-def _save(fig, path: Path) -> list[Path]:
+def save_figure(fig, path: Path) -> list[Path]:
+    """``path``.png and ``path``.svg, each atomically, without timestamps (so they are reproducible)."""
     out = []
     for fmt in ("png", "svg"):
         target = path.with_suffix(f".{fmt}")
@@ -96,7 +97,7 @@ def _block_figure(run: ActivationRun, blocks: list[str], k: int, path: Path, tit
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    written = _save(fig, path)
+    written = save_figure(fig, path)
     plt.close(fig)
     return written
 

@@ -252,7 +252,7 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
 def is_ablated_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a checkpoint written by :func:`export_ablated` (for the model-loading code)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: no tensor is read
     except Exception:  # not a torch file, or one weights_only refuses: not ours
         return False
     return is_ablated(obj)

@@ -145,6 +145,15 @@ def load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
     models, timm's port of the official weights for the seprobe SE-ResNets/ResNeXts timm has."""
     kind = weights_kind(weights)
     check_model_name(spec)
+    if kind == "file":
+        from .folding import is_ablated_file, load_ablated_model
+
+        if is_ablated_file(weights):  # written by `seprobe ablate --export`: it says how to rebuild itself
+            loaded = load_ablated_model(weights)
+            if not loaded.name.startswith(f"{spec} "):
+                raise SeprobeError(f"{weights} is an ablated {loaded.name.split(' (')[0]}, not {spec}; valid: "
+                                   f"--model {loaded.name.split(' (')[0]}")
+            return loaded
     pretrained = kind in ("pretrained", "timm", "torchvision")
     if is_foreign(spec):
         if knobs:
