@@ -42,7 +42,8 @@ def display_table(result: AblationResult, rows: pd.DataFrame | None = None) -> p
                                       for r in rows.itertuples()]
         shown["Δ top-5 (95 % CI)"] = [f"{_pct(r.top5_change)} [{_pct(r.top5_low)}, {_pct(r.top5_high)}]"
                                       for r in rows.itertuples()]
-        shown["within noise"] = ["yes" if w else "**no**" for w in rows["within_noise"]]
+        shown["within noise"] = ["-" if m == "none" else "yes" if w else "**no**"  # the full network: no change
+                                 for m, w in zip(rows["mode"], rows["within_noise"], strict=True)]
     shown["agreement %"] = (100 * rows["agreement"]).round(1)
     shown["KL"] = rows["kl"].map(lambda v: f"{v:.4f}")
     shown["params saved"] = rows["params_saved_exported"]
