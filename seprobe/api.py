@@ -365,9 +365,8 @@ def activations(model: str, weights: str, data: str | os.PathLike, *, labels: st
     shown = choose_blocks(find_gates(loaded.model, input_size=loaded.preprocessing.crop), stage, blocks)
     run = collect(loaded, images, views=views, batch_size=batch_size, device=device, num_workers=num_workers,
                   progress=progress)
-    spec = specificity_table(run, chosen)
-    spec = spec[spec["block"].isin(shown)].reset_index(drop=True)
-    result = Activations(run, chosen, shown, spec)
+    spec = specificity_table(run, chosen)  # every block in the files; the blocks shown on the screen
+    result = Activations(run, chosen, shown, spec[spec["block"].isin(shown)].reset_index(drop=True))
     if out is not None and current_world().is_main:  # under torchrun, rank 0 alone writes
         with output_set():
             result.written = write_outputs(run, Path(out), chosen, shown, channels, spec, all_classes_table)

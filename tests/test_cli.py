@@ -63,6 +63,7 @@ def test_version_and_help(tmp_path):
     assert max(map(len, proc.stdout.splitlines())) <= 80
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, needle", [
     (["complexity", "--model", "se_resnet50", "--gate", "softmax"], "'softmax' is not one of"),
     (["complexity", "--model", "se_resnet50", "-f", "xml"], "'xml' is not one of"),
@@ -87,6 +88,12 @@ def test_version_and_help(tmp_path):
     (["evaluate", "--model", "se_resnet18", "--weights", "random", "--data", "pyproject.toml"], "is a file"),
     (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--out", "f.txt"], "is a file"),
     (["reports", "--studies", "f.txt"], "is a file"),
+    (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--export", "x.pth"],
+     "--export needs one set of blocks"),
+    (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--calibration", "2",
+      "--calibration-data", "."], "--calibration N and --calibration-data DIR both given"),
+    (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--mode", "half"],
+     "'half' is not one of"),
     (["nonsense"], "No such command"),
 ])
 def test_bad_input_is_one_line_before_any_work(tmp_path, args, needle):
@@ -97,6 +104,12 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, args, needle):
     one_error_line(proc, needle)
     assert time.perf_counter() - start < 60
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "pyproject.toml"]  # nothing written
+
+
+def test_usage_errors_fail_at_once_without_torch(tmp_path):
+    for args, needle in ((["complexity", "-m", "se_resnet50", "--squeeze", "median"], "'median' is not one of"),
+                         (["activations", "--batch-size", "0"], "--batch-size"), (["nonsense"], "No such command")):
+        one_error_line(seprobe(*args, cwd=tmp_path), needle)
 
 
 def test_missing_inputs_are_reported_together_with_an_example(tmp_path):
@@ -196,6 +209,7 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, sig):
     assert (reused / "gates.csv").read_text() == "an older run's"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.5])
 def test_interrupt_at_start_up_is_one_line(tmp_path, delay):
     proc = subprocess.Popen([sys.executable, "-m", "seprobe", "complexity", "--model", "se_resnet152", "--time",
