@@ -607,7 +607,11 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _one_line_warning
     command = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
     try:
-        app(args=argv, prog_name="seprobe", standalone_mode=False)
+        code = app(args=argv, prog_name="seprobe", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into this exit code
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SeprobeError as e:
         if not getattr(e, "quiet", False):  # under torchrun, one rank speaks for all
             _err(f"seprobe: error: {e}")

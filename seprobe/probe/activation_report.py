@@ -167,7 +167,6 @@ def write_outputs(run: ActivationRun, out: Path, classes: list[int], blocks: lis
                   spec: pd.DataFrame, all_classes_table: bool = False, save_stats: bool = True) -> list[Path]:
     """Everything ``seprobe activations`` writes; ``spec`` is :func:`specificity_table`'s result.
     ``save_stats`` writes the mergeable statistics of every class (``stats.npz``, tens of MB for 1000 classes)."""
-    out.mkdir(parents=True, exist_ok=True)
     table = tidy_table(run, None if all_classes_table else classes)
     written = [
         atomic_write(out / "gates.csv", lambda tmp: table.to_csv(tmp, index=False)),
