@@ -277,3 +277,35 @@ def test_seprobe_models_map_to_timm_pretrained_names():
         "legacy_seresnext50_32x4d"
     with pytest.raises(SeprobeError, match="no weights for se_resnet50 with stride_at=1x1, stem_pool=pad"):
         _timm_equivalent("se_resnet50", build_model("se_resnet50", stem_pool="pad", device="meta"))
+
+
+@pytest.mark.parametrize("threshold,low,high", [(0.9, 0.0, 1.0), (0.5, 0.0, 1.0), (0.0, -1.0, 1.0), (2.0, 0.0, 4.0)])
+def test_share_above_a_threshold_on_gates_spanning_it(threshold, low, high):
+    """Gates on both sides of the threshold (but off the bin edges): the share is the plain count's."""
+    width = (high - low) / 50
+    # half-bin offsets, never on an edge; per class (4 values each) 2 below and 2 above the threshold
+    offsets = np.array([-7.5, 0.5, -0.5, 1.5, -2.5, 4.5, -11.5, 9.5]) * width
+    values = threshold + offsets
+    stats = GateStats({"b": (2, low, high)}, num_classes=2)
+    v = torch.tensor(values.reshape(4, 2))
+    labels = torch.tensor([0, 0, 1, 1])
+    stats.update("b", v, labels)
+    assert stats.fraction_above("b", threshold) == pytest.approx((values >= threshold).mean()) == 0.5
+    assert stats.fraction_above("b", threshold, group=0) == pytest.approx((values[:4] >= threshold).mean()) == 0.5
+    assert stats.fraction_above("b", threshold, group=1) == pytest.approx((values[4:] >= threshold).mean()) == 0.5
+    above_next = threshold + 2 * width  # two bins higher: 2 of the 8 values
+    assert stats.fraction_above("b", above_next) == pytest.approx((values >= above_next).mean()) == 2 / 8
+
+
+def test_specificity_table_reports_the_share_above_0_9(solid_images):
+    """IdentitySE's gates are sigmoid(pixel / 255): white (1.0 -> 0.731) and the rest stay below 0.9, so the
+    table's share must follow a model whose gates straddle 0.9: scale W1 so that sigmoid(3 * value) is the gate."""
+    model = loaded()
+    with torch.no_grad():
+        model.model.se.fc1.weight.mul_(3.0)
+    run = collect(model, discover(solid_images), batch_size=5, progress=False)
+    everything = 1 / (1 + np.exp(-3 * np.asarray([c for cs in COLOURS.values() for c in cs]) / 255.0))
+    share = (everything >= 0.9).mean()
+    assert 0 < share < 1
+    spec = specificity_table(run, [1, 254]).set_index("block")
+    assert spec.loc["SE_2_1", "share_above_0.9"] == pytest.approx(share)

@@ -1,5 +1,6 @@
 """Multiply-add counts against hand counts, closed forms, fvcore on torchvision, and the paper's figures."""
 
+import functools
 import subprocess
 import sys
 
@@ -10,6 +11,8 @@ import torchvision
 from seprobe.cost.complexity import block_table, measure, stage_table, summary_table
 from seprobe.cost.flops import FlopConvention, count_flops
 from seprobe.paper import FIGURES
+
+from . import hand_counts as hc
 
 BLOCKS, PLANES = (3, 4, 6, 3), (64, 128, 256, 512)
 SIZES = (56, 28, 14, 7)  # output side of stages 2..5 at 224x224
@@ -91,12 +94,82 @@ def test_convention_flags_add_exactly_their_category():
         flops.by_category["se_squeeze"]
 
 
-@pytest.mark.parametrize("fig", [f for f in FIGURES if f.gflops or f.params_m], ids=lambda f: f"{f.table}-{f.label}")
+@functools.cache
+def timm_inception_resnet_v2_macs():
+    """Conv + linear multiply-adds of timm's Inception-ResNet-v2 at 299x299, counted by fvcore (the reference)."""
+    timm = pytest.importorskip("timm")
+    from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(timm.create_model("inception_resnet_v2").eval(), torch.zeros(1, 3, 299, 299))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    ops = analysis.by_operator()
+    return ops["conv"] + ops["linear"] + ops.get("addmm", 0)
+
+
+def se_resnet50_variant(knobs):
+    """(FC, scale, parameters) of SE in SE-ResNet-50 for the knobs of Tables 10, 13, 15, 16 (bias-free)."""
+    r, stages = knobs.get("reduction", 16), knobs.get("stages") or (2, 3, 4, 5)
+    if knobs.get("integration") == "3x3":  # on the 3x3 conv's output: planes channels
+        blocks = [(p, s) for n, p, s, st in zip(hc.RESNET_DEPTHS[50], hc.RESNET_PLANES, hc.RESNET_SIDES, (2, 3, 4, 5),
+                                                strict=True) if st in stages for _ in range(n)]
+        return hc.se_costs(blocks, r)
+    fc, scale, params = hc.resnet_se(hc.RESNET_DEPTHS[50], r, stages)
+    if knobs.get("squeeze") == "none":  # NoSqueeze: the FCs are 1x1 convolutions at every position
+        fc = sum(n * 2 * 4 * p * (4 * p // r) * s * s
+                 for n, p, s in zip(hc.RESNET_DEPTHS[50], hc.RESNET_PLANES, hc.RESNET_SIDES, strict=True))
+    return fc, scale, params
+
+
+def independent_figure(fig):
+    """(multiply-adds, parameters) of a paper figure's configuration, counted without seprobe."""
+    base = fig.model.removeprefix("se_")
+    se = fig.model.startswith("se_")
+    if base.startswith("resnet"):
+        depth = int(base.removeprefix("resnet"))
+        flops, params = hc.resnet_macs(hc.RESNET_DEPTHS[depth]), {50: 25_557_032}.get(depth)  # torchvision's count
+        fc, scale, se_params = se_resnet50_variant(fig.knobs) if depth == 50 else hc.resnet_se(hc.RESNET_DEPTHS[depth])
+    elif base.startswith("resnext"):
+        blocks = hc.RESNET_DEPTHS[int(base[7:base.index("_")])]
+        flops, params = hc.resnet_macs(blocks, "3x3", groups=32, base_width=4), None
+        fc, scale, se_params = hc.resnet_se(blocks)
+    else:
+        flops, params, se_blocks = {
+            "vgg16_bn": (hc.vgg16_macs, None, hc.vgg16_se_blocks),
+            "bn_inception": (hc.bn_inception_macs, None, hc.bn_inception_se_blocks),
+            "inception_resnet_v2": (timm_inception_resnet_v2_macs, None, lambda: hc.INCEPTION_RESNET_V2_SE_BLOCKS),
+            "mobilenet_v1": (hc.mobilenet_macs, hc.mobilenet_params, hc.mobilenet_se_blocks),
+            "shufflenet_v1_g3": (hc.shufflenet_macs, hc.shufflenet_params, hc.shufflenet_se_blocks),
+        }[base]
+        flops, params = flops(), params and params()
+        fc, scale, se_params = hc.se_costs(se_blocks())
+    if se:
+        flops, params = flops + fc + scale, params and params + se_params
+    return flops, params
+
+
+def _slow_if(condition):
+    return [pytest.mark.slow] if condition else []
+
+
+@pytest.mark.parametrize("fig", [pytest.param(f, marks=_slow_if(f.model.startswith(("se_resnet1", "resnet1",
+                                                                                   "inception_resnet", "se_incep"))),
+                                              id=f"{f.table}-{f.label}")
+                                 for f in FIGURES if f.gflops or f.mflops or f.params_m])
 def test_paper_figures_reproduced_or_explained(fig):
+    """Every measured figure equals its independent count; where that differs from the paper's, a note says why."""
     c = measure(fig.model, bias=False, **fig.knobs) if fig.model.startswith("se_") else measure(fig.model)
+    flops, params = independent_figure(fig)
+    cat = c.flops.by_category
+    # conv + linear + SE's FCs and scale: what the paper counts (Inception-ResNet-v2's residual scaling aside)
+    assert cat["conv"] + cat["fc"] + cat["se_fc"] + cat["se_scale"] == flops
+    if not fig.model.endswith("inception_resnet_v2"):
+        assert c.total == flops
+    if params is not None:
+        assert c.params == params
     gflops_ok = fig.gflops is None or round(c.total / 1e9, 2) == fig.gflops
+    mflops_ok = fig.mflops is None or round(c.total / 1e6) == fig.mflops
     params_ok = fig.params_m is None or round(c.params / 1e6, 1) == fig.params_m
-    if gflops_ok and params_ok:
+    if gflops_ok and mflops_ok and params_ok:
         assert not c.notes
     else:
         assert fig.note, f"{fig.label} differs from the paper without an explanation"
@@ -131,9 +204,37 @@ def test_summary_table_columns():
     assert df.set_index("model").loc["resnet18", "se_gflops"] == 0
 
 
-def test_count_flops_on_a_foreign_model_needs_no_blocks():
-    count = count_flops(torchvision.models.mobilenet_v3_small().eval(), torch.zeros(1, 3, 224, 224))
-    assert count.by_category["conv"] > 0 and count.total() > 0
+# MobileNetV3-Small (Howard et al. 2019, Table 2): the SE blocks' expanded channels and output side at 224x224
+MOBILENET_V3_SMALL_SE = [(16, 56), (96, 14), (240, 14), (240, 14), (120, 14), (144, 14), (288, 7), (576, 7),
+                         (576, 7)]
+
+
+def _make_divisible(v, divisor=8):
+    """MobileNet's rounding of a width to a multiple of 8 (at least 90 % of v)."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+def test_foreign_se_counted_on_the_feature_map():
+    """torchvision's SqueezeExcitation computes ``scale * input``: its scale costs one multiply per element of the
+    C x H x W map (285,376 in all), not per gate value (2,296)."""
+    from seprobe.probe.gates import find_gates
+
+    model = torchvision.models.mobilenet_v3_small().eval()
+    count = count_flops(model, torch.zeros(1, 3, 224, 224), find_gates(model))
+    cat = count.by_category
+    assert cat["se_scale"] == sum(c * s * s for c, s in MOBILENET_V3_SMALL_SE) == 285_376
+    assert cat["se_fc"] == sum(2 * c * _make_divisible(c // 4) for c, _ in MOBILENET_V3_SMALL_SE) == 458_752
+    assert cat["se_gate"] == sum(c for c, _ in MOBILENET_V3_SMALL_SE) == 2_296
+    assert [n for n in count.per_block] == ["SE_2_1"] + [f"SE_4_{i}" for i in range(1, 6)] + ["SE_5_1", "SE_5_2",
+                                                                                            "SE_5_3"]
+    assert count.per_block["SE_5_3"]["scale"] == 576 * 49
+    from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(model, torch.zeros(1, 3, 224, 224))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    reference = analysis.by_operator()  # fvcore counts every conv (SE's FCs included) and linear layer
+    assert cat["conv"] + cat["fc"] + cat["se_fc"] == reference["conv"] + reference["linear"]
 
 
 def _cli(*args):
