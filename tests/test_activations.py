@@ -309,3 +309,12 @@ def test_specificity_table_reports_the_share_above_0_9(solid_images):
     assert 0 < share < 1
     spec = specificity_table(run, [1, 254]).set_index("block")
     assert spec.loc["SE_2_1", "share_above_0.9"] == pytest.approx(share)
+
+
+def test_gates_at_the_top_of_the_range_are_in_the_last_bin():
+    """A saturated hard-sigmoid gives exactly 1.0: the last bin, so it counts as above 0.9 (not as overflow)."""
+    stats = GateStats({"b": (4, 0.0, 1.0)}, num_classes=1)
+    stats.update("b", torch.tensor([[1.0, 1.0, 0.2, 1.5]], dtype=torch.float64), torch.tensor([0]))
+    hist = stats.blocks["b"].hist[stats.all_group]
+    assert hist[50] == 2 and hist[51] == 1 and hist[11] == 1  # bin 10 (0.20-0.22) is index 11; 1.5 overflows
+    assert stats.fraction_above("b", 0.9) == 3 / 4

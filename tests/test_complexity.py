@@ -53,6 +53,7 @@ def test_se_additions_equal_hand_counts():
     assert cat["se_squeeze"] == elements == 5_519_360   # one add per element of u
     assert cat["se_scale"] == elements                  # one multiply per element of u
     assert cat["se_gate"] == sum(n * ch for n, ch in zip(BLOCKS, channels, strict=True))  # one per gate value
+    assert cat["se_act"] == sum(n * ch // 16 for n, ch in zip(BLOCKS, channels, strict=True)) == 944  # hidden ReLU
     assert c.total - c.plain_total == cat["se_fc"] + cat["se_scale"]  # multiplications; the squeeze only adds
     pooled = FlopConvention(pooling=True)
     assert c.flops.total(pooled) - c.plain_flops.total(pooled) == cat["se_fc"] + cat["se_squeeze"] + cat["se_scale"]
@@ -81,6 +82,26 @@ def test_bn_convention_matches_fvcore_default_on_torchvision():
     ours = measure("resnet50", stride_at="3x3", convention=FlopConvention(bn=True, pooling=True))
     assert ours.total == analysis.total()
     assert ours.notes and "BatchNorm" in ours.notes[-1]
+
+
+def test_count_flags_add_hand_counted_operations():
+    """--count-bn / -activations / -adds / -pooling on ResNet-50, every operation counted by hand from Table 1:
+    BatchNorm 2 per conv output element, one ReLU per element it rectifies, one add per residual sum's element,
+    the global average pool one add per input element (the max-pool has no formula)."""
+    relu = bn = adds = 0
+    stem = 64 * 112 * 112
+    for _, width, out, _, side, first in hc.bottleneck_units(hc.RESNET_DEPTHS[50]):
+        bn += 2 * (2 * width + out + (out if first else 0)) * side * side
+        relu += (2 * width + out) * side * side
+        adds += out * side * side
+    c = measure("resnet50")
+    base = c.total
+    assert base == hc.resnet_macs(hc.RESNET_DEPTHS[50])
+    assert c.flops.total(FlopConvention(bn=True)) - base == 2 * stem + bn == 21_174_272
+    assert c.flops.total(FlopConvention(activations=True)) - base == stem + relu == 9_081_856
+    assert c.flops.total(FlopConvention(adds=True)) - base == adds == 5_519_360
+    assert c.flops.total(FlopConvention(pooling=True)) - base == 2048 * 7 * 7
+    assert c.flops.unsupported == {"aten::max_pool2d": 1}
 
 
 def test_convention_flags_add_exactly_their_category():
