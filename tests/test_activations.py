@@ -318,3 +318,59 @@ def test_gates_at_the_top_of_the_range_are_in_the_last_bin():
     hist = stats.blocks["b"].hist[stats.all_group]
     assert hist[50] == 2 and hist[51] == 1 and hist[11] == 1  # bin 10 (0.20-0.22) is index 11; 1.5 overflows
     assert stats.fraction_above("b", 0.9) == 3 / 4
+
+
+def test_preprocessing_overrides_reach_the_gates(tmp_path):
+    """A 40x40 image whose 8-pixel border is black around a solid centre: crop 24 of resize 40 keeps only the
+    centre, and mean/std normalise it, so the gate is sigmoid((v / 255 - mean) / std) exactly."""
+    root = tmp_path / "flat"
+    root.mkdir()
+    image = Image.new("RGB", (40, 40), (0, 0, 0))
+    image.paste((200, 100, 50), (8, 8, 32, 32))
+    image.save(root / f"{WNIDS[1]}_framed.png")
+    mean, std = (0.1, 0.05, 0.02), (0.25, 0.5, 1.0)  # every normalised value stays > 0 (W1 = I, then a ReLU)
+    model = LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
+                        Preprocessing(resize=40, crop=24, mean=mean, std=std, interpolation="nearest"), False)
+    run = collect(model, discover(root), batch_size=1, progress=False)
+    z = (np.array([200, 100, 50]) / 255 - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(run.stats.blocks["SE_2_1"].mean[1], 1 / (1 + np.exp(-z)), atol=1e-6)
+    full = LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
+                       Preprocessing(resize=40, crop=40, mean=mean, std=std, interpolation="nearest"), False)
+    seen = collect(full, discover(root), batch_size=1, progress=False).stats.blocks["SE_2_1"].mean[1]
+    framed = (np.array([200, 100, 50]) / 255 * 24 * 24 / 1600 - np.array(mean)) / np.array(std)  # border included
+    np.testing.assert_allclose(seen, 1 / (1 + np.exp(-framed)), atol=1e-6)
+
+
+@pytest.mark.slow
+@needs_shared
+def test_real_gate_statistics_equal_a_hooked_timm_model():
+    """Gate statistics of the real MobileNetV3 weights on 16 real images, against timm's own model, timm's own
+    eval transform and plain forward hooks, with numpy's mean, standard deviation and share above 0.9."""
+    timm = pytest.importorskip("timm")
+    from seprobe.probe.loading import load_model
+
+    images = discover(SAMPLES)
+    picked = slice(0, 1000, 63)  # 16 images of 16 classes
+    subset = type(images)(images.paths[picked], images.labels[picked], images.class_names, True, images.layout)
+    run = collect(load_model("timm:tf_mobilenetv3_small_100", str(WEIGHTS)), subset, batch_size=8, progress=False)
+
+    reference = timm.create_model("tf_mobilenetv3_small_100")
+    reference.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
+    reference.eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=reference))
+    values = {g.name: [] for g in run.gates}
+    for g in run.gates:
+        reference.get_submodule(g.gate_path).register_forward_hook(
+            lambda m, i, o, name=g.name: values[name].append(o.flatten(1).double().numpy()))
+    with torch.inference_mode():
+        reference(torch.stack([transform(Image.open(p).convert("RGB")) for p in subset.paths]))
+    assert len(run.gates) == 9
+    spec = specificity_table(run, [subset.labels[0]]).set_index("block")
+    for g in run.gates:
+        v = np.concatenate(values[g.name])  # images x channels
+        b = run.stats.blocks[g.name]
+        assert b.count[run.stats.all_group] == 16
+        np.testing.assert_allclose(b.mean[run.stats.all_group], v.mean(0), atol=1e-5)
+        np.testing.assert_allclose(b.std()[run.stats.all_group], v.std(0, ddof=1), atol=1e-5)
+        assert spec.loc[g.name, "share_above_0.9"] == pytest.approx((v >= 0.9).mean(), abs=1e-3)
+        assert spec.loc[g.name, "mean_gate"] == pytest.approx(v.mean(), abs=1e-5)

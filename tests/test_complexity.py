@@ -311,3 +311,26 @@ def test_cli_time_smoke():
     assert proc.returncode == 0, proc.stderr
     assert "timing inference" in proc.stderr            # progress goes to stderr
     assert "SE model / model without SE" in proc.stdout and "images_per_s" in proc.stdout
+
+
+def test_per_block_stage_shares_of_the_readme():
+    """README: for SE-ResNet-50 stage 5 holds 62 % of SE's parameters but 23 % of its multiply-adds; with
+    --drop-stage5 stages 2, 3, 4 hold 25,392 / 133,248 / 792,960 parameters and 2,433,024 / 1,736,704 / 1,990,656
+    multiply-adds, each counted here by hand: (2/r) C^2 + C/r + C parameters, 2 C C/r + C H W multiply-adds."""
+    def stage(n, c, side):
+        return n * (2 * c * (c // 16) + c // 16 + c), n * (2 * c * (c // 16) + c * side * side)
+
+    hand = {s: stage(n, 4 * p, side) for s, n, p, side in zip((2, 3, 4, 5), BLOCKS, PLANES, SIZES, strict=True)}
+    table = stage_table(measure("se_resnet50")).set_index("stage")
+    for s, (params, flops) in hand.items():
+        assert (table.loc[s, "params"], table.loc[s, "flops"]) == (params, flops)
+    params5 = 100 * hand[5][0] / sum(p for p, _ in hand.values())
+    flops5 = 100 * hand[5][1] / sum(f for _, f in hand.values())
+    assert table.loc[5, "params_share_pct"] == pytest.approx(params5) and round(params5) == 62
+    assert table.loc[5, "flops_share_pct"] == pytest.approx(flops5) and round(flops5) == 23
+    no5 = stage_table(measure("se_resnet50", drop_stage5=True)).set_index("stage")
+    assert list(no5.index) == [2, 3, 4]
+    assert [tuple(no5.loc[s, ["params", "flops"]]) for s in (2, 3, 4)] == [(25_392, 2_433_024), (133_248, 1_736_704),
+                                                                          (792_960, 1_990_656)]
+    assert [round(no5.loc[s, "flops_share_pct"], 1) for s in (2, 3, 4)] == [39.5, 28.2, 32.3]
+    assert [hand[s] for s in (2, 3, 4)] == [(25_392, 2_433_024), (133_248, 1_736_704), (792_960, 1_990_656)]
