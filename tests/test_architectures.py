@@ -168,3 +168,14 @@ def test_models_table_counts_every_model_independently():
         assert row["params"] == expected, name
         assert row["se"] == name.startswith("se_") and row["without_se"] == base
         assert row["input_size"] == (299 if base == "inception_resnet_v2" else 224)
+
+
+@pytest.mark.parametrize("name", sorted(SE_CHANNELS))
+def test_se_knobs_reach_every_block_of_every_family(name):
+    model = build_model(f"se_{name}", gate="tanh", squeeze="max", reduction=4, bias=False, device="meta")
+    blocks = se_blocks(model)
+    assert [b.channels for b in blocks] == SE_CHANNELS[name]
+    for b in blocks:
+        se = model.get_submodule(b.path)
+        assert isinstance(model.get_submodule(b.gate_path), torch.nn.Tanh)
+        assert se.squeeze.kind == "max" and se.fc1.out_channels == b.channels // 4 and se.fc1.bias is None
