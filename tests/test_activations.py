@@ -186,6 +186,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(solid_images):
     cases = [(["activations", "--model", "se_resnet18", "--data", str(solid_images)], "no --weights given"),
              (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
@@ -207,6 +208,7 @@ def test_cli_errors_are_one_line(solid_images):
         assert len(errors) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_random_weights_warn_and_run(solid_images, tmp_path):
     proc = _cli("activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
                 "--classes", "goldfish,pug", "--stage", "5", "--out", str(tmp_path / "o"), "--batch-size", "5",
@@ -224,6 +226,7 @@ needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and SAMPLES.is_dir()),
                                   reason="needs ../shared/weights and ../shared/data/imagenet-samples (real data)")
 
 
+@pytest.mark.slow
 @needs_shared
 def test_real_mobilenetv3_top1_matches_its_provenance():
     """shared/weights/README.md measured top-1 0.753, top-5 0.935 on the 1000 sample images."""

@@ -102,11 +102,12 @@ def test_se_adds_the_closed_form(name, r):
         assert [b.channels for b in se_blocks(model)] == SE_CHANNELS[name]
 
 
-@pytest.mark.parametrize("name,first,last", [("se_vgg16_bn", "SE_1_1", "SE_5_3"),
+@pytest.mark.parametrize("name,first,last", [pytest.param("se_vgg16_bn", "SE_1_1", "SE_5_3", marks=pytest.mark.slow),
                                              ("se_mobilenet_v1", "SE_1_1", "SE_5_2"),
                                              ("se_shufflenet_v1_g3", "SE_3_1", "SE_5_4"),
                                              ("se_bn_inception", "SE_3_1", "SE_5_2"),
-                                             ("se_inception_resnet_v2", "SE_3_1", "SE_5_10")])
+                                             pytest.param("se_inception_resnet_v2", "SE_3_1", "SE_5_10",
+                                                          marks=pytest.mark.slow)])
 def test_blocks_are_named_listed_and_hookable(name, first, last):
     model = build_model(name).eval()
     gates = find_gates(model, input_size=96)
@@ -128,6 +129,7 @@ def test_stage_knobs_apply():
         build_model("se_shufflenet_v1_g3", stages="2,3", device="meta")
 
 
+@pytest.mark.slow
 def test_models_table_counts_every_model_independently():
     """`seprobe models`: each parameter count against torchvision, timm or the hand count from the paper's table,
     SE models as their counterpart plus the closed form (2/r) sum C^2 + biases."""

@@ -8,11 +8,15 @@ import pytest
 import torch
 import torchvision
 
-from seprobe.cost.complexity import block_table, measure, stage_table, summary_table
+from seprobe.cost import complexity
+from seprobe.cost.complexity import block_table, stage_table, summary_table
 from seprobe.cost.flops import FlopConvention, count_flops
 from seprobe.paper import FIGURES
 
 from . import hand_counts as hc
+
+#: Counting is deterministic: tests that read the same model's counts share one trace (read-only).
+measure = functools.cache(complexity.measure)
 
 BLOCKS, PLANES = (3, 4, 6, 3), (64, 128, 256, 512)
 SIZES = (56, 28, 14, 7)  # output side of stages 2..5 at 224x224
@@ -68,11 +72,13 @@ def test_nosqueeze_fcs_run_at_every_position():
     assert cat["se_gate"] == cat["se_scale"] and "se_squeeze" not in cat
 
 
+@pytest.mark.slow
 def test_max_squeeze_costs_what_avg_costs():
     avg, mx = measure("se_resnet50"), measure("se_resnet50", squeeze="max")
     assert avg.flops.by_category == mx.flops.by_category
 
 
+@pytest.mark.slow
 def test_bn_convention_matches_fvcore_default_on_torchvision():
     from fvcore.nn import FlopCountAnalysis
 
@@ -197,6 +203,7 @@ def test_paper_figures_reproduced_or_explained(fig):
         assert any(fig.note in n for n in c.notes)
 
 
+@pytest.mark.slow  # the same figures are checked exactly, and more, by the test above
 def test_paper_figures_that_must_match_exactly():
     """Section 4 and Tables 13, 15, 16: the paper's two decimals, under the default convention."""
     expected = [("resnet50", {}, 3.86), ("se_resnet50", {}, 3.87), ("se_resnet50", {"stages": "2"}, 3.86),
@@ -263,6 +270,7 @@ def _cli(*args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_cli_one_screen_without_fvcore_warnings():
     proc = _cli("--model", "se_resnet50")
     assert proc.returncode == 0, proc.stderr
@@ -271,6 +279,7 @@ def test_cli_one_screen_without_fvcore_warnings():
     assert len(proc.stdout.splitlines()) <= 25
 
 
+@pytest.mark.slow
 def test_cli_writes_files_atomically(tmp_path):
     out = tmp_path / "se.csv"
     proc = _cli("--model", "se_resnet18", "--per-block", "--output", str(out))
@@ -288,12 +297,14 @@ def test_cli_writes_files_atomically(tmp_path):
     (["--model", "se_resnet50", "--stages", "1,2"], "invalid stage 1"),
     (["--model", "resnet50", "--time", "--dtype", "int8"], "unknown dtype 'int8'"),
 ])
+@pytest.mark.slow
 def test_cli_bad_input(args, message):
     proc = _cli(*args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,knobs", [("se_resnet50", {}), ("se_resnet50", {"integration": "pre"}),
                                         ("se_resnet50", {"integration": "identity", "squeeze": "none"}),
                                         ("se_resnet18", {"integration": "3x3"}),
@@ -305,6 +316,7 @@ def test_derived_plain_counts_equal_a_traced_plain_model(name, knobs):
     assert derived.plain_total == traced.plain_total
 
 
+@pytest.mark.slow
 def test_cli_time_smoke():
     proc = _cli("--model", "se_resnet18", "--time", "--batch-size", "2", "--input-size", "32", "--warmup", "1",
                 "--repeats", "2")

@@ -18,7 +18,11 @@ def fwd_bwd(model, size=64):
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("name", list_models())
+QUICK_MODELS = ("resnet18", "se_resnet18", "mobilenet_v1", "se_mobilenet_v1", "shufflenet_v1_g3", "se_shufflenet_v1_g3")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in QUICK_MODELS else [pytest.mark.slow])
+                                  for n in list_models()])
 def test_every_model_forward_backward(name):
     from seprobe.models.registry import get_spec
 
@@ -37,7 +41,7 @@ KNOB_VALUES = [
 
 
 @pytest.mark.parametrize("knobs", KNOB_VALUES, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()))
-@pytest.mark.parametrize("name", ["se_resnet18", "se_resnet50"])
+@pytest.mark.parametrize("name", ["se_resnet18", pytest.param("se_resnet50", marks=pytest.mark.slow)])
 def test_every_knob_value_forward_backward(name, knobs):
     model = build_model(name, num_classes=10, **knobs)
     fwd_bwd(model)
@@ -109,6 +113,7 @@ def test_plain_counterpart_keeps_architecture_knobs():
         "resnext50_32x4d", {"stride_at": "3x3"})
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_exit_2():
     proc = subprocess.run([sys.executable, "-m", "seprobe.cli", "models", "--output", "x.unknown"],
                           capture_output=True, text=True)
