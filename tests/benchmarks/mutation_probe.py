@@ -88,7 +88,7 @@ MUTANTS = (
            (f"{T_CX}::test_se_additions_equal_hand_counts",)),
     Mutant("pooling-flag-drops-squeeze", FLOPS, 'counted |= {"pool", "se_squeeze"}', 'counted |= {"pool"}',
            (f"{T_CX}::test_se_additions_equal_hand_counts",)),
-    Mutant("relu-ignored", FLOPS, 'analysis._ignored_ops -= {"aten::relu", "aten::relu_"}', "pass",
+    Mutant("relu-not-counted", FLOPS, 'ACT_OPS = {"relu", "relu_", ', "ACT_OPS = {",
            (f"{T_CX}::test_count_flags_add_hand_counted_operations",)),
     Mutant("gate-counted-as-hidden-act", FLOPS, 'parts["act"] -= gate', 'parts["act"] -= 0',
            (f"{T_CX}::test_se_additions_equal_hand_counts",)),
@@ -134,6 +134,12 @@ MUTANTS = (
            (f"{T_CX}::test_paper_figures_reproduced_or_explained",)),
     Mutant("bn-inception-pool-projection", "seprobe/models/inception.py", '("4a", 224, 64, 96, 96, 128, "avg", 128, 1)',
            '("4a", 224, 64, 96, 96, 128, "avg", 96, 1)', (f"{T_CX}::test_paper_figures_reproduced_or_explained",)),
+    Mutant("mobilenet-first-block-strided", "seprobe/models/mobilenet_v1.py", "MOBILENET_V1 = ((64, 1), (128, 2)",
+           "MOBILENET_V1 = ((64, 2), (128, 2)",  # same parameters, a quarter of the later multiply-adds
+           (f"{T_CX}::test_paper_figures_reproduced_or_explained",)),
+    Mutant("resnet101-one-block-short", "seprobe/models/registry.py", '"resnet101": (SEBottleneck, [3, 4, 23, 3]',
+           '"resnet101": (SEBottleneck, [3, 4, 22, 3]',
+           ("tests/test_resnet_params.py::test_plain_models_match_torchvision",)),
     Mutant("paper-shufflenet-figure", "seprobe/paper.py", 'mflops=140, params_m=1.8', 'mflops=145, params_m=1.8',
            ("tests/test_studies.py::test_paper_values_agree_with_seprobe_paper",)),
 )
