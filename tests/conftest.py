@@ -1,9 +1,15 @@
+import os
 import pathlib
 
 import pytest
 import torch
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+# One intra-op thread: the tests run small tensors, where a second thread gains nothing, and on a busy machine
+# OpenMP's spinning threads make a ResNet-18 step 40x slower (6.4 s instead of 0.16 s measured on 2 shared cores).
+# Subprocesses (the CLI tests) keep torch's default. SEPROBE_TEST_THREADS=N chooses another count.
+torch.set_num_threads(int(os.environ.get("SEPROBE_TEST_THREADS", "1")))
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

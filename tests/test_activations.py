@@ -186,6 +186,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(solid_images):
     cases = [(["activations", "--model", "se_resnet18", "--data", str(solid_images)], "missing --weights"),
              (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
@@ -207,6 +208,7 @@ def test_cli_errors_are_one_line(solid_images):
         assert len(errors) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_random_weights_warn_and_run(solid_images, tmp_path):
     proc = _cli("activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
                 "--classes", "goldfish,pug", "--stage", "5", "--out", str(tmp_path / "o"), "--batch-size", "5",
@@ -224,6 +226,7 @@ needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and SAMPLES.is_dir()),
                                   reason="needs ../shared/weights and ../shared/data/imagenet-samples (real data)")
 
 
+@pytest.mark.slow
 @needs_shared
 def test_real_mobilenetv3_top1_matches_its_provenance():
     """shared/weights/README.md measured top-1 0.753, top-5 0.935 on the 1000 sample images."""
@@ -277,3 +280,100 @@ def test_seprobe_models_map_to_timm_pretrained_names():
         "legacy_seresnext50_32x4d"
     with pytest.raises(SeprobeError, match="no weights for se_resnet50 with stride_at=1x1, stem_pool=pad"):
         _timm_equivalent("se_resnet50", build_model("se_resnet50", stem_pool="pad", device="meta"))
+
+
+@pytest.mark.parametrize("threshold,low,high", [(0.9, 0.0, 1.0), (0.5, 0.0, 1.0), (0.0, -1.0, 1.0), (2.0, 0.0, 4.0)])
+def test_share_above_a_threshold_on_gates_spanning_it(threshold, low, high):
+    """Gates on both sides of the threshold (but off the bin edges): the share is the plain count's."""
+    width = (high - low) / 50
+    # half-bin offsets, never on an edge; per class (4 values each) 2 below and 2 above the threshold
+    offsets = np.array([-7.5, 0.5, -0.5, 1.5, -2.5, 4.5, -11.5, 9.5]) * width
+    values = threshold + offsets
+    stats = GateStats({"b": (2, low, high)}, num_classes=2)
+    v = torch.tensor(values.reshape(4, 2))
+    labels = torch.tensor([0, 0, 1, 1])
+    stats.update("b", v, labels)
+    assert stats.fraction_above("b", threshold) == pytest.approx((values >= threshold).mean()) == 0.5
+    assert stats.fraction_above("b", threshold, group=0) == pytest.approx((values[:4] >= threshold).mean()) == 0.5
+    assert stats.fraction_above("b", threshold, group=1) == pytest.approx((values[4:] >= threshold).mean()) == 0.5
+    above_next = threshold + 2 * width  # two bins higher: 2 of the 8 values
+    assert stats.fraction_above("b", above_next) == pytest.approx((values >= above_next).mean()) == 2 / 8
+
+
+def test_specificity_table_reports_the_share_above_0_9(solid_images):
+    """IdentitySE's gates are sigmoid(pixel / 255): white (1.0 -> 0.731) and the rest stay below 0.9, so the
+    table's share must follow a model whose gates straddle 0.9: scale W1 so that sigmoid(3 * value) is the gate."""
+    model = loaded()
+    with torch.no_grad():
+        model.model.se.fc1.weight.mul_(3.0)
+    run = collect(model, discover(solid_images), batch_size=5, progress=False)
+    everything = 1 / (1 + np.exp(-3 * np.asarray([c for cs in COLOURS.values() for c in cs]) / 255.0))
+    share = (everything >= 0.9).mean()
+    assert 0 < share < 1
+    spec = specificity_table(run, [1, 254]).set_index("block")
+    assert spec.loc["SE_2_1", "share_above_0.9"] == pytest.approx(share)
+
+
+def test_gates_at_the_top_of_the_range_are_in_the_last_bin():
+    """A saturated hard-sigmoid gives exactly 1.0: the last bin, so it counts as above 0.9 (not as overflow)."""
+    stats = GateStats({"b": (4, 0.0, 1.0)}, num_classes=1)
+    stats.update("b", torch.tensor([[1.0, 1.0, 0.2, 1.5]], dtype=torch.float64), torch.tensor([0]))
+    hist = stats.blocks["b"].hist[stats.all_group]
+    assert hist[50] == 2 and hist[51] == 1 and hist[11] == 1  # bin 10 (0.20-0.22) is index 11; 1.5 overflows
+    assert stats.fraction_above("b", 0.9) == 3 / 4
+
+
+def test_preprocessing_overrides_reach_the_gates(tmp_path):
+    """A 40x40 image whose 8-pixel border is black around a solid centre: crop 24 of resize 40 keeps only the
+    centre, and mean/std normalise it, so the gate is sigmoid((v / 255 - mean) / std) exactly."""
+    root = tmp_path / "flat"
+    root.mkdir()
+    image = Image.new("RGB", (40, 40), (0, 0, 0))
+    image.paste((200, 100, 50), (8, 8, 32, 32))
+    image.save(root / f"{WNIDS[1]}_framed.png")
+    mean, std = (0.1, 0.05, 0.02), (0.25, 0.5, 1.0)  # every normalised value stays > 0 (W1 = I, then a ReLU)
+    model = LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
+                        Preprocessing(resize=40, crop=24, mean=mean, std=std, interpolation="nearest"), False)
+    run = collect(model, discover(root), batch_size=1, progress=False)
+    z = (np.array([200, 100, 50]) / 255 - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(run.stats.blocks["SE_2_1"].mean[1], 1 / (1 + np.exp(-z)), atol=1e-6)
+    full = LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
+                       Preprocessing(resize=40, crop=40, mean=mean, std=std, interpolation="nearest"), False)
+    seen = collect(full, discover(root), batch_size=1, progress=False).stats.blocks["SE_2_1"].mean[1]
+    framed = (np.array([200, 100, 50]) / 255 * 24 * 24 / 1600 - np.array(mean)) / np.array(std)  # border included
+    np.testing.assert_allclose(seen, 1 / (1 + np.exp(-framed)), atol=1e-6)
+
+
+@pytest.mark.slow
+@needs_shared
+def test_real_gate_statistics_equal_a_hooked_timm_model():
+    """Gate statistics of the real MobileNetV3 weights on 16 real images, against timm's own model, timm's own
+    eval transform and plain forward hooks, with numpy's mean, standard deviation and share above 0.9."""
+    timm = pytest.importorskip("timm")
+    from seprobe.probe.loading import load_model
+
+    images = discover(SAMPLES)
+    picked = slice(0, 1000, 63)  # 16 images of 16 classes
+    subset = type(images)(images.paths[picked], images.labels[picked], images.class_names, True, images.layout)
+    run = collect(load_model("timm:tf_mobilenetv3_small_100", str(WEIGHTS)), subset, batch_size=8, progress=False)
+
+    reference = timm.create_model("tf_mobilenetv3_small_100")
+    reference.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
+    reference.eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=reference))
+    values = {g.name: [] for g in run.gates}
+    for g in run.gates:
+        reference.get_submodule(g.gate_path).register_forward_hook(
+            lambda m, i, o, name=g.name: values[name].append(o.flatten(1).double().numpy()))
+    with torch.inference_mode():
+        reference(torch.stack([transform(Image.open(p).convert("RGB")) for p in subset.paths]))
+    assert len(run.gates) == 9
+    spec = specificity_table(run, [subset.labels[0]]).set_index("block")
+    for g in run.gates:
+        v = np.concatenate(values[g.name])  # images x channels
+        b = run.stats.blocks[g.name]
+        assert b.count[run.stats.all_group] == 16
+        np.testing.assert_allclose(b.mean[run.stats.all_group], v.mean(0), atol=1e-5)
+        np.testing.assert_allclose(b.std()[run.stats.all_group], v.std(0, ddof=1), atol=1e-5)
+        assert spec.loc[g.name, "share_above_0.9"] == pytest.approx((v >= 0.9).mean(), abs=1e-3)
+        assert spec.loc[g.name, "mean_gate"] == pytest.approx(v.mean(), abs=1e-5)

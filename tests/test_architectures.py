@@ -102,11 +102,12 @@ def test_se_adds_the_closed_form(name, r):
         assert [b.channels for b in se_blocks(model)] == SE_CHANNELS[name]
 
 
-@pytest.mark.parametrize("name,first,last", [("se_vgg16_bn", "SE_1_1", "SE_5_3"),
+@pytest.mark.parametrize("name,first,last", [pytest.param("se_vgg16_bn", "SE_1_1", "SE_5_3", marks=pytest.mark.slow),
                                              ("se_mobilenet_v1", "SE_1_1", "SE_5_2"),
                                              ("se_shufflenet_v1_g3", "SE_3_1", "SE_5_4"),
                                              ("se_bn_inception", "SE_3_1", "SE_5_2"),
-                                             ("se_inception_resnet_v2", "SE_3_1", "SE_5_10")])
+                                             pytest.param("se_inception_resnet_v2", "SE_3_1", "SE_5_10",
+                                                          marks=pytest.mark.slow)])
 def test_blocks_are_named_listed_and_hookable(name, first, last):
     model = build_model(name).eval()
     gates = find_gates(model, input_size=96)
@@ -126,3 +127,57 @@ def test_stage_knobs_apply():
 
     with pytest.raises(SeprobeError, match="invalid stage 2; valid: a subset of 3, 4, 5"):
         build_model("se_shufflenet_v1_g3", stages="2,3", device="meta")
+
+
+@pytest.mark.slow
+def test_models_table_counts_every_model_independently():
+    """`seprobe models`: each parameter count against torchvision, timm or the hand count from the paper's table,
+    SE models as their counterpart plus the closed form (2/r) sum C^2 + biases."""
+    import torchvision
+
+    from seprobe.models.registry import models_table
+
+    from .test_resnet_params import RESNET50, closed_form
+
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        plain = {name: n_params(getattr(torchvision.models, name)()) for name in
+                 ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "vgg16_bn")}
+        plain |= {"resnext101_32x4d": n_params(timm.create_model("resnext101_32x4d")),
+                  "mobilenet_v1": n_params(timm.create_model("mobilenetv1_100")),
+                  "inception_resnet_v2": n_params(timm.create_model("inception_resnet_v2"))}
+    from .hand_counts import shufflenet_params
+
+    plain["shufflenet_v1_g3"] = shufflenet_params()
+    plain["bn_inception"] = 11_285_224  # hand count: test_bn_inception_matches_a_hand_count
+    basic = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}  # blocks per stage, output 64..512 channels
+    bottleneck = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3),
+                  "resnext50_32x4d": (3, 4, 6, 3), "resnext101_32x4d": (3, 4, 23, 3)}
+
+    def se_params(base):
+        if base in SE_CHANNELS:
+            return sum(2 * c * (c // 16) + c // 16 + c for c in SE_CHANNELS[base])
+        if base in basic:
+            return sum(n * (2 * c * (c // 16) + c // 16 + c) for n, c in zip(basic[base], (64, 128, 256, 512),
+                                                                           strict=True))
+        return closed_form(dict(RESNET50, blocks=bottleneck[base]), 16, (2, 3, 4, 5))
+
+    table = models_table().set_index("model")
+    assert set(table.index) == set(plain) | {f"se_{name}" for name in plain}
+    for name, row in table.iterrows():
+        base = name.removeprefix("se_")
+        expected = plain[base] + (se_params(base) if row["se"] else 0)
+        assert row["params"] == expected, name
+        assert row["se"] == name.startswith("se_") and row["without_se"] == base
+        assert row["input_size"] == (299 if base == "inception_resnet_v2" else 224)
+
+
+@pytest.mark.parametrize("name", sorted(SE_CHANNELS))
+def test_se_knobs_reach_every_block_of_every_family(name):
+    model = build_model(f"se_{name}", gate="tanh", squeeze="max", reduction=4, bias=False, device="meta")
+    blocks = se_blocks(model)
+    assert [b.channels for b in blocks] == SE_CHANNELS[name]
+    for b in blocks:
+        se = model.get_submodule(b.path)
+        assert isinstance(model.get_submodule(b.gate_path), torch.nn.Tanh)
+        assert se.squeeze.kind == "max" and se.fc1.out_channels == b.channels // 4 and se.fc1.bias is None

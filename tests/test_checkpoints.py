@@ -13,8 +13,9 @@ from .conftest import randomize_batchnorm
 timm = pytest.importorskip("timm", reason="timm is the reference here: pip install -e '.[dev]'")
 
 
-@pytest.mark.parametrize("timm_name", ["legacy_seresnet50", "seresnet50", "legacy_seresnext50_32x4d",
-                                       "seresnext50_32x4d", "resnet50", "resnet18"])
+@pytest.mark.parametrize("timm_name", ["legacy_seresnet50"] + [
+    pytest.param(n, marks=pytest.mark.slow)
+    for n in ("seresnet50", "legacy_seresnext50_32x4d", "seresnext50_32x4d", "resnet50", "resnet18")])
 def test_timm_weights_give_identical_logits(timm_name):
     reference = randomize_batchnorm(timm.create_model(timm_name)).eval()
     name, arch = TIMM_EQUIVALENTS[timm_name]
@@ -25,6 +26,7 @@ def test_timm_weights_give_identical_logits(timm_name):
     assert diff < 1e-5
 
 
+@pytest.mark.slow
 def test_legacy_seresnext_needs_the_3x3_stride():
     """Cadene's SE-ResNeXt strides in the 3x3 conv: the keys fit the 1x1 model too, the logits do not."""
     reference = randomize_batchnorm(timm.create_model("legacy_seresnext50_32x4d")).eval()

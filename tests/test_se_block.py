@@ -84,3 +84,20 @@ def test_widths_bias_and_explicit_hidden():
 def test_invalid_knobs_name_the_value(kwargs, match):
     with pytest.raises(SeprobeError, match=match):
         SqueezeExcite(64, **kwargs)
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "tanh", "hardsigmoid"])
+def test_gradients_reach_every_se_parameter(gate):
+    """Backward through SE equals autograd through Eq. 2-4 written with functional ops: W1, b1, W2, b2 all learn."""
+    x = torch.randn(2, 6, 3, 3)
+    se = SqueezeExcite(6, reduction=2, gate=gate)
+    se(x).square().sum().backward()
+    w1, b1, w2, b2 = (t.detach().clone().requires_grad_() for t in (se.fc1.weight, se.fc1.bias, se.fc2.weight,
+                                                                   se.fc2.bias))
+    fn = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardsigmoid": F.hardsigmoid}[gate]
+    s = fn(F.conv2d(F.relu(F.conv2d(x.mean((2, 3), keepdim=True), w1, b1)), w2, b2))
+    (x * s).square().sum().backward()
+    for ours, reference in zip((se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias), (w1, b1, w2, b2),
+                               strict=True):
+        assert ours.grad is not None and ours.grad.abs().sum() > 0
+        torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-5, atol=1e-6)

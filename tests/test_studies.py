@@ -21,6 +21,7 @@ def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_committed_reports_are_fresh(tmp_path):
     """Regenerate every complexity report and compare it byte for byte with the committed one."""
     proc = _cli("study", "run", *map(str, REGENERATED), "--out", str(tmp_path))
@@ -41,6 +42,7 @@ def test_reports_explain_every_difference():
         assert "UNEXPLAINED" not in md.read_text(), md
 
 
+@pytest.mark.slow
 def test_regeneration_is_byte_identical(tmp_path):
     result = run_study(load_study(ROOT / "studies" / "reduction_ratio.toml"))
     first = [p.read_bytes() for p in write_report(result, tmp_path / "a")]
@@ -91,6 +93,7 @@ def test_bad_study_names_file_key_and_choices(tmp_path, name):
     assert str(path) in str(err.value) and message in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_failing_study_touches_no_report(tmp_path):
     out = tmp_path / "reports"
     out.mkdir()
@@ -103,6 +106,7 @@ def test_a_failing_study_touches_no_report(tmp_path):
     assert [p.name for p in out.iterdir()] == ["stages.md"] and (out / "stages.md").read_text() == "old report\n"
 
 
+@pytest.mark.slow
 def test_timing_study_runs_small(tmp_path):
     path = tmp_path / "t.toml"
     path.write_text('title = "t"\nkind = "timing"\n[timing]\nbatch_size = 2\ninput_size = 32\nwarmup = 1\n'

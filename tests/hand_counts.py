@@ -1,0 +1,177 @@
+"""Multiply-adds and parameters counted by hand from each paper's architecture table, for the tests.
+
+Nothing here imports seprobe: every figure is written out from the published layer lists (ResNet/ResNeXt Table 1,
+VGG-16 configuration D, MobileNet Table 1, ShuffleNet Table 1, BN-Inception Table 1), one
+``C_in / groups * C_out * k_h * k_w * H_out * W_out`` per convolution, ``in * out`` per FC layer. SE adds
+``2 * C * (C // r)`` multiply-adds for its FCs and ``C * H * W`` for its scale (Eq. 4) per block.
+"""
+
+from __future__ import annotations
+
+RESNET_PLANES = (64, 128, 256, 512)
+RESNET_SIDES = (56, 28, 14, 7)  # output side of stages 2..5 at 224x224
+RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def conv(cin, cout, k, side, groups=1):
+    """One convolution's multiply-adds: Cin/g * Cout * k^2 per output position (k an int or (kh, kw))."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    return cin // groups * cout * kh * kw * side * side
+
+
+def bottleneck_units(blocks, groups=1, base_width=64):
+    """(cin, width, out, side_in, side, first) of every bottleneck unit of a ResNet / ResNeXt."""
+    cin, side_in = 64, 56
+    for n, planes, side in zip(blocks, RESNET_PLANES, RESNET_SIDES, strict=True):
+        width, out = planes * base_width // 64 * groups, 4 * planes
+        for i in range(n):
+            yield cin, width, out, (side_in if i == 0 else side), side, i == 0
+            cin = out
+        side_in = side
+
+
+def resnet_macs(blocks, stride_at="1x1", groups=1, base_width=64):
+    """Conv + FC multiply-adds of a bottleneck ResNet (groups=1) or ResNeXt at 224x224."""
+    macs = conv(3, 64, 7, 112)
+    for cin, width, out, side_in, side, first in bottleneck_units(blocks, groups, base_width):
+        macs += conv(cin, width, 1, side_in if (first and stride_at == "3x3") else side)  # 1x1 reduce
+        macs += conv(width, width, 3, side, groups)                                        # 3x3
+        macs += conv(width, out, 1, side)                                                  # 1x1 expand
+        if first:
+            macs += conv(cin, out, 1, side)                                                # projection
+    return macs + 2048 * 1000
+
+
+def resnet_se(blocks, r=16, stages=(2, 3, 4, 5)):
+    """(FC multiply-adds, scale multiply-adds, parameters without bias) of SE on every bottleneck's output."""
+    fc = scale = 0
+    for stage, (n, planes, side) in enumerate(zip(blocks, RESNET_PLANES, RESNET_SIDES, strict=True), start=2):
+        if stage in stages:
+            c = 4 * planes
+            fc += n * 2 * c * (c // r)
+            scale += n * c * side * side
+    return fc, scale, fc
+
+
+VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))  # configuration D
+
+
+def vgg16_macs():
+    macs, cin, side = 0, 3, 224
+    for convs in VGG16:
+        for cout in convs:
+            macs += conv(cin, cout, 3, side)
+            cin = cout
+        side //= 2
+    return macs + 512 * 7 * 7 * 4096 + 4096 * 4096 + 4096 * 1000
+
+
+def vgg16_se_blocks():
+    """(channels, side) of the map every SE block of SE-VGG-16 recalibrates: after each conv."""
+    side, out = 224, []
+    for convs in VGG16:
+        out += [(c, side) for c in convs]
+        side //= 2
+    return out
+
+
+MOBILENET = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)) + ((512, 1),) * 5 + ((1024, 2), (1024, 1))
+
+
+def mobilenet_macs():
+    """MobileNet Table 1: a 3x3 stem, then 3x3 depthwise + 1x1 pointwise pairs; 568.7 M in the paper's table."""
+    macs, cin, side = conv(3, 32, 3, 112), 32, 112
+    for cout, stride in MOBILENET:
+        side //= stride
+        macs += conv(cin, cin, 3, side, groups=cin) + conv(cin, cout, 1, side)
+        cin = cout
+    return macs + 1024 * 1000
+
+
+def mobilenet_se_blocks():
+    side, out = 112, []
+    for cout, stride in MOBILENET:
+        side //= stride
+        out.append((cout, side))
+    return out
+
+
+SHUFFLENET_G3 = ((240, 4, 28), (480, 8, 14), (960, 4, 7))  # ShuffleNet Table 1, g = 3: (out, units, side)
+
+
+def shufflenet_units():
+    """(cin, mid, branch, side_in, side, groups of the first 1x1) of every unit."""
+    cin, side_in = 24, 56
+    for cout, units, side in SHUFFLENET_G3:
+        for i in range(units):
+            yield cin, cout // 4, cout - cin if i == 0 else cout, side_in if i == 0 else side, side, \
+                1 if cin == 24 else 3
+            cin = cout
+        side_in = side
+
+
+def shufflenet_macs():
+    macs = conv(3, 24, 3, 112)
+    for cin, mid, branch, side_in, side, g1 in shufflenet_units():
+        macs += conv(cin, mid, 1, side_in, g1) + conv(mid, mid, 3, side, mid) + conv(mid, branch, 1, side, 3)
+    return macs + 960 * 1000
+
+
+def shufflenet_params():
+    """Conv weights, BN (2 per channel) and the FC of ShuffleNet 1x (g = 3)."""
+    total = 3 * 24 * 9 + 2 * 24
+    for cin, mid, branch, _, _, g1 in shufflenet_units():
+        total += cin // g1 * mid + 2 * mid + mid * 9 + 2 * mid + mid // 3 * branch + 2 * branch
+    return total + 960 * 1000 + 1000
+
+
+def shufflenet_se_blocks():
+    return [(branch, side) for _, _, branch, _, side, _ in shufflenet_units()]
+
+
+# Ioffe & Szegedy Table 1: #1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool projection, stride
+BN_INCEPTION = ((64, 64, 64, 64, 96, 32, 1), (64, 64, 96, 64, 96, 64, 1), (0, 128, 160, 64, 96, 0, 2),
+                (224, 64, 96, 96, 128, 128, 1), (192, 96, 128, 96, 128, 128, 1), (160, 128, 160, 128, 160, 128, 1),
+                (96, 128, 192, 160, 192, 128, 1), (0, 128, 192, 192, 256, 0, 2), (352, 192, 320, 160, 224, 128, 1),
+                (352, 192, 320, 192, 224, 128, 1))
+
+
+def bn_inception_macs():
+    """Stem 7x7/2, pool, 1x1, 3x3, pool; ten modules at 28, 14, 7 (the stride-2 ones downsample in their 3x3s)."""
+    macs = conv(3, 64, 7, 112) + conv(64, 64, 1, 56) + conv(64, 192, 3, 56)
+    cin, side_in = 192, 28
+    for n1, n3r, n3, ndr, nd, proj, stride in BN_INCEPTION:
+        side = side_in // stride
+        macs += conv(cin, n1, 1, side_in) + conv(cin, n3r, 1, side_in) + conv(n3r, n3, 3, side)
+        macs += conv(cin, ndr, 1, side_in) + conv(ndr, nd, 3, side_in) + conv(nd, nd, 3, side)
+        macs += conv(cin, proj, 1, side_in)
+        cin, side_in = n1 + n3 + nd + (proj or cin), side
+    return macs + 1024 * 1000
+
+
+def bn_inception_se_blocks():
+    cin, side, out = 192, 28, []
+    for n1, _, n3, _, nd, proj, stride in BN_INCEPTION:
+        side //= stride
+        cin = n1 + n3 + nd + (proj or cin)
+        out.append((cin, side))
+    return out
+
+
+#: (channels, side) of Inception-ResNet-v2's 10 + 20 + 10 residual blocks at 299x299 (35x35, 17x17, 8x8)
+INCEPTION_RESNET_V2_SE_BLOCKS = [(320, 35)] * 10 + [(1088, 17)] * 20 + [(2080, 8)] * 10
+
+
+def se_costs(blocks, r=16):
+    """(FC multiply-adds, scale multiply-adds, FC parameters without bias) of SE on (channels, side) maps."""
+    fc = sum(2 * c * (c // r) for c, _ in blocks)
+    return fc, sum(c * s * s for c, s in blocks), fc
+
+
+def mobilenet_params():
+    """Conv weights, BN (2 per channel) and the FC of MobileNet 1.0 (no conv biases)."""
+    total, cin = 3 * 32 * 9 + 2 * 32, 32
+    for cout, _ in MOBILENET:
+        total += cin * 9 + 2 * cin + cin * cout + 2 * cout
+        cin = cout
+    return total + 1024 * 1000 + 1000
