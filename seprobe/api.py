@@ -413,7 +413,7 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
     skipped, kept = {}, []
     for s in studies:
         if s.kind in skip_kinds:
-            skipped[s.name] = f"{s.kind}: add --with-{s.kind}"
+            skipped[s.name] = f"add --with-{s.kind}"
         elif s.missing_inputs():
             skipped[s.name] = f"{', '.join(s.missing_inputs())} not found here"
         else:

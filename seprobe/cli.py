@@ -280,7 +280,7 @@ def _run_studies(paths: list[Path], out: Path | None, skip_kinds=()) -> None:
         _err(f"seprobe: warning: {w}")
     if not done.ran:
         raise SeprobeError(
-            f"no study ran ({'; '.join(f'{k}: {v}' for k, v in done.skipped.items())}); valid: the "
+            f"no study ran ({'; '.join(f'{k} skipped: {v}' for k, v in done.skipped.items())}); valid: the "
             "flags or inputs named there"
         )
 

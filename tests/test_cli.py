@@ -29,9 +29,12 @@ def seprobe(*args, cwd, env=None, **kwargs):
                           cwd=cwd, env=env or env_without_defaults(), **kwargs)
 
 
-def one_error_line(proc, *needles):
+def one_error_line(proc, *needles, progress=False):
+    """The run failed with exit code 2 and one error line (after progress lines, where ``progress``)."""
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
+    if progress:
+        lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("seprobe: error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     for n in needles:
@@ -232,7 +235,7 @@ def test_studies_with_one_name_and_studies_that_do_nothing(tmp_path):
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "timing.toml").write_text((root / "studies" / "timing.toml").read_text())
     one_error_line(seprobe("reports", "--studies", "only", "--out", "rep", cwd=tmp_path), "no study ran",
-                   "--with-timing")
+                   "timing skipped: add --with-timing", progress=True)
     (tmp_path / "empty").mkdir()
     one_error_line(seprobe("reports", "--studies", "empty", cwd=tmp_path), "holds no .toml study")
     assert not (tmp_path / "rep").exists()

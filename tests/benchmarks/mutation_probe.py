@@ -44,6 +44,8 @@ CONFIG = "seprobe/models/se_config.py"
 RESNET = "seprobe/models/resnet.py"
 FLOPS = "seprobe/cost/flops.py"
 STATS = "seprobe/probe/gate_stats.py"
+ABL = "seprobe/probe/ablation.py"
+FOLD = "seprobe/probe/folding.py"
 CLASSES = "seprobe/probe/imagenet_classes.py"
 CKPT = "seprobe/models/checkpoints.py"
 GATES = "seprobe/probe/gates.py"
@@ -52,6 +54,7 @@ T_CX = "tests/test_complexity.py"
 T_ACT = "tests/test_activations.py"
 T_CLS = "tests/test_imagenet_classes.py"
 T_ZOO = "tests/test_zoo.py"
+T_ABL = "tests/test_ablation.py"
 
 MUTANTS = (
     # the SE block (Eq. 2-4)
@@ -142,6 +145,23 @@ MUTANTS = (
            ("tests/test_resnet_params.py::test_plain_models_match_torchvision",)),
     Mutant("paper-shufflenet-figure", "seprobe/paper.py", 'mflops=140, params_m=1.8', 'mflops=145, params_m=1.8',
            ("tests/test_studies.py::test_paper_values_agree_with_seprobe_paper",)),
+    # ablation and folding (issue 10)
+    Mutant("ablation-identity-is-zero", ABL, 'torch.ones(c) if mode == "identity"',
+           'torch.zeros(c) if mode == "identity"',
+           (f"{T_ABL}::test_constant_gate_mean_is_lossless_and_identity_a_known_rescaling",)),
+    Mutant("ablation-mean-is-one", ABL, 'if mode == "identity" else self.means[name]',
+           'if mode == "identity" else torch.ones(c)',
+           (f"{T_ABL}::test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean",)),
+    Mutant("ablation-kl-reversed", ABL, "(reference.exp() * (reference - logp))", "(logp.exp() * (logp - reference))",
+           (f"{T_ABL}::test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean",)),
+    Mutant("bootstrap-one-sided", ABL, "return np.quantile(means, [alpha, 1 - alpha], axis=1).T",
+           "return np.quantile(means, [alpha, 1 - alpha / 2], axis=1).T",
+           (f"{T_ABL}::test_paired_bootstrap_known_answers",)),
+    Mutant("fold-bn-bias-unscaled", FOLD, "            module.bias.mul_(s)\n", "",
+           (f"{T_ABL}::test_fold_seprobe_resnet_standard_into_bn",)),
+    Mutant("fold-conv-output-axis", FOLD, "module.weight.mul_(s.view(1, -1, *([1] * (module.weight.dim() - 2))))",
+           "module.weight.mul_(s.view(-1, 1, *([1] * (module.weight.dim() - 2))))",
+           (f"{T_ABL}::test_fold_timm_mobilenetv3_into_the_projection",)),
 )
 
 
