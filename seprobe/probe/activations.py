@@ -121,14 +121,21 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     score = images.imagenet
     bar = _progress(len(loader.dataset), progress)
     start = time.perf_counter()
+    read = 0
     try:
         with torch.inference_mode():
             for x, labels, flat_index, failed in loader:
                 run.failed += failed
                 if x is not None:
+                    read += len(x)
                     logits = model(x.to(device))
-                    for g in gates:
+                    for g in gates:  # in network order: the first non-finite block is named
                         stats.update(g.name, recorder.values[g.name], labels)
+                    if not torch.isfinite(logits).all():
+                        first_image = images.paths[int(flat_index[0]) // views]
+                        raise SeprobeError(f"{loaded.name}: non-finite logits (NaN or inf) in the batch of "
+                                           f"{first_image}; valid: finite weights and a finite, non-zero "
+                                           "normalisation std")
                     if score and logits.shape[1] == 1000:
                         first = (flat_index % views) == 0
                         top5 = logits[first.to(device)].topk(5, dim=1).indices.cpu()
@@ -141,6 +148,10 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
         recorder.remove()
         bar.close()
     run.seconds = time.perf_counter() - start
+    if not read:
+        raise SeprobeError(f"none of the {len(images.paths)} images could be read (e.g. {run.failed[0]}); valid: "
+                           "JPEG, PNG or other images PIL can open")
+    run.notes += list(images.notes) + stats.caveats(views)
     if run.evaluated:
         run.top1, run.top5 = correct1 / run.evaluated, correct5 / run.evaluated
     if loaded.random:

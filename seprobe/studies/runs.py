@@ -172,7 +172,7 @@ def _activations(study: Study, progress) -> StudyResult:
 
     a = study.activations
     progress(f"{study.name}: {a['model']} on {a['data']}")
-    images = select(discover(a["data"]), a.get("samples_per_class"))
+    images = select(discover(a["data"], a.get("labels")), a.get("samples_per_class"))
     classes = resolve_classes(a.get("classes", "goldfish,pug,airliner,cliff"))
     loaded = load_model(a["model"], str(a["weights"]))
     run = collect(loaded, images, views=a.get("views", 1), batch_size=a.get("batch_size", 50), progress=False)

@@ -107,7 +107,7 @@ class Study:
 
     def missing_inputs(self) -> list[str]:
         """The data or weights an activations study names that do not exist here."""
-        return [str(self.activations[k]) for k in ("data", "weights")
+        return [str(self.activations[k]) for k in ("data", "labels", "weights")
                 if k in self.activations and not Path(self.activations[k]).exists()]
 
 
