@@ -59,14 +59,15 @@ def _gate_attribute(module: nn.Module) -> str | None:
 
 def find_gates(model: nn.Module, input_size: int = 224) -> list[Gate]:
     """Every SE gate of ``model`` in network order, named ``SE_<stage>_<block>``; ``input_size`` is the side of
-    the images it will see (at least :data:`MIN_INPUT_SIZE`)."""
+    the images it will see (for a foreign model at least :data:`MIN_INPUT_SIZE`; it is traced at
+    :data:`NAMING_SIZE` or more, so that a small crop does not rename its blocks)."""
+    own = se_blocks(model)
+    if own:  # seprobe's models carry their names
+        return [Gate(b.name, b.stage, b.block, b.path, b.gate_path, b.channels) for b in own]
     if input_size < MIN_INPUT_SIZE:
         raise SeprobeError(f"input size {input_size} is too small to read the SE stages (stage 5 works at 1/32 of "
                            f"the input); valid: a crop of at least {MIN_INPUT_SIZE} pixels")
     input_size = max(input_size, NAMING_SIZE)
-    own = se_blocks(model)
-    if own:
-        return [Gate(b.name, b.stage, b.block, b.path, b.gate_path, b.channels) for b in own]
     found = [(path, attr) for path, m in model.named_modules() if (attr := _gate_attribute(m))]
     if not found:
         return []

@@ -259,7 +259,7 @@ def select(images: LabelledImages, per_class: int | None) -> LabelledImages:
             taken[lab] += 1
             keep.append((p, lab))
     return LabelledImages(tuple(p for p, _ in keep), tuple(lab for _, lab in keep), images.class_names,
-                          images.imagenet, images.layout)
+                          images.imagenet, images.layout, images.notes)
 
 
 def to_rgb(im):
