@@ -120,12 +120,14 @@ def _toml_type(value: Any) -> str:
             dict: "a table"}.get(type(value), type(value).__name__)
 
 
-def _check_table(path: Path, where: str, table: dict, fields: dict[str, FieldType]) -> None:
-    """Every key of ``table`` known, every value of its type."""
+def _check_table(path: Path, where: str, table: dict, fields: dict[str, FieldType], known_only: bool = True) -> None:
+    """Every key of ``table`` known (unless ``known_only`` is false: the model then names what it takes), every
+    known value of its type."""
     for key, value in table.items():
-        if key not in fields:
+        if key in fields:
+            fields[key].check(path, f"{where}{key}", value)
+        elif known_only:
             raise _fail(path, f"{where}{key}", f"unknown field {key!r}; valid: {', '.join(fields)}")
-        fields[key].check(path, f"{where}{key}", value)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -174,7 +176,7 @@ def load_study(path: str | Path) -> Study:
     timing = data.get("timing", {})
     _check_table(path, "timing.", timing, TIMING_FIELDS)
     defaults = data.get("defaults", {})
-    _check_table(path, "defaults.", defaults, KNOB_FIELDS)
+    _check_table(path, "defaults.", defaults, KNOB_FIELDS, known_only=False)
     variants = []
     for i, v in enumerate(data.get("variants", [])):
         where = f"variants[{i}]"
@@ -182,7 +184,7 @@ def load_study(path: str | Path) -> Study:
         if "model" not in v or "label" not in v:
             raise _fail(path, where, "needs a label and a model")
         _check_table(path, f"{where}.paper.", v.get("paper", {}), PAPER_FIELDS)
-        _check_table(path, f"{where}.knobs.", v.get("knobs", {}), KNOB_FIELDS)
+        _check_table(path, f"{where}.knobs.", v.get("knobs", {}), KNOB_FIELDS, known_only=False)
         try:
             knobs = applicable_knobs(v["model"], {**defaults, **v.get("knobs", {})})
             check_knobs(v["model"], knobs)
