@@ -149,8 +149,9 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
         bar.close()
     run.seconds = time.perf_counter() - start
     if not read:
-        raise SeprobeError(f"none of the {len(images.paths)} images could be read (e.g. {run.failed[0]}); valid: "
-                           "JPEG, PNG or other images PIL can open")
+        example = f" (e.g. {run.failed[0]})" if run.failed else ""
+        raise SeprobeError(f"none of the {len(images.paths)} images could be read{example}; valid: JPEG, PNG or "
+                           "other images PIL can open")
     run.notes += list(images.notes) + stats.caveats(views)
     if run.evaluated:
         run.top1, run.top5 = correct1 / run.evaluated, correct5 / run.evaluated
