@@ -472,3 +472,11 @@ def test_inception_resnet_v2_counts_what_fvcore_counts_for_conv_and_linear():
     reference.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     by_op = reference.by_operator()
     assert measure("inception_resnet_v2").total == by_op["conv"] + by_op["linear"]
+
+
+def test_a_file_given_as_data_folder_or_a_folder_as_label_file(tmp_path):
+    root = images(tmp_path / "d", [f"{GOLDFISH}_a.png"])
+    with pytest.raises(SeprobeError, match=r"data folder '.*a.png' is a file, not a folder; valid:"):
+        discover(root / f"{GOLDFISH}_a.png")
+    with pytest.raises(SeprobeError, match=r"label file '.*d' is a folder; valid:"):
+        discover(root, root)
