@@ -139,7 +139,7 @@ def split_knobs(models: Sequence[str], knobs: dict[str, Any]) -> tuple[dict[str,
 
 def complexity(models: str | Sequence[str], *, input_size: int | None = None, count_bn: bool = False,
                count_activations: bool = False, count_adds: bool = False, count_pooling: bool = False,
-               per_block: bool = False, time: TimingSetup | None = None,
+               count_muls: bool = False, per_block: bool = False, time: TimingSetup | None = None,
                progress: Callable[[str], None] = lambda msg: None, **knobs: Any) -> ComplexityReport:
     """Multiply-adds and parameters of each model against the same network without SE (``seprobe complexity``).
 
@@ -163,7 +163,8 @@ def complexity(models: str | Sequence[str], *, input_size: int | None = None, co
     if time is not None:
         check_device(time.device)
         _check_timing_memory(time, input_size or 224)
-    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling)
+    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling,
+                                muls=count_muls)
     results = []
     for name in models:
         results.append(measure(name, input_size=input_size, convention=convention, **per_model[name]))
@@ -287,7 +288,7 @@ def evaluate(model: str, weights: str, data: str | os.PathLike, *, labels: str |
              overrides: Overrides = Overrides(), progress: bool = True) -> Evaluation:
     """Top-1 / top-5 accuracy of an ImageNet classifier on labelled images, evaluation crop only."""
     from .probe.activations import collect
-    from .probe.images import discover
+    from .probe.images import check_readable, discover
 
     inputs = Inputs(model, weights, Path(data), Path(labels) if labels else None)
     _check_inputs(inputs)
@@ -296,6 +297,7 @@ def evaluate(model: str, weights: str, data: str | os.PathLike, *, labels: str |
     images = discover(inputs.data, inputs.labels)
     if not images.imagenet:
         raise SeprobeError(f"{data}: labels are not ImageNet classes; valid: wnid-named files or folders, or --labels")
+    check_readable(images)
     loaded = _load(inputs, overrides, {})
     run = collect(loaded, images, batch_size=batch_size, device=device, num_workers=num_workers, with_gates=False,
                   progress=progress)
@@ -346,7 +348,7 @@ def activations(model: str, weights: str, data: str | os.PathLike, *, labels: st
     from .probe.activation_report import specificity_table, write_outputs
     from .probe.activations import choose_blocks, choose_classes, collect
     from .probe.gates import find_gates
-    from .probe.images import discover, select
+    from .probe.images import check_readable, discover, select
 
     inputs = Inputs(model, weights, Path(data), Path(labels) if labels else None)
     _check_inputs(inputs)
@@ -359,6 +361,7 @@ def activations(model: str, weights: str, data: str | os.PathLike, *, labels: st
     knobs = {k: v for k, v in knobs.items() if v is not None}
     images = select(discover(inputs.data, inputs.labels), samples_per_class)
     chosen = choose_classes(images, classes)
+    check_readable(images)
     loaded = _load(inputs, overrides, knobs)
     if loaded.random:
         warnings.warn("--weights random: the gate values of an untrained network mean nothing", stacklevel=2)
@@ -392,7 +395,7 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
     are written together only once every study has run (``out`` defaults to ``reports/`` beside ``studies/``)."""
     from .studies.reports import write_index, write_report
     from .studies.runs import run_study
-    from .studies.spec import load_study
+    from .studies.spec import check_unique_names, load_study
 
     if not paths:
         raise SeprobeError("no study given; valid: study files such as studies/stages.toml")
@@ -401,12 +404,7 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
             raise SeprobeError(f"study {str(p)!r} is a folder; valid: a .toml study file (or `seprobe reports "
                                f"--studies {p}`)")
     studies = [load_study(Path(p)) for p in paths]
-    by_name: dict[str, Path] = {}
-    for s in studies:
-        if s.name in by_name and by_name[s.name] != s.path:
-            raise SeprobeError(f"two studies named {s.name!r} ({by_name[s.name]}, {s.path}) would write the same "
-                               "report; valid: studies with distinct file names")
-        by_name[s.name] = s.path
+    check_unique_names(studies)
     out_dirs = {s.name: Path(out) if out is not None else s.path.resolve().parent.parent / "reports" for s in studies}
     for d in set(out_dirs.values()):
         check_output_dir(d)
@@ -472,7 +470,7 @@ def ablate(model: str, weights: str, data: str | os.PathLike, *, labels: str | o
     from .probe.ablation import ablate as run_ablation
     from .probe.ablation import check_modes, export_blocks
     from .probe.ablation_report import write_outputs
-    from .probe.images import discover, select
+    from .probe.images import check_readable, discover, select
 
     inputs = Inputs(model, weights, Path(data), Path(labels) if labels else None)
     _check_inputs(inputs)
@@ -500,6 +498,9 @@ def ablate(model: str, weights: str, data: str | os.PathLike, *, labels: str | o
         (blocks is None and stage is None and not per_stage) or cumulative in ("kl", "top1"))
     images = select(discover(inputs.data, inputs.labels), samples_per_class)
     cal = discover(Path(calibration_data), calibration_labels) if calibration_data is not None else None
+    for part in (images, cal):
+        if part is not None:
+            check_readable(part)
     loaded = _load(inputs, overrides, {k: v for k, v in knobs.items() if v is not None})
     result = run_ablation(loaded, images, modes=modes, single=single, blocks=blocks, stage=stage,
                           per_stage=per_stage, cumulative=cumulative.split(",") if cumulative and "," in cumulative

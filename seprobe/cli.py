@@ -142,6 +142,9 @@ def complexity_cmd(
     count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
     count_adds: Annotated[bool, typer.Option("--count-adds", help="count residual adds")] = False,
     count_pooling: Annotated[bool, typer.Option("--count-pooling", help="count pooling and SE squeeze adds")] = False,
+    count_muls: Annotated[
+        bool, typer.Option("--count-muls", help="count other elementwise products (residual scaling)")
+    ] = False,
     per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
     device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N (for --time)")] = "cpu",
@@ -195,6 +198,7 @@ def complexity_cmd(
         count_activations=count_activations,
         count_adds=count_adds,
         count_pooling=count_pooling,
+        count_muls=count_muls,
         per_block=per_block,
         time=timing,
         progress=_err,

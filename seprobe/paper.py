@@ -51,7 +51,8 @@ FIGURES: tuple[PaperFigure, ...] = (
         "0.0074 G more; the difference is 0.3 %")),
     PaperFigure("Table 2", "Inception-ResNet-v2", "inception_resnet_v2", gflops=11.75, note=(
         "the published architecture (timm's inception_resnet_v2, whose 55.84 M parameters seprobe matches, and "
-        "which fvcore counts to the same 13.167 G) has 12 % more multiply-adds at 299x299 than the paper's 11.75 G; "
+        "whose convolutions and FC layer fvcore counts to the same 13.156 G; 13.183 G with fvcore's defaults, "
+        "which add BatchNorm and pooling) has 12 % more multiply-adds at 299x299 than the paper's 11.75 G; "
         "the paper does not say how it counted")),
     PaperFigure("Table 2", "SE-Inception-ResNet-v2", "se_inception_resnet_v2", gflops=11.76, note=(
         "the base differs as for Inception-ResNet-v2; SE adds 0.020 G, the paper's figures 0.01 G")),

@@ -272,7 +272,7 @@ def test_foreign_models_load_from_files(tmp_path):
 def test_seprobe_models_map_to_timm_pretrained_names():
     """--weights timm for a seprobe model downloads the timm model whose layout it reproduces."""
     from seprobe import build_model
-    from seprobe.probe.loading import _timm_equivalent
+    from seprobe.models.checkpoints import timm_equivalent as _timm_equivalent
 
     assert _timm_equivalent("se_resnet50", build_model("se_resnet50", device="meta")) == "legacy_seresnet50"
     assert _timm_equivalent("se_resnet50", build_model("se_resnet50", stride_at="3x3", device="meta")) == "seresnet50"

@@ -136,3 +136,27 @@ def test_activations_reading_quotes_the_committed_figures():
             (block, column)
         assert text in reading
     assert round(100 * spec.loc["SE_4_1", "share_above_0.9"]) == 83 and "83 %" in reading
+
+
+def test_tiny_imagenet_reading_quotes_the_committed_figures():
+    """The comparison of the 20-images-per-class run with the one-image-per-class run cites both committed tables."""
+    import pandas as pd
+
+    tiny = pd.read_csv(ROOT / "reports" / "activations_tiny" / "specificity.csv").set_index("block")
+    one = pd.read_csv(ROOT / "reports" / "activations" / "specificity.csv").set_index("block")
+    reading = load_study(ROOT / "studies" / "activations_tiny.toml").reading
+    eta = tiny["class_specificity"].dropna()
+    assert f"{eta.min():.2f}-{eta.max():.2f}" in reading
+    for block in eta.index:
+        assert f"{block} {eta[block]:.2f}" in reading, block
+    for block in ("SE_4_2", "SE_5_1", "SE_5_3"):
+        assert f"{block} {one.loc[block, 'between_class_std']:.3f} -> {tiny.loc[block, 'between_class_std']:.3f}" \
+            in reading, block
+    # chance level of eta^2 with K groups of N values: (K - 1) / (N - 1)
+    counts = pd.read_csv(ROOT / "reports" / "activations_tiny" / "gates.csv")
+    n = int(counts.loc[counts["class_index"] == -1, "count"].iloc[0])
+    assert n == 4000 and f"199 / 3999 = {199 / 3999:.2f}" in reading
+    varying = eta.index  # SE_2_1's gates are constant: no class_specificity
+    order = lambda df: list(df.loc[varying, "between_class_std"].sort_values(ascending=False, kind="stable").index)  # noqa: E731,E501
+    swapped = [(a, b) for a, b in zip(order(one), order(tiny), strict=True) if a != b]
+    assert sorted(swapped) == [("SE_4_2", "SE_5_2"), ("SE_5_2", "SE_4_2")] and "(SE_4_2 and SE_5_2)" in reading

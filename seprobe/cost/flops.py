@@ -6,15 +6,18 @@ below count them, each as one operation per element:
 
 * squeeze (Eq. 2): one add (or compare) per **input** element, as fvcore counts ``adaptive_avg_pool2d``;
 * gate and other activations: one per **output** element;
-* scale (Eq. 4) and residual adds: one per **output** element (the scale's first input may be the small
-  ``N x C x 1 x 1`` gate, so its input size says nothing).
+* scale (Eq. 4), residual adds and other elementwise products (``mul``): one per **output** element (the
+  scale's first input may be the small ``N x C x 1 x 1`` gate, so its input size says nothing).
 
 Every operator is counted once, by module; a :class:`FlopConvention` then chooses which categories enter the
 total. The default counts multiply-adds as multiplications, which is the paper's convention: convolutions, FC
-layers and SE's scale. It reproduces every GFLOPs figure the paper prints for SE (ResNet-50 3.86 -> 3.87, VGG-16
-15.47 -> 15.48, MobileNet 569 -> 572 M, ShuffleNet 140 -> 142 M, NoSqueeze 4.27). Pooling (additions only:
-fvcore's one per input element, with ``pooling=True``), BatchNorm, activations, gates and residual sums are left
-out unless asked for.
+layers and SE's scale, and nothing else. It reproduces every GFLOPs figure the paper prints for SE (ResNet-50
+3.86 -> 3.87, VGG-16 15.47 -> 15.48, MobileNet 569 -> 572 M, ShuffleNet 140 -> 142 M, NoSqueeze 4.27). Pooling
+(additions only: fvcore's one per input element, with ``pooling=True``), BatchNorm, activations, gates, residual
+sums and the other elementwise products (category ``mul``: Inception-ResNet-v2's residual scaling ``out *
+scale``, 11.54 M at 299x299) are left out unless asked for. fvcore itself counts convolutions and FC layers the
+same way (timm's ``inception_resnet_v2``: 13.1558 G, seprobe's total), and by default adds BatchNorm and pooling
+(13.1829 G).
 """
 
 from __future__ import annotations
@@ -63,9 +66,12 @@ class FlopConvention:
     activations: bool = False
     adds: bool = False
     pooling: bool = False
+    muls: bool = False  # elementwise products outside SE (residual scaling)
 
     def categories(self) -> set[str]:
-        counted = {"conv", "fc", "se_fc", "se_scale", "mul"}
+        counted = {"conv", "fc", "se_fc", "se_scale"}
+        if self.muls:
+            counted.add("mul")
         if self.pooling:
             counted |= {"pool", "se_squeeze"}
         if self.bn:
@@ -83,6 +89,7 @@ class FlopConvention:
         (yes if self.bn else no).append("BatchNorm")
         (yes if self.activations else no).append("activations and SE gates (1/output element)")
         (yes if self.adds else no).append("residual adds")
+        (yes if self.muls else no).append("other elementwise products (residual scaling, 1/output element)")
         no.append("max-pool")
         return ("multiply-adds, counted as multiplications (1 MAC = 1 FLOP, as fvcore and the paper); counted: "
                 + ", ".join(yes)

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from .timing import TimingResult
 
 _CATEGORY_NAMES = {"norm": "BatchNorm", "act": "activations", "add": "residual adds", "se_gate": "SE gates",
-                   "se_act": "SE hidden ReLU", "pool": "pooling", "se_squeeze": "SE squeeze"}
+                   "se_act": "SE hidden ReLU", "pool": "pooling", "se_squeeze": "SE squeeze",
+                   "mul": "other elementwise products"}
 
 
 def _si(n: float) -> str:

@@ -19,10 +19,12 @@ every ``C / 16`` is already a multiple of 8 and the widths agree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -57,15 +59,37 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a file, loaded with ``weights_only=True`` (a checkpoint never runs code).
 
     Training checkpoints that wrap it (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel's
-    ``module.`` prefix are unwrapped.
+    ``module.`` prefix are unwrapped. A TorchScript archive, a payload that is not a mapping of names to dense
+    tensors, or a non-finite weight raise :class:`SeprobeError` naming the file and the offending key.
     """
     if not os.path.isfile(path):
-        raise SeprobeError(f"checkpoint {str(path)!r} does not exist; valid: a path to a .pth/.pt state dict")
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise SeprobeError(f"checkpoint {str(path)!r} {what}; valid: a path to a .pth/.pt state dict")
+    if _is_torchscript(path):
+        raise SeprobeError(
+            f"checkpoint {str(path)!r} is a TorchScript archive (torch.jit.save), which seprobe does not load; "
+            f"valid: its state dict, saved with python -c \"import torch; torch.save(torch.jit.load('{path}')"
+            f".state_dict(), 'weights.pth')\", then --weights weights.pth")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
         raise SeprobeError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0]}") from None
-    return unwrap_state_dict(obj, str(path))
+    state = unwrap_state_dict(obj, str(path))
+    check_finite(state, str(path))
+    return state
+
+
+def _is_torchscript(path: str | os.PathLike) -> bool:
+    """TorchScript archives are zip files with a ``code/`` folder (``torch.save`` zips hold ``data.pkl`` only)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in name or name.startswith("code/") for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -73,9 +97,34 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.T
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SeprobeError(f"{source} holds no state dict; valid: a mapping of parameter names to tensors")
+    if not isinstance(obj, Mapping):
+        raise SeprobeError(f"{source} holds {_what(obj)}, not a state dict; valid: a mapping of parameter names "
+                           "to tensors (torch.save(model.state_dict(), path))")
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise SeprobeError(f"{source}: key {k!r} is {_what(k)}; valid: a state dict, whose keys are parameter "
+                               "names (strings)")
+        if not isinstance(v, torch.Tensor):
+            raise SeprobeError(f"{source}: {k!r} holds {_what(v)}; valid: a state dict, whose values are tensors")
+        if v.layout != torch.strided:
+            raise SeprobeError(f"{source}: {k!r} is a {v.layout} tensor; valid: dense tensors (convert it with "
+                               ".to_dense() before saving)")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _what(obj: Any) -> str:
+    name = type(obj).__name__
+    return "None" if obj is None else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise :class:`SeprobeError` naming the first floating-point tensor that holds NaN or inf: such weights
+    make every gate and logit NaN."""
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            bad = int((~torch.isfinite(v)).sum())
+            raise SeprobeError(f"{source}: {k!r} holds {bad} non-finite values (NaN or inf) of {v.numel()}; "
+                               "valid: a checkpoint with finite weights (a diverged training run?)")
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -108,7 +157,11 @@ def load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, tor
 
     A missing, unexpected or mis-shaped key raises :class:`SeprobeError` naming the first offending keys.
     """
-    state = read_state_dict(weights) if isinstance(weights, (str, os.PathLike)) else unwrap_state_dict(weights)
+    if isinstance(weights, (str, os.PathLike)):
+        state = read_state_dict(weights)
+    else:
+        state = unwrap_state_dict(weights)
+        check_finite(state)
     state = convert_state_dict(state, layout)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -140,7 +193,27 @@ def timm_state_dict(timm_name: str, pretrained: bool = True) -> dict[str, torch.
         import timm
     except ImportError:
         raise SeprobeError("timm is not installed; valid: pip install 'seprobe[timm]'") from None
-    return timm.create_model(timm_name, pretrained=pretrained).state_dict()
+    if not pretrained:
+        return timm.create_model(timm_name).state_dict()
+    return pretrained_download(lambda: timm.create_model(timm_name, pretrained=True),
+                               f"timm's pretrained {timm_name}").state_dict()
+
+
+def timm_equivalent(name: str, model: nn.Module) -> str:
+    """The timm model whose published weights fit seprobe's ``name`` as ``model`` is built (its stride and stem
+    pool), or a :class:`SeprobeError` saying which seprobe models have one."""
+    candidates = {t: arch for t, (n, arch) in TIMM_EQUIVALENTS.items() if n == name}
+    if not candidates:
+        have = sorted({n for n, _ in TIMM_EQUIVALENTS.values()})
+        raise SeprobeError(f"timm publishes no weights for {name}; valid: --weights FILE or random, or a model "
+                           f"with timm weights: {', '.join(have)}")
+    built = {"stride_at": getattr(model, "stride_at", None), "stem_pool": getattr(model, "stem_pool", None)}
+    for timm_name, arch in candidates.items():
+        if arch == built:
+            return timm_name
+    fits = "; ".join(f"{t}: stride_at={a['stride_at']}, stem_pool={a['stem_pool']}" for t, a in candidates.items())
+    raise SeprobeError(f"timm publishes no weights for {name} with stride_at={built['stride_at']}, "
+                       f"stem_pool={built['stem_pool']}; valid: {fits}")
 
 
 def build_from_timm(timm_name: str, pretrained: bool = True, **knobs: Any) -> nn.Module:
@@ -153,3 +226,95 @@ def build_from_timm(timm_name: str, pretrained: bool = True, **knobs: Any) -> nn
     name, arch = TIMM_EQUIVALENTS[timm_name]
     model = build_model(name, **{**arch, **knobs})
     return load_weights(model, timm_state_dict(timm_name, pretrained=pretrained))
+
+
+# Pretrained downloads (timm: the Hugging Face hub; torchvision: download.pytorch.org) retry and time out for
+# about a minute without a network, then end in a urllib/requests traceback. pretrained_download fails in
+# seconds and in one line instead.
+
+T = TypeVar("T")
+PROBE_SECONDS = 5.0
+
+
+def pretrained_download(fn: Callable[[], T], what: str, host: str = "huggingface.co",
+                        timeout: float = PROBE_SECONDS) -> T:
+    """Call ``fn`` (a download, e.g. ``lambda: timm.create_model(name, pretrained=True)``) and turn a network
+    failure into one :class:`SeprobeError` naming ``what``.
+
+    Without a route to ``host`` (tried for ``timeout`` seconds; skipped behind an HTTPS proxy), ``fn`` runs in
+    the Hugging Face hub's offline mode and with a short socket timeout, so a cached file still loads and a
+    missing one fails at once instead of after the hub's retries.
+    """
+    if _behind_proxy() or _reachable(host, timeout):
+        try:
+            return fn()
+        except Exception as e:
+            if not _network_error(e):
+                raise
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SeprobeError(f"cannot download {what}: {reason}; valid: a local checkpoint path "
+                               "(--weights FILE)") from None
+    try:
+        with _offline(timeout):
+            return fn()
+    except Exception as e:
+        if not _network_error(e):
+            raise
+        raise SeprobeError(f"cannot download {what}: {host} cannot be reached (offline?) and it is not in the "
+                           "local cache; valid: a local checkpoint path (--weights FILE)") from None
+
+
+def _behind_proxy() -> bool:
+    return any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+
+
+def _reachable(host: str, timeout: float) -> bool:
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (name lookup included, which
+    has no timeout of its own: it runs in a thread that is abandoned when late)."""
+    import socket
+    import threading
+
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+@contextlib.contextmanager
+def _offline(timeout: float):
+    """The Hugging Face hub in offline mode (cache only) and a short default socket timeout (torch.hub)."""
+    import socket
+
+    old_env, old_timeout = os.environ.get("HF_HUB_OFFLINE"), socket.getdefaulttimeout()
+    constants = sys.modules.get("huggingface_hub.constants")
+    old_flag = getattr(constants, "HF_HUB_OFFLINE", None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+    socket.setdefaulttimeout(timeout)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = old_flag
+
+
+def _network_error(e: BaseException) -> bool:
+    """Connection, HTTP and cache-miss errors of urllib, requests, httpx and the Hugging Face hub."""
+    module = type(e).__module__.split(".")[0]
+    return isinstance(e, (OSError, ConnectionError, TimeoutError)) or module in (
+        "huggingface_hub", "urllib", "urllib3", "requests", "httpx")

@@ -118,17 +118,21 @@ def figure_class_means(run: ActivationRun, classes: list[int], blocks: list[str]
 
 
 def figure_class_spread(run: ActivationRun, cls: int, blocks: list[str], k: int, path: Path) -> list[Path]:
-    """The paper's Fig. 7: per block, mean and standard deviation of the gates over one class's images."""
+    """The paper's Fig. 7: per block, mean and sample standard deviation (n - 1) of the gates over one class's
+    images; with a single view the standard deviation is undefined and no band is drawn."""
+    views = int(run.stats.blocks[blocks[0]].count[cls])
 
     def draw(ax, b, idx):
-        mean, std = b.mean[cls, idx], np.nan_to_num(b.std()[cls, idx])
+        mean = b.mean[cls, idx]
         x = np.arange(len(idx))
         ax.plot(x, mean, color="C0", lw=1.2, label=f"{run.images.class_names[cls]} mean")
-        ax.fill_between(x, mean - std, mean + std, color="C0", alpha=0.25, label="± std")
+        if views >= 2:
+            std = b.std()[cls, idx]
+            ax.fill_between(x, mean - std, mean + std, color="C0", alpha=0.25, label="± sample std (n - 1)")
         ax.plot(x, b.mean[run.stats.all_group, idx], color="black", lw=1, ls="--", label=ALL)
 
-    title = (f"Excitation within one class ({int(run.stats.blocks[blocks[0]].count[cls])} views): "
-             f"{run.images.class_names[cls]}")
+    spread = "" if views >= 2 else "; one view: no standard deviation"
+    title = f"Excitation within one class ({views} views{spread}): {run.images.class_names[cls]}"
     return _block_figure(run, blocks, k, path, title, "excitation", draw)
 
 
@@ -154,7 +158,8 @@ def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame)
               "(per channel the std of the class means, averaged over channels). "
               "`share_above_0.9`: fraction of all gate values >= 0.9 (saturated, close to identity). "
               "`deviation_<class>`: mean over channels of |class mean - all-classes mean| / all-classes std. "
-              "Empty where a block's gates do not vary at all.", "",
+              "Empty where a block's gates do not vary at all. Every std here and in `gates.csv` is the sample "
+              "standard deviation (n - 1 denominator), empty for a class with a single view.", "",
               spec.to_markdown(index=False, floatfmt=".3f", missingval="-")]
     if run.failed:
         lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(run.failed))]

@@ -136,6 +136,7 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     score = images.imagenet
     bar = _progress(len(dataset), progress and world.is_main)
     start = time.perf_counter()
+    read = 0
     try:
         with torch.inference_mode():
             batches = iter(loader)
@@ -143,9 +144,15 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
                 x, labels, flat_index, bad = next(batches, (None, None, None, []))
                 failed += bad
                 if x is not None:
+                    read += len(x)
                     logits = model(x.to(device))
-                    for g in gates:
+                    for g in gates:  # in network order: the first non-finite block is named
                         stats.update(g.name, recorder.values[g.name], labels)
+                    if not torch.isfinite(logits).all():
+                        first_image = images.paths[int(flat_index[0]) // views]
+                        raise SeprobeError(f"{loaded.name}: non-finite logits (NaN or inf) in the batch of "
+                                           f"{first_image}; valid: finite weights and a finite, non-zero "
+                                           "normalisation std")
                     if score and logits.shape[1] == 1000:
                         first = (flat_index % views) == 0
                         top5 = logits[first.to(device)].topk(5, dim=1).indices.cpu()
@@ -158,9 +165,14 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
         recorder.remove()
         bar.close()
     world.merge_stats(stats)
-    correct1, correct5, run.evaluated = world.sum(correct1, correct5, evaluated)
+    correct1, correct5, run.evaluated, read = world.sum(correct1, correct5, evaluated, read)
     run.failed = world.concat(failed)
     run.seconds = time.perf_counter() - start
+    if not read:
+        example = f" (e.g. {run.failed[0]})" if run.failed else ""
+        raise SeprobeError(f"none of the {len(images.paths)} images could be read{example}; valid: JPEG, PNG or "
+                           "other images PIL can open")
+    run.notes += list(images.notes) + stats.caveats(views)
     if run.evaluated:
         run.top1, run.top5 = correct1 / run.evaluated, correct5 / run.evaluated
     if loaded.random:

@@ -52,7 +52,8 @@ class BlockStats:
         self.count[seen] += count[seen]
 
     def std(self) -> np.ndarray:
-        """Sample standard deviation per (group, channel); NaN below two images."""
+        """Sample standard deviation per (group, channel), with the n - 1 denominator; NaN below two images
+        (undefined, not zero)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.sqrt(self.m2 / (self.count[:, None] - 1))
 
@@ -73,6 +74,10 @@ class GateStats:
         """Add a batch: ``values`` N x C (or N x C x H x W, averaged over positions), ``labels`` N class indices."""
         b = self.blocks[name]
         v = values.detach().to("cpu", torch.float64)
+        if not torch.isfinite(v).all():
+            raise SeprobeError(f"non-finite excitation values (NaN or inf) in block {name}, the first such block "
+                               "in network order: NaN/inf weights before it, or a NaN/zero normalisation std; "
+                               "valid: finite weights and a finite, non-zero std")
         if v.dim() > 2:
             v = v.flatten(2).mean(2)
         v = v.reshape(v.shape[0], -1)
@@ -134,6 +139,22 @@ class GateStats:
                 stats.blocks[name] = BlockStats(data[f"{name}/count"], data[f"{name}/mean"], data[f"{name}/m2"],
                                                 data[f"{name}/hist"], float(low), float(high))
         return stats
+
+    def caveats(self, views: int = 1) -> list[str]:
+        """Warnings about what these statistics cannot say: classes seen once have no standard deviation, and
+        when every class is seen once, ``class_specificity`` is 1 by construction (no within-class variance)."""
+        counts = next(iter(self.blocks.values())).count[: self.num_classes] if self.blocks else np.zeros(0)
+        present = counts[counts > 0]
+        single = int((present == 1).sum())
+        if not single:
+            return []
+        notes = [f"WARNING: {single} of {len(present)} classes have a single view (one image, --views {views}): "
+                 "their standard deviation is undefined (NaN, no band in Fig. 7); std is the sample std (n - 1)"]
+        if single == len(present):
+            notes.append("WARNING: every class has a single view, so there is no within-class variance and "
+                         "class_specificity is 1 by construction (where the gates vary at all); use --views 2 "
+                         "or more, or several images per class")
+        return notes
 
     def fraction_above(self, name: str, threshold: float, group: int | None = None) -> float:
         """Share of gate values at or above ``threshold`` (a bin edge), from the histogram."""

@@ -6,7 +6,8 @@ MobileNetV3, EfficientNet and RegNetY) the SE modules are found by class, and na
 reproduces the paper's numbering on ResNets:
 
 * stage ``s = log2(input side / side of the map the block recalibrates)``, measured at the model's input
-  size: conv2_x works at 1/4 of the input (stage 2), conv5_x at 1/32 (stage 5);
+  size, and never below :data:`NAMING_SIZE` (the names are the architecture's: at a small input, padding and
+  rounding make the ratio lie): conv2_x works at 1/4 of the input (stage 2), conv5_x at 1/32 (stage 5);
 * block ``b`` = the block's order (1-based, network order) among the SE blocks of that stage.
 
 So MobileNetV3-Small's nine SE blocks are ``SE_2_1``, ``SE_4_1`` ... ``SE_4_5`` and ``SE_5_1`` ... ``SE_5_3``.
@@ -21,7 +22,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import SeprobeError
 from ..models.inventory import SEBlockInfo, se_blocks
+
+#: The smallest input side the gates can be read at: stage 5 works at 1/32 of the input, one pixel at 32.
+MIN_INPUT_SIZE = 32
+#: The side foreign models are traced at to name their stages (the paper's; a larger input size is used as is).
+NAMING_SIZE = 224
 
 #: SE module class name -> the attribute that holds its gate (the module whose output is ``s``).
 GATE_ATTRIBUTES = {
@@ -51,10 +58,16 @@ def _gate_attribute(module: nn.Module) -> str | None:
 
 
 def find_gates(model: nn.Module, input_size: int = 224) -> list[Gate]:
-    """Every SE gate of ``model`` in network order, named ``SE_<stage>_<block>``."""
+    """Every SE gate of ``model`` in network order, named ``SE_<stage>_<block>``; ``input_size`` is the side of
+    the images it will see (for a foreign model at least :data:`MIN_INPUT_SIZE`; it is traced at
+    :data:`NAMING_SIZE` or more, so that a small crop does not rename its blocks)."""
     own = se_blocks(model)
-    if own:
+    if own:  # seprobe's models carry their names
         return [Gate(b.name, b.stage, b.block, b.path, b.gate_path, b.channels) for b in own]
+    if input_size < MIN_INPUT_SIZE:
+        raise SeprobeError(f"input size {input_size} is too small to read the SE stages (stage 5 works at 1/32 of "
+                           f"the input); valid: a crop of at least {MIN_INPUT_SIZE} pixels")
+    input_size = max(input_size, NAMING_SIZE)
     found = [(path, attr) for path, m in model.named_modules() if (attr := _gate_attribute(m))]
     if not found:
         return []

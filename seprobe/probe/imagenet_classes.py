@@ -58,7 +58,7 @@ def resolve_class(query: str) -> int:
     """
     classes = imagenet_classes()
     q = _norm(str(query))
-    if q.isdigit():
+    if re.fullmatch(r"[0-9]+", q):  # ASCII digits: str.isdigit() is also true for "²", which int() refuses
         i = int(q)
         if 0 <= i < len(classes):
             return i

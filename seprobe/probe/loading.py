@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import SeprobeError
-from ..models.checkpoints import TIMM_EQUIVALENTS, build_from_timm, load_weights
+from ..models.checkpoints import build_from_timm, load_weights, pretrained_download, timm_equivalent
 from ..models.registry import build_model, get_spec
 from .images import Preprocessing
 
@@ -76,7 +76,7 @@ def foreign_model(spec: str, pretrained: bool = False) -> nn.Module:
     name = spec.removeprefix("torchvision:")
     if not pretrained:
         return torchvision.models.get_model(name, weights=None)
-    return _download(lambda: torchvision.models.get_model(name, weights="DEFAULT"), spec)
+    return _download(lambda: torchvision.models.get_model(name, weights="DEFAULT"), spec, "download.pytorch.org")
 
 
 def foreign_input_size(spec: str) -> int:
@@ -84,34 +84,10 @@ def foreign_input_size(spec: str) -> int:
     return _foreign_preprocessing(spec, foreign_model(spec), pretrained=True).crop
 
 
-def _hub_offline() -> None:
-    """Where the model hub's name does not resolve, tell huggingface_hub at once, so that it answers from its cache
-    or fails in a moment instead of retrying for a minute."""
-    import socket
-
-    try:
-        socket.getaddrinfo("huggingface.co", 443)
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            from huggingface_hub import constants
-
-            constants.HF_HUB_OFFLINE = True
-        except ImportError:
-            pass
-
-
-def _download(build, spec: str):
-    """``build()``, with a failed download of pretrained weights as one clear line (offline machines)."""
-    _hub_offline()
-    try:
-        return build()
-    except (OSError, RuntimeError) as e:  # urllib's URLError and the hub's connection errors are OSErrors
-        text = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
-        if isinstance(e, RuntimeError) and "download" not in text.lower() and "hub" not in text.lower():
-            raise
-        raise SeprobeError(f"cannot download the pretrained weights of {spec} ({text[:160]}); valid: a local "
-                           "checkpoint --weights PATH, or run where the model hub can be reached") from None
+def _download(build, spec: str, host: str = "huggingface.co"):
+    """``build()``, a download of pretrained weights: offline, one clear line at once (see
+    :func:`~seprobe.models.checkpoints.pretrained_download`)."""
+    return pretrained_download(build, f"the pretrained weights of {spec}", host=host)
 
 
 @dataclass
@@ -173,27 +149,13 @@ def load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
                            "'pretrained', a checkpoint path, or 'random'")
     model = build_model(spec, **knobs)
     if pretrained:
-        timm_name = _timm_equivalent(spec, model)
+        timm_name = timm_equivalent(spec, model)
         model = _download(lambda: build_from_timm(timm_name, pretrained=True, **knobs), spec)
     elif kind == "file":
         load_weights(model, weights)
     size = get_spec(spec).input_size  # resize to size / 0.875 and centre-crop: ImageNet's usual evaluation
     return LoadedModel(model.eval(), spec, weights, Preprocessing(resize=round(size / 0.875), crop=size),
                        kind == "random")
-
-
-def _timm_equivalent(spec: str, model: nn.Module) -> str:
-    """The timm model whose pretrained weights fit ``model`` exactly."""
-    valid = ", ".join(sorted({name for name, _ in TIMM_EQUIVALENTS.values()}))
-    for timm_name, (name, arch) in TIMM_EQUIVALENTS.items():
-        if name == spec and all(getattr(model, k, None) == v for k, v in arch.items()):
-            return timm_name
-    if not any(name == spec for name, _ in TIMM_EQUIVALENTS.values()):
-        raise SeprobeError(f"timm publishes no weights for {spec}; valid: --weights pretrained with {valid}, or a "
-                           "checkpoint path")
-    raise SeprobeError(f"timm publishes no weights for {spec} with stride_at={getattr(model, 'stride_at', None)}, "
-                       f"stem_pool={getattr(model, 'stem_pool', None)}; valid: the knobs of "
-                       f"seprobe.models.checkpoints.TIMM_EQUIVALENTS ({valid})")
 
 
 def _foreign_preprocessing(spec: str, model: nn.Module, pretrained: bool) -> Preprocessing:

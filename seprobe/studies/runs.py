@@ -72,7 +72,8 @@ def _complexity(study: Study, progress) -> StudyResult:
     context = ["Multiply-adds of one image at the model's input size (224x224; Inception-ResNet-v2 299x299; "
                "1 MAC = 1 FLOP), counted as multiplications by seprobe's "
                "SE-aware fvcore handles: convolutions, FC layers and SE's scale; not pooling or SE's squeeze "
-               "(additions only), BatchNorm, activations, gates or residual sums: the paper's convention, which "
+               "(additions only), BatchNorm, activations, gates, residual sums or other elementwise products "
+               "(Inception-ResNet-v2's residual scaling): the paper's convention, which "
                "reproduces its figures. Parameters in millions. "
                "SE's relative cost is against the same network without SE. A difference counts when the "
                "measured value, rounded to the paper's printed decimals, is not the paper's."]
@@ -173,7 +174,7 @@ def _activations(study: Study, progress) -> StudyResult:
 
     a = study.activations
     progress(f"{study.name}: {a['model']} on {a['data']}")
-    images = select(discover(a["data"]), a.get("samples_per_class"))
+    images = select(discover(a["data"], a.get("labels")), a.get("samples_per_class"))
     classes = resolve_classes(a.get("classes", "goldfish,pug,airliner,cliff"))
     loaded = load_model(a["model"], str(a["weights"]))
     run = collect(loaded, images, views=a.get("views", 1), batch_size=a.get("batch_size", 50), progress=False)

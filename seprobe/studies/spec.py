@@ -22,6 +22,7 @@ and the valid choices.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,24 +30,69 @@ from typing import Any
 from ..errors import SeprobeError
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation")
-STUDY_FIELDS = ("title", "kind", "description", "figure", "defaults", "variants", "timing", "activations",
-                "ablation", "reading")
-VARIANT_FIELDS = ("label", "model", "knobs", "paper", "note")
-PAPER_FIELDS = ("gflops", "mflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")
 FIGURES = ("params", "gflops")
-TIMING_FIELDS = ("device", "batch_size", "dtype", "channels_last", "warmup", "repeats", "input_size",
-                 "inference_batch_size")
-ACTIVATION_FIELDS = ("model", "weights", "data", "classes", "views", "channels", "samples_per_class", "batch_size")
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """What a study field holds: the Python types TOML gives for it, and how to say so in an error."""
+
+    types: tuple[type, ...]
+    expected: str
+    positive: bool = False      # integers must be >= 1
+    items: type | None = None   # for arrays: the type of every item
+
+    def check(self, path: Path, key: str, value: Any) -> None:
+        ok = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
+        if ok and isinstance(value, list) and self.items is not None:
+            ok = all(isinstance(x, self.items) and not isinstance(x, bool) for x in value)
+        if ok and self.positive and isinstance(value, int) and value < 1:
+            ok = False
+        if not ok:
+            raise _fail(path, key, f"invalid value {value!r} ({_toml_type(value)}); expected {self.expected}")
+
+
+TEXT = FieldType((str,), "a string")
+BOOL = FieldType((bool,), "true or false (a TOML boolean, without quotes)")
+COUNT = FieldType((int,), "an integer >= 1 (without quotes)", positive=True)
+NUMBER = FieldType((int, float), "a number (without quotes)")
+TABLE = FieldType((dict,), "a table")
+CLASSES = FieldType((str, list), "a string such as \"goldfish,pug\" or an array of strings", items=str)
+
+STUDY_FIELDS: dict[str, FieldType] = {
+    "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
+    "variants": FieldType((list,), "an array of tables ([[variants]])", items=dict), "timing": TABLE,
+    "activations": TABLE, "ablation": TABLE, "reading": TEXT}
+VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TABLE, "note": TEXT}
+PAPER_FIELDS: dict[str, FieldType] = {k: NUMBER for k in (
+    "gflops", "mflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")}
+#: every knob a registered model takes (see seprobe.models.registry), by type; values are then checked by the model
+KNOB_FIELDS: dict[str, FieldType] = {
+    "reduction": COUNT, "squeeze": TEXT, "gate": TEXT, "bias": BOOL,
+    "stages": FieldType((list, str), "an array of stage numbers such as [2, 3] or a string such as \"2,3\"",
+                        items=int),
+    "drop_stage5": BOOL, "integration": TEXT, "num_classes": COUNT, "stride_at": TEXT, "stem_pool": TEXT}
+TIMING_FIELDS: dict[str, FieldType] = {
+    "device": TEXT, "batch_size": COUNT, "dtype": TEXT, "channels_last": BOOL,
+    "warmup": FieldType((int,), "an integer >= 0 (without quotes)"), "repeats": COUNT, "input_size": COUNT,
+    "inference_batch_size": COUNT}
+ACTIVATION_FIELDS: dict[str, FieldType] = {
+    "model": TEXT, "weights": TEXT, "data": TEXT, "labels": TEXT, "classes": CLASSES, "views": COUNT,
+    "channels": COUNT, "samples_per_class": COUNT, "batch_size": COUNT}
+NAMES = FieldType((str, list), "a string such as \"SE_5_1,SE_5_2\" or an array of strings", items=str)
 #: an ablation study: the arguments of seprobe.probe.ablation.ablate, plus where the calibration images are
-#: (``calibration_data`` with an optional ``calibration_labels`` file of ``<file>\t<wnid>`` lines, of which
-#: ``calibration_samples_per_class`` are used; or ``calibration_per_class`` taken out of ``data``) and an optional
-#: export check (``export_blocks`` in ``export_mode``: exported, reloaded and compared with the ablated network)
-ABLATION_FIELDS = ("model", "weights", "data", "modes", "per_stage", "cumulative", "blocks", "stage",
-                   "calibration_data", "calibration_labels", "calibration_samples_per_class", "calibration_per_class",
-                   "calibration_views", "batch_size", "n_boot", "seed", "export_blocks", "export_mode")
+#: (``calibration_data`` with an optional ``calibration_labels`` file, of which ``calibration_samples_per_class``
+#: are used; or ``calibration_per_class`` taken out of ``data``) and an optional export check (``export_blocks`` in
+#: ``export_mode``: exported, reloaded and compared with the ablated network)
+ABLATION_FIELDS: dict[str, FieldType] = {
+    "model": TEXT, "weights": TEXT, "data": TEXT, "modes": NAMES, "per_stage": BOOL, "cumulative": NAMES,
+    "blocks": NAMES, "stage": COUNT, "calibration_data": TEXT, "calibration_labels": TEXT,
+    "calibration_samples_per_class": COUNT, "calibration_per_class": COUNT, "calibration_views": COUNT,
+    "batch_size": COUNT, "n_boot": COUNT, "seed": FieldType((int,), "an integer (without quotes)"),
+    "export_blocks": NAMES, "export_mode": TEXT}
 #: the fields of each real-data kind that name files, relative to the study file's folder
-_PATH_FIELDS = {"activations": ("weights", "data"), "ablation": ("weights", "data", "calibration_data",
-                                                                 "calibration_labels")}
+_PATH_FIELDS = {"activations": ("weights", "data", "labels"),
+                "ablation": ("weights", "data", "calibration_data", "calibration_labels")}
 #: the paper's printed decimals, which decide whether a measured value "matches"
 DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
@@ -85,24 +131,43 @@ def _fail(path: Path, key: str, message: str) -> SeprobeError:
     return SeprobeError(f"{path}: {key}: {message}")
 
 
-def _check_keys(path: Path, where: str, table: dict, valid: tuple[str, ...]) -> None:
-    for key in table:
-        if key not in valid:
-            raise _fail(path, f"{where}{key}", f"unknown field {key!r}; valid: {', '.join(valid)}")
+def _toml_type(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _check_table(path: Path, where: str, table: dict, fields: dict[str, FieldType], known_only: bool = True) -> None:
+    """Every key of ``table`` known (unless ``known_only`` is false: the model then names what it takes), every
+    known value of its type."""
+    for key, value in table.items():
+        if key in fields:
+            fields[key].check(path, f"{where}{key}", value)
+        elif known_only:
+            raise _fail(path, f"{where}{key}", f"unknown field {key!r}; valid: {', '.join(fields)}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document of ``path``; one :class:`SeprobeError` for a missing, non-UTF-8 or invalid file."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise SeprobeError(f"study {str(path)!r} {what}; valid: a .toml file such as studies/stages.toml")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise _fail(path, "encoding", f"not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                    "valid: a TOML file in UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise _fail(path, "TOML", f"{e}; valid: a TOML document (https://toml.io)") from None
 
 
 def load_study(path: str | Path) -> Study:
-    """Read and validate a study file; building every variant's model (on ``meta``) checks its knobs."""
+    """Read and validate a study file: every field of its type, every model and knob known (each variant's
+    model is built on ``meta``, which checks the knobs' values), before anything runs."""
     from ..models.registry import applicable_knobs, build_model, check_knobs
 
     path = Path(path)
-    if not path.is_file():
-        raise SeprobeError(f"study {str(path)!r} does not exist; valid: a .toml file such as studies/stages.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise _fail(path, "TOML", str(e)) from None
-    _check_keys(path, "", data, STUDY_FIELDS)
+    data = read_toml(path)
+    _check_table(path, "", data, STUDY_FIELDS)
     for required in ("title", "kind"):
         if required not in data:
             raise _fail(path, required, "missing; every study needs a title and a kind")
@@ -110,17 +175,17 @@ def load_study(path: str | Path) -> Study:
     if kind not in KINDS:
         raise _fail(path, "kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
     activations = dict(data.get("activations", {}))
-    _check_keys(path, "activations.", activations, ACTIVATION_FIELDS)
+    _check_table(path, "activations.", activations, ACTIVATION_FIELDS)
     if kind == "activations":
         for required in ("model", "weights", "data"):
             if required not in activations:
                 raise _fail(path, f"activations.{required}", "missing; an activations study needs model, weights "
                             "and data")
-        for key in ("weights", "data"):
-            if activations[key] not in ("timm", "torchvision", "random"):
+        for key in _PATH_FIELDS["activations"]:
+            if key in activations and activations[key] not in ("timm", "torchvision", "random"):
                 activations[key] = (path.parent / activations[key]).resolve()
     ablation = dict(data.get("ablation", {}))
-    _check_keys(path, "ablation.", ablation, ABLATION_FIELDS)
+    _check_table(path, "ablation.", ablation, ABLATION_FIELDS)
     if kind == "ablation":
         for required in ("model", "weights", "data"):
             if required not in ablation:
@@ -134,15 +199,17 @@ def load_study(path: str | Path) -> Study:
     if figure is not None and figure not in FIGURES:
         raise _fail(path, "figure", f"unknown figure {figure!r}; valid: {', '.join(FIGURES)}")
     timing = data.get("timing", {})
-    _check_keys(path, "timing.", timing, TIMING_FIELDS)
+    _check_table(path, "timing.", timing, TIMING_FIELDS)
     defaults = data.get("defaults", {})
+    _check_table(path, "defaults.", defaults, KNOB_FIELDS, known_only=False)
     variants = []
     for i, v in enumerate(data.get("variants", [])):
         where = f"variants[{i}]"
-        _check_keys(path, f"{where}.", v, VARIANT_FIELDS)
+        _check_table(path, f"{where}.", v, VARIANT_FIELDS)
         if "model" not in v or "label" not in v:
             raise _fail(path, where, "needs a label and a model")
-        _check_keys(path, f"{where}.paper.", v.get("paper", {}), PAPER_FIELDS)
+        _check_table(path, f"{where}.paper.", v.get("paper", {}), PAPER_FIELDS)
+        _check_table(path, f"{where}.knobs.", v.get("knobs", {}), KNOB_FIELDS, known_only=False)
         try:
             knobs = applicable_knobs(v["model"], {**defaults, **v.get("knobs", {})})
             check_knobs(v["model"], knobs)
@@ -152,3 +219,14 @@ def load_study(path: str | Path) -> Study:
         variants.append(Variant(v["label"], v["model"], knobs, dict(v.get("paper", {})), v.get("note", "")))
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
                  figure, timing, activations, data.get("reading", "").strip(), ablation)
+
+
+def check_unique_names(studies: Iterable[Study]) -> None:
+    """Raise if two studies share a name (their file stem): each writes ``<name>.md``, so one would silently
+    overwrite the other's report."""
+    seen: dict[str, Path] = {}
+    for s in studies:
+        if s.name in seen and seen[s.name].resolve() != s.path.resolve():
+            raise SeprobeError(f"two studies named {s.name!r}: {seen[s.name]} and {s.path} would write the same "
+                               f"report {s.name}.md; valid: study files with different names")
+        seen.setdefault(s.name, s.path)
