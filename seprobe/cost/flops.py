@@ -169,6 +169,11 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, blocks: list[SEBlockInfo
         rest.subtract(ops.get(block.path, Counter()))
         per_block[block.name] = _se_parts(ops, block)
     by_category = Counter()
+    for path, module in model.named_modules():
+        if getattr(module, "frozen_se_scale", False):  # an exported mean-ablated block: Eq. 4 with a constant s
+            scale = ops.get(path, Counter())
+            rest.subtract(scale)
+            by_category["se_scale"] += sum(scale.values())
     for op, n in rest.items():
         by_category[_category(op)] += n
     for parts in per_block.values():

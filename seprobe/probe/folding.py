@@ -41,7 +41,10 @@ TIMM_FOLLOWING_CONV = {"InvertedResidual": "conv_pwl", "DepthwiseSeparableConv":
 
 
 class ChannelScale(nn.Module):
-    """``x_c * scale_c``: a ``mean``-ablated SE block that could not be folded (Eq. 4 with a constant ``s``)."""
+    """``x_c * scale_c``: a ``mean``-ablated SE block that could not be folded (Eq. 4 with a constant ``s``).
+    Counted as SE's scale (one multiply per element), as the block it replaces was."""
+
+    frozen_se_scale = True
 
     def __init__(self, channels: int):
         super().__init__()
