@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -60,6 +61,28 @@ def _worker_collect(data: str, checkpoint: str, out: str) -> None:
         (folder / "summary.json").write_text(json.dumps(summary))
 
 
+def _ablate(data: str, checkpoint: str, out: str | None = None):
+    """A sweep with both phases and both modes: every block alone, then the cumulative curve ordered by the
+    single-block KL; calibrated on the same images (through the distributed activations pass)."""
+    from seprobe.api import Overrides, ablate
+
+    return ablate("se_resnet18", checkpoint, data, mode="both", cumulative="kl", calibration_data=data,
+                  allow_overlap=True, bootstrap=300, seed=3, batch_size=2, out=out, progress=False,
+                  overrides=Overrides(resize=SIZE, crop=SIZE)).result
+
+
+def _worker_ablate(data: str, checkpoint: str, out: str) -> None:
+    """Each rank saves the table it ends with; rank r is given its own output folder (rank 0 alone writes)."""
+    with distributed_session("cpu") as world:
+        folder = Path(out) / f"rank{world.rank}"
+        folder.mkdir(parents=True)
+        result = _ablate(data, checkpoint, str(folder / "outputs"))
+        result.table.to_pickle(folder / "table.pkl")
+        (folder / "summary.json").write_text(json.dumps({"world": world.size, "orders": result.orders,
+                                                         "evaluated": result.evaluated, "scored": result.scored,
+                                                         "failed": result.failed}))
+
+
 def _worker_fail(data: str, checkpoint: str, out: str, how: str) -> None:
     """Rank 1 fails (``folder``: its image folder is missing; ``loop``: its model raises at its 2nd batch;
     ``subset``: it sees one image fewer); rank 0 would write ``out`` on success."""
@@ -85,7 +108,7 @@ def _worker_fail(data: str, checkpoint: str, out: str, how: str) -> None:
 def _worker(argv: list[str]) -> None:
     """Like the command line: a SeprobeError is one line on stderr (unless another rank prints it), exit 2."""
     try:
-        {"collect": _worker_collect, "fail": _worker_fail}[argv[0]](*argv[1:])
+        {"collect": _worker_collect, "ablate": _worker_ablate, "fail": _worker_fail}[argv[0]](*argv[1:])
     except SeprobeError as e:
         if not getattr(e, "quiet", False):
             print(f"seprobe: error: {e}", file=sys.stderr)
@@ -228,6 +251,36 @@ def test_two_processes_give_the_results_of_one(setup, tmp_path):
     assert one_run["views"]["evaluated"] == IMAGES
     assert GateStats.load(tmp_path / "rank0" / "views.npz").blocks["SE_5_2"].count[1000] == 2 * IMAGES
     assert one_run["records"] == [p.name for p in images.paths]
+
+
+def test_two_processes_ablate_as_one(setup, tmp_path):
+    """IMAGES = 13 at batch size 2: 7 batches, 4 on rank 0 and 3 on rank 1 (whose last batch holds one image)."""
+    data, checkpoint, _ = setup
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           __file__, "ablate", str(data), str(checkpoint), str(tmp_path)],
+                          capture_output=True, text=True, env=_env(), timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1)
+    try:
+        one = _ablate(str(data), str(checkpoint))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(one.table) == 1 + 2 * 8 + 2 * 8 and one.scored and one.evaluated == IMAGES
+    assert one.table.loc[0, "top1"] == 5 / IMAGES and one.table.loc[0, "top5"] == 9 / IMAGES  # by construction
+    exact = ["label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
+             "top5_change", "top1_low", "top1_high", "top5_low", "top5_high", "within_noise", "params_saved",
+             "macs_saved", "params_saved_exported", "macs_saved_exported"]
+    for rank in range(2):
+        summary = json.loads((tmp_path / f"rank{rank}" / "summary.json").read_text())
+        assert summary == {"world": 2, "orders": one.orders, "evaluated": IMAGES, "scored": True, "failed": []}
+        two = pd.read_pickle(tmp_path / f"rank{rank}" / "table.pkl")
+        assert list(two.columns) == list(one.table.columns)
+        pd.testing.assert_frame_equal(two[exact], one.table[exact], check_exact=True)
+        for column in ("kl", "agreement"):
+            np.testing.assert_allclose(two[column], one.table[column], rtol=0, atol=1e-12)
+    assert (tmp_path / "rank0" / "outputs").is_dir() and any((tmp_path / "rank0" / "outputs").iterdir())
+    assert not (tmp_path / "rank1" / "outputs").exists()  # rank 0 alone writes
 
 
 @pytest.mark.parametrize("how,message", [("folder", "rank 1: data folder"),

@@ -29,7 +29,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..distributed import World, current_world
 from ..errors import SeprobeError, check_choice
+from .activations import image_list_digest
 from .gates import Gate, find_gates
 from .images import LabelledImages, ViewDataset, collate
 from .loading import LoadedModel
@@ -262,62 +264,101 @@ def run_phase(model: nn.Module, replacer: GateReplacer, images: LabelledImages, 
     """Evaluate the full network and every ablation on each batch in turn (the batch is decoded once; with
     ``reuse``, each ablation starts from the full pass's outputs before its first replaced gate, see
     :mod:`~seprobe.probe.prefix`). Returns the outcomes, the unreadable images and whether the labels could be
-    scored."""
+    scored.
+
+    Under torchrun (the open :func:`~seprobe.distributed.distributed_session`) each rank evaluates its own
+    contiguous share of one process's batches on its own device (each rank finds its own prefix-reuse frontiers
+    on its first batch: they depend on the network only), and the per-image outcomes are gathered in image
+    order, so every rank returns what one process would: the paired bootstrap, seeded, then gives the same
+    intervals everywhere.
+    """
     from tqdm import tqdm
 
     from .prefix import PrefixReuse
 
+    world = current_world()
+    if world.distributed:
+        device = world.device
+        world.check_same("image list", image_list_digest(images, 1, batch_size))
     n, e = len(images.paths), len(ablations) + 1
     out = Outcomes(np.zeros((e, n), np.int64), np.zeros((e, n), bool), np.zeros((e, n), bool),
                    np.zeros((e, n), np.float64), np.zeros(n, bool))
-    loader = torch.utils.data.DataLoader(ViewDataset(images, loaded.preprocessing), batch_size=batch_size,
+    shard = world.batches(n, batch_size)  # one process: the batches of a plain loader
+    loader = torch.utils.data.DataLoader(ViewDataset(images, loaded.preprocessing), batch_sampler=shard,
                                          num_workers=num_workers, collate_fn=collate)
     failed: list[str] = []
     scored = True
     prefix = PrefixReuse(model, list(replacer.gates.values())) if reuse else None
     frontiers: list[tuple[str, ...]] = []
-    bar = tqdm(total=n * e, unit="img", desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=n * e, unit="img", desc=desc, disable=not (progress and world.is_main), dynamic_ncols=True,
+               leave=False)
     try:
         with torch.inference_mode():
-            for x, labels, index, bad in loader:
+            batches = iter(loader)
+            for _ in range(world.steps(n, batch_size)):  # a rank with one batch fewer takes an empty step
+                x, labels, index, bad = next(batches, (None, None, None, []))
                 failed += bad
-                if x is None:
-                    bar.update(len(bad) * e)
-                    continue
-                x, idx = x.to(device), index.numpy()
-                out.seen[idx] = True
-                reference = None
-                if prefix is not None and not frontiers:
-                    replacer.apply(None)
-                    prefix.probe(x[:1])
-                    frontiers = [prefix.frontier(a.blocks) for a in ablations]
-                for k, ablation in enumerate([None, *ablations]):
-                    replacer.apply(ablation)
-                    if prefix is None:
-                        logits = model(x)
-                    elif ablation is None:
-                        with prefix.recording({p for f in frontiers for p in f}):
+                done = len(bad) * e
+                if x is not None:
+                    x, idx = x.to(device), index.numpy()
+                    out.seen[idx] = True
+                    reference = None
+                    if prefix is not None and not frontiers:
+                        replacer.apply(None)
+                        prefix.probe(x[:1])
+                        frontiers = [prefix.frontier(a.blocks) for a in ablations]
+                    for k, ablation in enumerate([None, *ablations]):
+                        replacer.apply(ablation)
+                        if prefix is None:
                             logits = model(x)
-                    else:
-                        with prefix.replaying(frontiers[k - 1]):
-                            logits = model(x)
-                    logits = logits.double()
-                    scored = scored and _scored(images, logits.shape[1])
-                    logp = torch.log_softmax(logits, dim=1)
-                    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
-                    truth = labels.unsqueeze(1)
-                    out.top1[k, idx] = top5[:, 0].numpy()
-                    out.correct1[k, idx] = (top5[:, :1] == truth).any(1).numpy()
-                    out.correct5[k, idx] = (top5 == truth).any(1).numpy()
-                    if reference is None:
-                        reference = logp
-                    else:
-                        out.kl[k, idx] = (reference.exp() * (reference - logp)).sum(1).clamp(min=0).cpu().numpy()
-                    bar.update(len(x) + (len(bad) if k == 0 else 0))
+                        elif ablation is None:
+                            with prefix.recording({p for f in frontiers for p in f}):
+                                logits = model(x)
+                        else:
+                            with prefix.replaying(frontiers[k - 1]):
+                                logits = model(x)
+                        logits = logits.double()
+                        scored = scored and _scored(images, logits.shape[1])
+                        logp = torch.log_softmax(logits, dim=1)
+                        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
+                        truth = labels.unsqueeze(1)
+                        out.top1[k, idx] = top5[:, 0].numpy()
+                        out.correct1[k, idx] = (top5[:, :1] == truth).any(1).numpy()
+                        out.correct5[k, idx] = (top5 == truth).any(1).numpy()
+                        if reference is None:
+                            reference = logp
+                        else:
+                            out.kl[k, idx] = (reference.exp() * (reference - logp)).sum(1).clamp(min=0).cpu().numpy()
+                        done += len(x)
+                        if not world.distributed:  # one process: the bar moves with every evaluation
+                            bar.update(len(x) + (len(bad) * e if k == 0 else 0))
+                total = world.heartbeat(done)  # the global count; stops here if another rank failed
+                if world.distributed:
+                    bar.update(total)
     finally:
         replacer.apply(None)
         bar.close()
+    if world.distributed:
+        out = _gather_outcomes(world, out, [i for batch in shard for i in batch])
+        failed = world.concat(failed)
+        scored = world.sum(int(not scored))[0] == 0
     return out, failed, scored
+
+
+def _gather_outcomes(world: World, out: Outcomes, mine: list[int]) -> Outcomes:
+    """Every rank's image columns, put together in image order (a rank's unread images stay unseen)."""
+    columns = world.gather_records([(out.top1[:, i], out.correct1[:, i], out.correct5[:, i], out.kl[:, i],
+                                     bool(out.seen[i])) for i in mine], mine)
+    if len(columns) != out.seen.size:
+        raise ValueError(f"{len(columns)} image columns gathered for {out.seen.size} images")
+    top1, c1, c5, kl, seen = zip(*columns, strict=True) if columns else ((),) * 5
+    e = out.top1.shape[0]
+
+    def stack(cols, like):
+        return np.stack(cols, axis=1) if cols else np.zeros((e, 0), like.dtype)
+
+    return Outcomes(stack(top1, out.top1), stack(c1, out.correct1), stack(c5, out.correct5), stack(kl, out.kl),
+                    np.asarray(seen, bool))
 
 
 # --- statistics --------------------------------------------------------------------------------------------------
@@ -422,7 +463,13 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
     share images with ``images`` unless ``disjoint=False``). ``foldable`` (block -> whether export folds its mean
     scale; default: :func:`seprobe.probe.folding.fold_targets`) decides the exported savings. ``reuse``: start
     each ablation from the full pass's outputs before its first replaced gate (same logits, less work).
+
+    Under torchrun every pass is shared out among the ranks (:func:`run_phase`, and the calibration through
+    :func:`~seprobe.probe.activations.collect`), on each rank's own device, and every rank returns the result of
+    one process; the caller lets rank 0 alone write it.
     """
+    if current_world().distributed:  # under torchrun: this rank's own device
+        device = current_world().device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -109,7 +109,7 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     world = world or current_world()
     if world.distributed:
         device = world.device
-        world.check_same("image list", _digest(images, views, batch_size))
+        world.check_same("image list", image_list_digest(images, views, batch_size))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
     model = loaded.model.to(device).eval()
@@ -190,7 +190,7 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     return run
 
 
-def _digest(images: LabelledImages, views: int, batch_size: int) -> str:
+def image_list_digest(images: LabelledImages, views: int, batch_size: int) -> str:
     """What the ranks must agree on to shard the same items: file names (not folders, which may be mounted
     elsewhere on another node), labels, views and batch size."""
     text = repr((views, batch_size, images.labels, [p.name for p in images.paths]))
