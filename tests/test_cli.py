@@ -265,3 +265,18 @@ def test_offline_pretrained_download_is_one_clear_error(monkeypatch):
         loading.load_model("se_resnet50", "pretrained")
     with pytest.raises(SeprobeError, match="timm publishes no weights for se_vgg16_bn"):
         loading.load_model("se_vgg16_bn", "pretrained")
+
+
+def test_random_weights_are_the_same_network_every_time():
+    """Under torchrun every rank builds its own model: --weights random must give each the same one."""
+    import torch
+
+    from seprobe.probe.loading import load_model
+
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    a = load_model("se_resnet18", "random").model.state_dict()
+    torch.manual_seed(123)
+    b = load_model("se_resnet18", "random").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(torch.rand(1), before)  # the caller's random state is left as it was

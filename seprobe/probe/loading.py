@@ -115,10 +115,25 @@ def weights_kind(weights: str | None) -> str:
     return "file"
 
 
+#: the seed of ``--weights random``: the same untrained network in every run and on every torchrun rank
+RANDOM_SEED = 0
+
+
 def load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
     """The model, weights loaded, in eval mode, with its own evaluation preprocessing; ``knobs`` apply to seprobe
     models only. ``weights="pretrained"`` downloads the library's weights: timm's or torchvision's for their
-    models, timm's port of the official weights for the seprobe SE-ResNets/ResNeXts timm has."""
+    models, timm's port of the official weights for the seprobe SE-ResNets/ResNeXts timm has. ``"random"`` is
+    the initialisation seeded with :data:`RANDOM_SEED`, leaving the caller's random state as it was."""
+    if weights == "random":
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            return _load_model(spec, weights, **knobs)
+    return _load_model(spec, weights, **knobs)
+
+
+def _load_model(spec: str, weights: str | None, **knobs: Any) -> LoadedModel:
     kind = weights_kind(weights)
     check_model_name(spec)
     if kind == "file":
