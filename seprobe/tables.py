@@ -12,13 +12,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .choices import FORMATS
 from .errors import SeprobeError, check_choice
 from .io import atomic_write_text
+
+if TYPE_CHECKING:  # pandas loads with the first table, not with the command line's option checks
+    import pandas as pd
 
 #: the version of the JSON document's layout; bumped when a table's columns change meaning
 SCHEMA = "seprobe/1"
@@ -42,6 +43,8 @@ def _for_text(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _json_value(value: Any) -> Any:
+    import pandas as pd
+
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

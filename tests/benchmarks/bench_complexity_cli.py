@@ -33,7 +33,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
-    seprobe_cmd = [sys.executable, "-m", "seprobe.cli", "complexity", "--model", "se_resnet50"]
+    seprobe_cmd = [sys.executable, "-m", "seprobe", "complexity", "--model", "se_resnet50"]
     plain_cmd = [sys.executable, "-c", PLAIN]
     wall(seprobe_cmd)  # warm the file cache
     times = {"seprobe complexity (SE + plain model)": [], "plain torch+fvcore script (SE model only)": []}
