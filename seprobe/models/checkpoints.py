@@ -73,7 +73,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
-        raise SeprobeError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0]}") from None
+        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SeprobeError(f"cannot read checkpoint {str(path)!r} ({reason}); valid: a state dict or training "
+                           "checkpoint saved by torch.save, readable with weights_only=True") from None
     state = unwrap_state_dict(obj, str(path))
     check_finite(state, str(path))
     return state
