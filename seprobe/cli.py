@@ -352,6 +352,16 @@ def _session(device: str):
     return distributed_session(device)
 
 
+def _print_result(world, result) -> None:
+    """The files a probe command wrote (stderr) and its result (stdout); under torchrun, rank 0 alone prints."""
+    if not world.is_main:
+        return
+    for path in getattr(result, "written", ()):
+        _err(f"wrote {path}")
+    text = result.text()
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
 def _triple(text: str | None, what: str):
     if text is None:
         return None
@@ -449,11 +459,7 @@ def activations_cmd(
             overrides=overrides,
             **knobs,
         )
-    if not world.is_main:
-        return  # under torchrun, rank 0 alone prints
-    for path in result.written:
-        _err(f"wrote {path}")
-    typer.echo(result.text(), nl=False)
+    _print_result(world, result)
 
 
 @app.command("evaluate")
@@ -487,8 +493,7 @@ def evaluate_cmd(
             num_workers=num_workers,
             overrides=overrides,
         )
-    if world.is_main:
-        typer.echo(result.text())
+    _print_result(world, result)
 
 
 @app.command("ablate")
@@ -585,11 +590,7 @@ def ablate_cmd(
             overrides=overrides,
             **model_knobs(options),
         )
-    if not world.is_main:
-        return  # under torchrun, rank 0 alone prints
-    for path in result.written:
-        _err(f"wrote {path}")
-    typer.echo(result.text(), nl=False)
+    _print_result(world, result)
 
 
 # --- entry point -----------------------------------------------------------------------------------------------------
