@@ -18,6 +18,7 @@ Dtype = Literal["float32", "bfloat16", "float16"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 Format = Literal["table", "csv", "json", "markdown"]
 AblationMode = Literal["identity", "mean", "both"]
+ExportMode = Literal["identity", "mean"]  # an exported network has one
 
 SQUEEZES: tuple[str, ...] = get_args(Squeeze)
 GATES: tuple[str, ...] = get_args(Gate)

@@ -23,7 +23,18 @@ except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
 from . import __version__
-from .choices import AblationMode, Dtype, Format, Gate, Integration, Interpolation, Squeeze, StemPool, StrideAt
+from .choices import (
+    AblationMode,
+    Dtype,
+    ExportMode,
+    Format,
+    Gate,
+    Integration,
+    Interpolation,
+    Squeeze,
+    StemPool,
+    StrideAt,
+)
 from .errors import SeprobeError
 
 app = typer.Typer(
@@ -532,7 +543,7 @@ def ablate_cmd(
     bootstrap: Annotated[int, typer.Option(min=1, metavar="N", help="paired-bootstrap resamples")] = 2000,
     seed: Annotated[int, typer.Option(metavar="N", help="bootstrap seed")] = 0,
     export: Annotated[Path | None, typer.Option(metavar="FILE", help="write the network with the set ablated")] = None,
-    export_mode: Annotated[AblationMode | None, typer.Option(help="the mode --export uses (with --mode both)")] = None,
+    export_mode: Annotated[ExportMode | None, typer.Option(help="the mode --export uses (with --mode both)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = 32,
     device: DeviceOpt = "cpu",
     num_workers: WorkersOpt = 0,
@@ -557,8 +568,6 @@ def ablate_cmd(
     options = dict(locals())
     from . import api
 
-    if export_mode == "both":
-        raise SeprobeError("--export-mode both; valid: identity or mean (one network is exported)")
     inputs = _inputs("ablate", model, weights, data, labels, " --calibration 1")
     overrides = _overrides(resize, crop, mean, std, interpolation)
     with _session(device) as world:
