@@ -161,6 +161,7 @@ def test_json_is_one_document_with_types(tmp_path):
     assert "--reduction does not apply to resnet18" in proc.stderr
 
 
+@pytest.mark.slow
 def test_output_files_respect_the_umask_and_write_through_links(tmp_path):
     target = tmp_path / "real.csv"
     target.write_text("old")
@@ -225,6 +226,7 @@ def test_interrupt_at_start_up_is_one_line(tmp_path, delay):
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "seprobe: interrupted"
 
 
+@pytest.mark.slow
 def test_studies_with_one_name_and_studies_that_do_nothing(tmp_path):
     root = Path(__file__).resolve().parents[1]
     for d in ("a", "b"):
@@ -241,6 +243,7 @@ def test_studies_with_one_name_and_studies_that_do_nothing(tmp_path):
     assert not (tmp_path / "rep").exists()
 
 
+@pytest.mark.slow
 def test_python_api_matches_the_command(tmp_path):
     import seprobe as sp
 

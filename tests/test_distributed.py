@@ -217,6 +217,7 @@ def test_a_bad_world_is_one_clear_error(monkeypatch):
 
 # --- two processes ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_processes_give_the_results_of_one(setup, tmp_path):
     data, checkpoint, expected = setup
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -253,6 +254,7 @@ def test_two_processes_give_the_results_of_one(setup, tmp_path):
     assert one_run["records"] == [p.name for p in images.paths]
 
 
+@pytest.mark.slow
 def test_two_processes_ablate_as_one(setup, tmp_path):
     """IMAGES = 13 at batch size 2: 7 batches, 4 on rank 0 and 3 on rank 1 (whose last batch holds one image)."""
     data, checkpoint, _ = setup
@@ -283,6 +285,7 @@ def test_two_processes_ablate_as_one(setup, tmp_path):
     assert not (tmp_path / "rank1" / "outputs").exists()  # rank 0 alone writes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how,message", [("folder", "rank 1: data folder"),
                                          ("loop", "rank 1: RuntimeError: injected failure on the second batch"),
                                          ("subset", "rank 1 sees another image list than rank 0")])
