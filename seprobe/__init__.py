@@ -3,8 +3,9 @@
 The package is laid out as the paper is: ``seprobe.models`` (the SE block and the networks that carry it),
 ``seprobe.cost`` (multiply-adds, parameters, time), ``seprobe.probe`` (gates of trained networks over labelled
 images) and ``seprobe.studies`` (the paper's tables as studies). The functions below are the Python face of the
-commands (``seprobe.complexity`` is ``seprobe complexity``, and so on); names load on first use, so that
-``import seprobe`` (and the command line's ``--help``) does not import torch.
+commands (``seprobe.complexity`` is ``seprobe complexity``, ``seprobe.ablate`` is ``seprobe ablate``, and so
+on); names load on first use, so that ``import seprobe`` (and the command line's ``--help``) does not import
+torch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _LAZY = {
     "list_models": "seprobe.models.registry",
     "plain_counterpart": "seprobe.models.registry",
     "complexity": "seprobe.api",
+    "ablate": "seprobe.api",
     "activations": "seprobe.api",
     "evaluate": "seprobe.api",
     "run_studies": "seprobe.api",
@@ -41,6 +43,7 @@ __all__ = [
     "SeprobeError",
     "SqueezeExcite",
     "__version__",
+    "ablate",
     "activations",
     "build_model",
     "complexity",
@@ -53,7 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api import activations, complexity, evaluate, run_studies
+    from .api import ablate, activations, complexity, evaluate, run_studies
     from .models.inventory import SEBlockInfo, se_blocks
     from .models.registry import build_model, list_models, plain_counterpart
     from .models.se_block import SqueezeExcite

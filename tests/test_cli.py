@@ -283,3 +283,10 @@ def test_random_weights_are_the_same_network_every_time():
     b = load_model("se_resnet18", "random").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(torch.rand(1), before)  # the caller's random state is left as it was
+
+
+def test_every_command_has_its_python_function():
+    import seprobe
+
+    for name in ("complexity", "activations", "evaluate", "ablate", "run_studies"):
+        assert callable(getattr(seprobe, name)) and getattr(seprobe, name).__module__ == "seprobe.api"
