@@ -9,7 +9,6 @@ written as one set (:func:`seprobe.io.output_set`): all of them, or none.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import warnings
@@ -56,12 +55,6 @@ def check_device(device: str) -> str:
             raise SeprobeError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s); valid: "
                                f"cuda:0 ... cuda:{torch.cuda.device_count() - 1}")
     return device
-
-
-def suggest(name: str, choices: Sequence[str]) -> str:
-    """``; did you mean 'x'?`` for the closest names, or nothing."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 # --- complexity -----------------------------------------------------------------------------------------------------
@@ -249,15 +242,21 @@ def _check_inputs(inputs: Inputs) -> None:
 
     check_model_name(inputs.model)
     weights_kind(inputs.weights)
-    data = Path(inputs.data)
+    _check_data(inputs.data, inputs.labels)
+
+
+def _check_data(data: str | os.PathLike, labels: str | os.PathLike | None, option: str = "--data",
+                labels_option: str = "--labels") -> None:
+    """An image folder and its optional label file exist, each of the right kind."""
+    data = Path(data)
     if data.is_file():
-        raise SeprobeError(f"--data {str(data)!r} is a file; valid: a folder of images")
+        raise SeprobeError(f"{option} {str(data)!r} is a file; valid: a folder of images")
     if not data.is_dir():
-        raise SeprobeError(f"--data {str(data)!r} does not exist; valid: a folder of images (wnid_name files, "
-                           "class folders, or a flat folder with --labels)")
-    if inputs.labels is not None and not Path(inputs.labels).is_file():
-        what = "is a folder" if Path(inputs.labels).is_dir() else "does not exist"
-        raise SeprobeError(f"--labels {str(inputs.labels)!r} {what}; valid: a label file")
+        raise SeprobeError(f"{option} {str(data)!r} does not exist; valid: a folder of images (wnid_name files, "
+                           f"class folders, or a flat folder with {labels_option})")
+    if labels is not None and not Path(labels).is_file():
+        what = "is a folder" if Path(labels).is_dir() else "does not exist"
+        raise SeprobeError(f"{labels_option} {str(labels)!r} {what}; valid: a label file")
 
 
 def _load(inputs: Inputs, overrides: Overrides, knobs: dict[str, Any]) -> LoadedModel:
@@ -484,8 +483,7 @@ def ablate(model: str, weights: str, data: str | os.PathLike, *, labels: str | o
     if calibration is not None and calibration_data is not None:
         raise SeprobeError("--calibration N and --calibration-data DIR both given; valid: one of them")
     if calibration_data is not None:
-        _check_inputs(Inputs(model, weights, Path(calibration_data),
-                             Path(calibration_labels) if calibration_labels else None))
+        _check_data(calibration_data, calibration_labels, "--calibration-data", "--calibration-labels")
     if export is not None:
         check_output_file(export, "--export")
         if blocks is None and stage is None:

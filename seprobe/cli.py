@@ -443,12 +443,8 @@ def activations_cmd(
     build a seprobe model and must match its checkpoint."""
     options = dict(locals())
     from . import api
-    from .io import check_output_dir
-
     inputs = _inputs("activations", model, weights, data, labels, " --stage 5 --classes goldfish,pug")
     overrides = _overrides(resize, crop, mean, std, interpolation)
-    api.check_device(device)
-    check_output_dir(out)
     knobs = model_knobs(options)
     with _session(device) as world:
         result = api.activations(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,12 @@ class SeprobeError(ValueError):
 
     The CLI prints its message as one line and exits with code 2, without a traceback.
     """
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the names closest to ``name``, or nothing."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def check_choice(what: str, value: Any, choices: Iterable[Any]) -> Any:

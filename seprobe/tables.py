@@ -129,6 +129,3 @@ def write_tables(tables: dict[str, pd.DataFrame], output: Path, fmt: str | None,
         return [atomic_write_text(output, json_document(tables, command))]
     return [atomic_write_text(path, render(tables[name], fmt)) for name, path in table_paths(tables, output).items()]
 
-
-def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:
-    return atomic_write_text(path, render(df, format_for(path, fmt)))

@@ -15,13 +15,13 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import SeprobeError
+from ..config import WEIGHT_SOURCES
+from ..errors import SeprobeError, suggest
 from ..models.checkpoints import build_from_timm, load_weights, pretrained_download, timm_equivalent
 from ..models.registry import build_model, get_spec
 from .images import Preprocessing
 
 PREFIXES = ("timm:", "torchvision:")
-WEIGHT_SOURCES = ("pretrained", "timm", "torchvision", "random")
 
 
 def is_foreign(spec: str) -> bool:
@@ -39,7 +39,6 @@ def _timm_names() -> list[str]:
 
 def check_model_name(spec: str) -> str:
     """``spec`` if it names a model seprobe can build; else an error with the closest names."""
-    from ..api import suggest
     from ..models.registry import list_models
 
     if spec.startswith("timm:"):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import WEIGHT_SOURCES
 from ..errors import SeprobeError
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation")
@@ -182,7 +183,7 @@ def load_study(path: str | Path) -> Study:
                 raise _fail(path, f"activations.{required}", "missing; an activations study needs model, weights "
                             "and data")
         for key in _PATH_FIELDS["activations"]:
-            if key in activations and activations[key] not in ("timm", "torchvision", "random"):
+            if key in activations and activations[key] not in WEIGHT_SOURCES:
                 activations[key] = (path.parent / activations[key]).resolve()
     ablation = dict(data.get("ablation", {}))
     _check_table(path, "ablation.", ablation, ABLATION_FIELDS)
@@ -191,7 +192,7 @@ def load_study(path: str | Path) -> Study:
             if required not in ablation:
                 raise _fail(path, f"ablation.{required}", "missing; an ablation study needs model, weights and data")
         for key in _PATH_FIELDS["ablation"]:
-            if key in ablation and ablation[key] not in ("timm", "torchvision", "random"):
+            if key in ablation and ablation[key] not in WEIGHT_SOURCES:
                 ablation[key] = (path.parent / ablation[key]).resolve()
     elif kind != "activations" and "variants" not in data:
         raise _fail(path, "variants", "missing; every study of this kind needs variants")
