@@ -7,6 +7,7 @@ stderr can be read on their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -217,23 +218,35 @@ def test_a_bad_world_is_one_clear_error(monkeypatch):
 
 # --- two processes ------------------------------------------------------------------------------------------------
 
+def _torchrun_two(mode: str, data, checkpoint, out) -> None:
+    """This file's worker ``mode`` on two ranks, as ``torchrun --standalone --nproc-per-node 2`` starts them."""
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           __file__, mode, str(data), str(checkpoint), str(out)],
+                          capture_output=True, text=True, env=_env(), timeout=180)
+    assert proc.returncode == 0, proc.stderr
+
+
+@contextlib.contextmanager
+def one_thread():
+    """As each rank runs (OMP_NUM_THREADS=1): float32 kernels round by thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_two_processes_give_the_results_of_one(setup, tmp_path):
     data, checkpoint, expected = setup
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           __file__, "collect", str(data), str(checkpoint), str(tmp_path)],
-                          capture_output=True, text=True, env=_env(), timeout=180)
-    assert proc.returncode == 0, proc.stderr
+    _torchrun_two("collect", data, checkpoint, tmp_path)
     images = discover(data)
-    threads = torch.get_num_threads()
     for name, options in RUNS.items():
         subset = images if name != "one_image" else LabelledImages(images.paths[:1], images.labels[:1],
                                                                   images.class_names, True, images.layout)
-        torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1): float32 kernels round by thread count
-        try:
+        with one_thread():
             one = collect(_loaded(checkpoint), subset, progress=False, **options)
-        finally:
-            torch.set_num_threads(threads)
         for rank in range(2):
             summary = json.loads((tmp_path / f"rank{rank}" / "summary.json").read_text())
             assert summary["world"] == 2
@@ -258,16 +271,9 @@ def test_two_processes_give_the_results_of_one(setup, tmp_path):
 def test_two_processes_ablate_as_one(setup, tmp_path):
     """IMAGES = 13 at batch size 2: 7 batches, 4 on rank 0 and 3 on rank 1 (whose last batch holds one image)."""
     data, checkpoint, _ = setup
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           __file__, "ablate", str(data), str(checkpoint), str(tmp_path)],
-                          capture_output=True, text=True, env=_env(), timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1)
-    try:
+    _torchrun_two("ablate", data, checkpoint, tmp_path)
+    with one_thread():
         one = _ablate(str(data), str(checkpoint))
-    finally:
-        torch.set_num_threads(threads)
     assert len(one.table) == 1 + 2 * 8 + 2 * 8 and one.scored and one.evaluated == IMAGES
     assert one.table.loc[0, "top1"] == 5 / IMAGES and one.table.loc[0, "top5"] == 9 / IMAGES  # by construction
     exact = ["label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
