@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .devices import check_device
 from .errors import SeprobeError
 from .io import check_output_dir, output_set
 
@@ -39,22 +40,6 @@ def check_positive(what: str, value: int | None, minimum: int = 1) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SeprobeError(f"invalid {what} {value!r}; valid: an integer >= {minimum}")
-
-
-def check_device(device: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N`` with a GPU that exists."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdecimal())):
-        raise SeprobeError(f"invalid device {device!r}; valid: cpu, cuda, cuda:N")
-    if kind == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SeprobeError(f"device {device!r}, but torch sees no CUDA GPU; valid: cpu")
-        if index and int(index) >= torch.cuda.device_count():
-            raise SeprobeError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s); valid: "
-                               f"cuda:0 ... cuda:{torch.cuda.device_count() - 1}")
-    return device
 
 
 # --- complexity -----------------------------------------------------------------------------------------------------
@@ -154,7 +139,6 @@ def complexity(models: str | Sequence[str], *, input_size: int | None = None, co
         raise SeprobeError(f"invalid --input-size {input_size}; valid: an integer <= {MAX_INPUT_SIZE}")
     per_model, notes = split_knobs(models, {k: v for k, v in knobs.items() if v is not None})
     if time is not None:
-        check_device(time.device)
         _check_timing_memory(time, input_size or 224)
     convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling,
                                 muls=count_muls)

@@ -191,7 +191,6 @@ def complexity_cmd(
     if time_it:
         from .cost.timing import TimingSetup
 
-        api.check_device(device)
         timing = TimingSetup(
             device=device,
             batch_size=batch_size,

@@ -76,7 +76,7 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 @pytest.mark.parametrize("kwargs,match", [({"batch_size": 0}, "invalid batch size 0"),
                                           ({"repeats": 0}, "invalid repeats 0"),
-                                          ({"device": "tpu"}, "unknown device 'tpu'"),
+                                          ({"device": "tpu"}, "invalid device 'tpu'; valid: cpu, cuda, cuda:N"),
                                           ({"compile": True, "warmup": 0}, "with --compile: the first call compiles")])
 def test_bad_setup(kwargs, match):
     with pytest.raises(SeprobeError, match=match):

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..devices import check_device
 from ..errors import SeprobeError, check_choice
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -99,7 +100,7 @@ class TimingSetup:
 
     def __post_init__(self):
         check_choice("dtype", self.dtype, DTYPES)
-        check_choice("device", self.device.split(":")[0], ("cpu", "cuda"))
+        check_device(self.device)
         for m in self.modes:
             check_choice("timing mode", m, MODES)
         for what in ("batch_size", "warmup", "repeats"):
@@ -110,9 +111,6 @@ class TimingSetup:
         if self.compile and self.warmup < 1:
             raise SeprobeError(f"invalid warmup {self.warmup} with --compile: the first call compiles; valid: an "
                                "integer >= 1")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SeprobeError("--device cuda, but torch sees no CUDA GPU (torch.cuda.is_available() is False); "
-                               "valid: --device cpu")
 
 
 @dataclass

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..devices import check_device
 from ..distributed import World, current_world
 from ..errors import SeprobeError, check_choice
 from .activations import image_list_digest
@@ -470,8 +471,7 @@ def ablate(loaded: LoadedModel, images: LabelledImages, *, modes: str | Iterable
     """
     if current_world().distributed:  # under torchrun: this rank's own device
         device = current_world().device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
+    check_device(device)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SeprobeError(f"invalid --batch-size {batch_size!r}; valid: an integer >= 1")
     model = loaded.model.to(device).eval()

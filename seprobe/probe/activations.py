@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..devices import check_device
 from ..distributed import World, current_world
 from ..errors import SeprobeError
 from .gate_stats import GateStats
@@ -110,8 +111,7 @@ def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batc
     if world.distributed:
         device = world.device
         world.check_same("image list", image_list_digest(images, views, batch_size))
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SeprobeError("--device cuda, but torch sees no CUDA GPU; valid: --device cpu")
+    check_device(device)
     model = loaded.model.to(device).eval()
     gates = find_gates(model, input_size=loaded.preprocessing.crop) if with_gates else []
     if with_gates and not gates:
