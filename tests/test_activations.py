@@ -174,6 +174,10 @@ def test_outputs_are_written(solid_images, tmp_path):
     assert set(table["class_name"]) == {"goldfish", "pug", "all classes"} and len(table) == 9
     pd.testing.assert_frame_equal(table, tidy_table(run, [1, 254]), check_dtype=False)
     assert not list((tmp_path / "out").glob(".*.tmp"))
+    again = write_outputs(run, tmp_path / "again", [1, 254], ["SE_2_1"], 50, spec)
+    figures = sorted(p.name for p in again if p.suffix in (".png", ".svg"))
+    assert len(figures) == 6 and all((tmp_path / "out" / f).read_bytes() == (tmp_path / "again" / f).read_bytes()
+                                     for f in figures), "the same figure must give the same bytes"
 
 
 def test_sampled_channels_are_uniform_and_sorted():

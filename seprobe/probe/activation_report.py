@@ -63,13 +63,16 @@ def sampled_channels(channels: int, k: int, seed: int = 0) -> np.ndarray:
 
 
 def save_figure(fig, path: Path) -> list[Path]:
-    """``path``.png and ``path``.svg, each atomically, without timestamps (so they are reproducible)."""
+    """``path``.png and ``path``.svg, each atomically, without timestamps and with fixed SVG element ids (matplotlib
+    draws them from ``uuid4`` unless ``svg.hashsalt`` is set), so the same figure gives the same bytes."""
+    import matplotlib
+
     out = []
     for fmt in ("png", "svg"):
         target = path.with_suffix(f".{fmt}")
-        out.append(atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=110,
-                                                                           metadata={"Date": None} if fmt == "svg"
-                                                                           else {"Software": None})))
+        with matplotlib.rc_context({"svg.hashsalt": "seprobe"}):
+            out.append(atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(
+                tmp, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {"Software": None})))
     return out
 
 
