@@ -263,6 +263,7 @@ def _export_check(result, blocks: str, mode: str) -> str:
     from ..cost.flops import DEFAULT, count_flops
     from ..probe.ablation import Ablation, GateReplacer, parse_blocks, saved
     from ..probe.folding import export_ablated, load_ablated
+    from ..probe.gates import block_infos
     from ..probe.images import ViewDataset
 
     gates, model, loaded = result.gates, result.loaded.model, result.loaded
@@ -286,7 +287,8 @@ def _export_check(result, blocks: str, mode: str) -> str:
     with torch.inference_mode():
         diff = (rebuilt(x) - ablated).abs().max().item()
     size_in = loaded.preprocessing.crop
-    after = count_flops(rebuilt, torch.zeros(1, 3, size_in, size_in)).total(DEFAULT)
+    # with its remaining SE blocks, so that their scale is counted as in result.total_macs (it is not an fc)
+    after = count_flops(rebuilt, torch.zeros(1, 3, size_in, size_in), block_infos(rebuilt, size_in)).total(DEFAULT)
     params_after = sum(p.numel() for p in rebuilt.parameters())
     foldable = {b: "folded" in export.how[b] or mode == "identity" for b in chosen}
     p_saved = m_saved = 0
