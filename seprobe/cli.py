@@ -265,7 +265,7 @@ def reports_cmd(
         bool, typer.Option("--with-activations", help="also run activations studies (real data, minutes)")
     ] = False,
     with_ablation: Annotated[
-        bool, typer.Option("--with-ablation", help="also run ablation studies (real data, about 15 minutes)")
+        bool, typer.Option("--with-ablation", help="also run ablation studies (real data, a few minutes)")
     ] = False,
 ) -> None:
     """Regenerate every report from studies/ (timing, activations and ablation studies only when asked), and the

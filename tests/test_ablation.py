@@ -397,18 +397,22 @@ def _write_missing(tmp_path):
     return p
 
 
-def test_annotated_calibration_labels(tmp_path):
+def test_calibration_labels_in_tiny_imagenet_format(tmp_path):
+    """The study's ``calibration_labels`` (Tiny ImageNet's ``val_annotations.txt``: file, wnid, box) are read by
+    the same reader as ``--labels``: labels by file name, in the file's order, and a wnid outside ImageNet-1k
+    refused with the file, line and value."""
     from seprobe.probe.imagenet_classes import wnid_to_index
-    from seprobe.studies.runs import _annotated_images
 
+    for name in ("val_0.JPEG", "val_1.JPEG"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="JPEG")
     (tmp_path / "val_annotations.txt").write_text("val_1.JPEG\tn01443537\t0\t0\t10\t10\n"
                                                   "val_0.JPEG\tn01629819\t1\t2\t3\t4\n")
-    images = _annotated_images(tmp_path, tmp_path / "val_annotations.txt")
-    assert [p.name for p in images.paths] == ["val_0.JPEG", "val_1.JPEG"]
-    assert images.labels == (wnid_to_index("n01629819"), wnid_to_index("n01443537")) and images.imagenet
+    images = discover(tmp_path, tmp_path / "val_annotations.txt")
+    assert [p.name for p in images.paths] == ["val_1.JPEG", "val_0.JPEG"]
+    assert images.labels == (wnid_to_index("n01443537"), wnid_to_index("n01629819")) and images.imagenet
     (tmp_path / "bad.txt").write_text("val_0.JPEG\tn99999999\n")
-    with pytest.raises(SeprobeError, match="no ImageNet-1k wnid"):
-        _annotated_images(tmp_path, tmp_path / "bad.txt")
+    with pytest.raises(SeprobeError, match="bad.txt: line 1: label 'n99999999'; valid: an ImageNet-1k wnid"):
+        discover(tmp_path, tmp_path / "bad.txt")
 
 
 def test_ablation_reading_quotes_the_committed_figures():
@@ -424,7 +428,7 @@ def test_ablation_reading_quotes_the_committed_figures():
     reading = load_study(root / "studies" / "ablation.toml").reading
     cited = {("SE_4_1", "mean"): "-1.1 [-2.3, 0.0]", ("SE_4_2", "mean"): "25.3 points",
              ("SE_5_3", "mean"): "8.8 points", ("SE_4_4", "identity"): "-75.2 points",
-             ("stage 5", "mean"): "36.6 [-39.9, -33.3]", ("+SE_4_1", "mean"): "-1.3 [-2.5, -0.1]"}
+             ("stage 5", "mean"): "36.6 [-40.0, -33.3]", ("+SE_4_1", "mean"): "-1.4 [-2.7, -0.2]"}
     for key, text in cited.items():
         assert text in reading
         row = t.loc[key]

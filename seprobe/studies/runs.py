@@ -185,28 +185,6 @@ def _activations(study: Study, progress) -> StudyResult:
     return StudyResult(study, spec, list(run.notes), context, activation_run=run, classes=classes)
 
 
-def _annotated_images(folder: Path, label_file: Path):
-    """Images of a flat folder labelled by a ``<file>\t<wnid>[\t...]`` list (Tiny ImageNet's
-    ``val_annotations.txt``): the first two columns, as ImageNet-1k labels."""
-    from ..errors import SeprobeError
-    from ..probe.imagenet_classes import imagenet_classes, wnid_to_index
-    from ..probe.images import LabelledImages
-
-    paths, labels = [], []
-    for i, line in enumerate(label_file.read_text().splitlines()):
-        if not line.strip():
-            continue
-        name, wnid = line.split("\t")[:2]
-        index = wnid_to_index(wnid)
-        if index is None:
-            raise SeprobeError(f"{label_file}: line {i + 1}: {wnid!r} is no ImageNet-1k wnid; valid: <file>\t<wnid>")
-        paths.append(folder / name)
-        labels.append(index)
-    order = sorted(range(len(paths)), key=lambda k: paths[k].name)
-    return LabelledImages(tuple(paths[k] for k in order), tuple(labels[k] for k in order),
-                          tuple(c.name for c in imagenet_classes()), True, f"flat folder + {label_file.name}")
-
-
 def _ablation(study: Study, progress) -> StudyResult:
     from ..probe.ablation import MODES, ablate
     from ..probe.images import discover, select
@@ -217,11 +195,8 @@ def _ablation(study: Study, progress) -> StudyResult:
     images = discover(a["data"])
     calibration = None
     if "calibration_data" in a:
-        if "calibration_labels" in a:
-            calibration = _annotated_images(a["calibration_data"], a["calibration_labels"])
-        else:
-            calibration = discover(a["calibration_data"])
-        calibration = select(calibration, a.get("calibration_samples_per_class"))
+        calibration = select(discover(a["calibration_data"], a.get("calibration_labels")),
+                             a.get("calibration_samples_per_class"))
     loaded = load_model(a["model"], str(a["weights"]))
     result = ablate(loaded, images, modes=a.get("modes", MODES), per_stage=a.get("per_stage", False),
                     blocks=a.get("blocks"), stage=a.get("stage"), cumulative=a.get("cumulative"),
