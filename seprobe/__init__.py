@@ -22,46 +22,79 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
 _LAZY = {
-    "SEBlockInfo": "seprobe.models.inventory",
-    "se_blocks": "seprobe.models.inventory",
+    "SEBlockInfo": "seprobe.models.blocks",
+    "se_blocks": "seprobe.models.blocks",
+    "find_blocks": "seprobe.models.blocks",
     "SEConfig": "seprobe.models.se_config",
     "SqueezeExcite": "seprobe.models.se_block",
     "build_model": "seprobe.models.registry",
     "list_models": "seprobe.models.registry",
     "plain_counterpart": "seprobe.models.registry",
+    "ModelSource": "seprobe.models.factory",
+    "Network": "seprobe.models.factory",
+    "get_network": "seprobe.models.factory",
+    "load_model": "seprobe.models.factory",
+    "ImageSource": "seprobe.data.images",
+    "Overrides": "seprobe.data.images",
+    "Loader": "seprobe.probe.evaluation",
+    "AblationPlan": "seprobe.probe.ablation_plan",
+    "CalibrationSource": "seprobe.probe.calibration",
+    "FlopConvention": "seprobe.cost.flops",
+    "TimingSetup": "seprobe.cost.timing",
+    "time_models": "seprobe.cost.timing",
     "complexity": "seprobe.api",
     "ablate": "seprobe.api",
     "activations": "seprobe.api",
     "evaluate": "seprobe.api",
-    "run_studies": "seprobe.api",
-    "load_model": "seprobe.probe.loading",
+    "run_studies": "seprobe.studies.regenerate",
+    "reports": "seprobe.studies.regenerate",
 }
 
 __all__ = [
+    "AblationPlan",
+    "CalibrationSource",
+    "FlopConvention",
+    "ImageSource",
+    "Loader",
+    "ModelSource",
+    "Network",
+    "Overrides",
     "SEBlockInfo",
     "SEConfig",
     "SeprobeError",
     "SqueezeExcite",
+    "TimingSetup",
     "__version__",
     "ablate",
     "activations",
     "build_model",
     "complexity",
     "evaluate",
+    "find_blocks",
+    "get_network",
     "list_models",
     "load_model",
     "plain_counterpart",
+    "reports",
     "run_studies",
     "se_blocks",
+    "time_models",
 ]
 
 if TYPE_CHECKING:
-    from .api import ablate, activations, complexity, evaluate, run_studies
-    from .models.inventory import SEBlockInfo, se_blocks
+    from .api import ablate, activations, complexity, evaluate
+    from .cost.flops import FlopConvention
+    from .cost.timing import TimingSetup, time_models
+    from .data.images import ImageSource, Overrides
+    from .models.blocks import SEBlockInfo, find_blocks, se_blocks
+    from .models.factory import ModelSource, Network, get_network, load_model
     from .models.registry import build_model, list_models, plain_counterpart
     from .models.se_block import SqueezeExcite
     from .models.se_config import SEConfig
-    from .probe.loading import load_model
+    from .probe.ablation_plan import AblationPlan
+    from .probe.calibration import CalibrationSource
+    from .probe.evaluation import Loader
+    from .studies.regenerate import reports, run_studies
 
 
 def __getattr__(name: str):

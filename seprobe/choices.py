@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Squeeze = Literal["avg", "max", "none"]            # Eq. 2 (avg), Table 11 (max), Table 16 (none = NoSqueeze)
-Gate = Literal["sigmoid", "tanh", "relu", "hardsigmoid"]  # Eq. 3's sigma, Table 12
+SqueezeName = Literal["avg", "max", "none"]            # Eq. 2 (avg), Table 11 (max), Table 16 (none = NoSqueeze)
+GateName = Literal["sigmoid", "tanh", "relu", "hardsigmoid"]  # Eq. 3's sigma, Table 12
 Integration = Literal["standard", "pre", "post", "identity", "3x3"]  # Fig. 5, Tables 14 and 15
 StrideAt = Literal["1x1", "3x3"]                   # where a ResNet bottleneck downsamples (Sec. 3.3)
 StemPool = Literal["ceil", "pad"]                  # Caffe's ceil-mode stem max-pool, or torchvision's padded one
@@ -20,8 +20,8 @@ Format = Literal["table", "csv", "json", "markdown"]
 AblationMode = Literal["identity", "mean", "both"]
 ExportMode = Literal["identity", "mean"]  # an exported network has one
 
-SQUEEZES: tuple[str, ...] = get_args(Squeeze)
-GATES: tuple[str, ...] = get_args(Gate)
+SQUEEZES: tuple[str, ...] = get_args(SqueezeName)
+GATES: tuple[str, ...] = get_args(GateName)
 INTEGRATIONS: tuple[str, ...] = get_args(Integration)
 STRIDES: tuple[str, ...] = get_args(StrideAt)
 STEM_POOLS: tuple[str, ...] = get_args(StemPool)

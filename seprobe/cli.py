@@ -1,19 +1,28 @@
-"""The ``seprobe`` command line: parses options, calls a function of :mod:`seprobe.api`, prints what it returns.
+"""The ``seprobe`` command line: parses options, builds the option objects, calls :mod:`seprobe.api`, prints.
 
 Every error a user can cause is one line on stderr (``seprobe: error: ...``) and exit code 2: a bad option
-value, a missing input, a malformed file. Ctrl-C and SIGTERM print ``seprobe: interrupted`` and exit 130, with
-no output half-written. Only ``typer`` and the torch-free modules load before an option has been checked, so
-``--help``, ``--version`` and usage errors answer at once.
+value, a missing input, a malformed file. The library's errors name Python arguments (``batch_size``); here they
+name the flag (``--batch-size``, :data:`FLAGS`). Ctrl-C and SIGTERM print ``seprobe: interrupted`` and exit 130,
+with no output half-written. Only ``typer`` and the torch-free modules load before an option has been checked,
+so ``--help``, ``--version`` and usage errors answer at once.
+
+Options that several commands take are declared once, in groups (:class:`OptionGroup`: the model knobs, the
+inputs, the loader, the preprocessing overrides); :func:`with_groups` adds a group's options to a command's
+signature and hands the command one value per group.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import signal
 import sys
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,13 +37,14 @@ from .choices import (
     Dtype,
     ExportMode,
     Format,
-    Gate,
+    GateName,
     Integration,
     Interpolation,
-    Squeeze,
+    SqueezeName,
     StemPool,
     StrideAt,
 )
+from .defaults import BATCH_SIZE, BOOTSTRAP, CHANNELS, CLASSES, OUT
 from .errors import SeprobeError
 
 app = typer.Typer(
@@ -65,44 +75,188 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-# --- options shared by several commands ------------------------------------------------------------------------------
+#: Python arguments whose flag is not their name with dashes (``batch_size`` is ``--batch-size``)
+FLAGS = {
+    "stages": "--se-stages", "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
+    "include": "--with-timing/--with-activations/--with-ablation",
+    "skip_kinds": "--with-timing/--with-activations/--with-ablation",
+}
 
-ReductionOpt = Annotated[
-    int | None, typer.Option(min=1, metavar="R", help="SE reduction ratio r (hidden width C // r)")
-]
-SqueezeOpt = Annotated[Squeeze | None, typer.Option(help="squeeze: average pool (Eq. 2), max pool, none")]
-GateOpt = Annotated[Gate | None, typer.Option(help="excitation gate (Eq. 3)")]
-BiasOpt = Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")]
-SEStagesOpt = Annotated[
-    str | None, typer.Option("--se-stages", metavar="S,S,...", help="stages that carry SE, e.g. 2,3,4")
-]
-DropStage5Opt = Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE blocks")]
-IntegrationOpt = Annotated[Integration | None, typer.Option(help="where the SE block sits (Fig. 5)")]
-StrideOpt = Annotated[StrideAt | None, typer.Option(help="ResNets: the conv that downsamples")]
-StemPoolOpt = Annotated[StemPool | None, typer.Option(help="ResNets: Caffe's ceil or torchvision's padded pool")]
+
+def flag(argument: str) -> str:
+    """The flag of a Python argument: ``batch_size`` -> ``--batch-size``, unless :data:`FLAGS` says otherwise."""
+    return FLAGS.get(argument, "--" + argument.replace("_", "-"))
+
+
+def for_the_command_line(e: SeprobeError) -> str:
+    """The error's message with Python arguments named by their flags: the argument it is about (its first
+    mention), and every other argument name with an underscore (no ordinary word has one)."""
+    message = str(e)
+    for argument in (e.argument,) if isinstance(e.argument, str) else e.argument or ():
+        message = re.sub(rf"{_OUTSIDE[0]}{re.escape(argument)}{_OUTSIDE[1]}", flag(argument), message, count=1)
+    return re.sub(rf"{_OUTSIDE[0]}(" + "|".join(map(re.escape, _underscored())) + rf"){_OUTSIDE[1]}",
+                  lambda m: flag(m.group(1)), message)
+
+
+#: an argument's name as a word of its own: not inside a longer name, a path or a quoted value
+_OUTSIDE = (r"(?<![\w/.'\\-])", r"(?![\w/.'-])")
+
+
+def _underscored() -> list[str]:
+    """Every option of every command whose Python name has an underscore, longest first."""
+    names = set()
+    for fn in [c.callback for c in app.registered_commands] + [c.callback for c in study_app.registered_commands]:
+        names |= {p for p in inspect.signature(fn).parameters if "_" in p}
+    return sorted(names - {"fmt"}, key=len, reverse=True)
+
+
+# --- option groups ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands take, declared once: ``params`` join the command's signature, and the command
+    receives ``build(values)`` as its argument ``name``."""
+
+    name: str
+    params: tuple[inspect.Parameter, ...]
+    build: Callable[[dict[str, Any]], Any]
+
+
+def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_groups(*groups: OptionGroup):
+    """Add the options of ``groups`` to a command (after its own) and pass each group's value as one argument."""
+
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)  # typer reads the evaluated annotations
+        own = [p for p in sig.parameters.values() if p.name not in {g.name for g in groups}]
+
+        def command(**values):
+            for g in sorted(groups, key=lambda g: g.name == "inputs"):  # the inputs' defaults are read last
+                values[g.name] = g.build({p.name: values.pop(p.name) for p in g.params})
+            return fn(**values)
+
+        command.__signature__ = sig.replace(parameters=own + [p for g in groups for p in g.params])
+        command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        return command
+
+    return decorate
+
+
+#: command-line option -> model-zoo knob
+KNOB_OPTIONS = {"reduction": "reduction", "squeeze": "squeeze", "gate": "gate", "bias": "bias", "se_stages": "stages",
+                "drop_stage5": "drop_stage5", "integration": "integration", "stride_at": "stride_at",
+                "stem_pool": "stem_pool"}
+
+KNOBS = OptionGroup("knobs", (
+    _option("reduction", Annotated[int | None, typer.Option(metavar="R", help="SE reduction ratio r (C // r)")]),
+    _option("squeeze", Annotated[SqueezeName | None, typer.Option(help="squeeze: average (Eq. 2), max, none")]),
+    _option("gate", Annotated[GateName | None, typer.Option(help="excitation gate (Eq. 3)")]),
+    _option("bias", Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")]),
+    _option("se_stages", Annotated[str | None, typer.Option(
+        "--se-stages", "--stages", metavar="S,S,...", help="stages that carry SE, e.g. 2,3,4")]),
+    _option("drop_stage5", Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE blocks")]),
+    _option("integration", Annotated[Integration | None, typer.Option(help="where the SE block sits (Fig. 5)")]),
+    _option("stride_at", Annotated[StrideAt | None, typer.Option(help="ResNets: the conv that downsamples")]),
+    _option("stem_pool", Annotated[StemPool | None, typer.Option(help="ResNets: Caffe's ceil or torchvision's pool")]),
+), lambda v: {KNOB_OPTIONS[k]: x for k, x in v.items() if x is not None})
+
+
+def _triple(text: str | None, argument: str):
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise SeprobeError(f"invalid {argument} {text!r}; valid: three comma-separated numbers, e.g. 0.5,0.5,0.5",
+                           argument=argument)
+    return values
+
+
+def _overrides(v: dict[str, Any]):
+    from .data.images import Overrides
+
+    return Overrides(v["resize"], v["crop"], _triple(v["mean"], "mean"), _triple(v["std"], "std"), v["interpolation"])
+
+
+PREPROCESSING = OptionGroup("overrides", (
+    _option("resize", Annotated[int | None, typer.Option(metavar="N", help="override: resize the shorter side")]),
+    _option("crop", Annotated[int | None, typer.Option(metavar="N", help="override: centre crop size")]),
+    _option("mean", Annotated[str | None, typer.Option(metavar="M,M,M", help="override: normalisation mean")]),
+    _option("std", Annotated[str | None, typer.Option(metavar="S,S,S", help="override: normalisation std")]),
+    _option("interpolation", Annotated[Interpolation | None, typer.Option(help="override: resize interpolation")]),
+), _overrides)
+
+EXAMPLE = "seprobe {command} --model timm:tf_mobilenetv3_small_100 --weights PATH.pth --data DIR{extra}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    model: str
+    weights: str
+    data: Path
+    labels: Path | None
+
+
+def inputs_group(command: str, extra: str = "") -> OptionGroup:
+    """``--model --weights --data --labels``, each from the option or else the defaults (config file,
+    environment); all missing ones are named at once, with an example."""
+
+    def build(v: dict[str, Any]) -> Inputs:
+        from .config import load_defaults
+
+        defaults = load_defaults()
+        values = {k: x if x is not None else defaults.get(k) for k, x in v.items()}
+        if v["model"] is not None and v["model"] != defaults.get("model") and v["weights"] is None:
+            values["weights"] = None  # the default weights belong to the default model
+        missing = [f"--{k}" for k in ("model", "weights", "data") if values[k] is None]
+        if missing:
+            raise SeprobeError(
+                f"missing {', '.join(missing)}; e.g. {EXAMPLE.format(command=command, extra=extra)} (or set them once "
+                "in seprobe.toml, [tool.seprobe] of pyproject.toml, or SEPROBE_MODEL / SEPROBE_WEIGHTS / SEPROBE_DATA)")
+        return Inputs(values["model"], values["weights"], Path(values["data"]),
+                      Path(values["labels"]) if values["labels"] else None)
+
+    return OptionGroup("inputs", (
+        _option("model", Annotated[str | None, typer.Option(
+            "--model", "-m", metavar="NAME",
+            help="seprobe name, timm:NAME[.tag] or torchvision:NAME [default: config]")]),
+        _option("weights", Annotated[str | None, typer.Option(
+            metavar="PATH|pretrained|random",
+            help="checkpoint path, 'pretrained' (timm/torchvision download) or 'random' [default: config]")]),
+        _option("data", Annotated[Path | None, typer.Option(
+            metavar="DIR",
+            help="images: wnid_name files, class folders, or a flat folder + --labels [default: config]")]),
+        _option("labels", Annotated[Path | None, typer.Option(
+            metavar="FILE", help="label file for a flat folder ('<file> <label>' lines)")]),
+    ), build)
+
+
+def loader_group(command: str) -> OptionGroup:
+    """``--batch-size --device --num-workers``; the device is this rank's under torchrun."""
+
+    def build(v: dict[str, Any]):
+        from .probe.evaluation import Loader
+
+        return Loader(v["batch_size"], _world_device(v["device"]), v["num_workers"])
+
+    return OptionGroup("loader", (
+        _option("batch_size", Annotated[int, typer.Option(metavar="N", help="images a step")], BATCH_SIZE[command]),
+        _option("device", Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N")], "cpu"),
+        _option("num_workers", Annotated[int, typer.Option(metavar="N", help="data-loading processes")], 0),
+    ), build)
+
+
 FormatOpt = Annotated[Format | None, typer.Option("--format", "-f", help="print tables in this format")]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", metavar="FILE", help="write to this file (format from suffix)")
 ]
-
-
-#: command-line option -> model-zoo knob
-KNOB_OPTIONS = {
-    "reduction": "reduction",
-    "squeeze": "squeeze",
-    "gate": "gate",
-    "bias": "bias",
-    "se_stages": "stages",
-    "drop_stage5": "drop_stage5",
-    "integration": "integration",
-    "stride_at": "stride_at",
-    "stem_pool": "stem_pool",
-}
-
-
-def model_knobs(options: dict) -> dict:
-    """The model-zoo knobs among a command's options (``locals()``); those left at None are not knobs."""
-    return {knob: options[opt] for opt, knob in KNOB_OPTIONS.items() if options.get(opt) is not None}
 
 
 def emit(tables: dict, fmt: str | None, output: Path | None, command: str) -> None:
@@ -119,35 +273,28 @@ def emit(tables: dict, fmt: str | None, output: Path | None, command: str) -> No
         _err(f"wrote {path}")
 
 
+# --- commands --------------------------------------------------------------------------------------------------------
+
+
 @app.command("models")
 def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
     """List every registered model with its parameter count and its counterpart without SE."""
     from .io import check_output_file
     from .models.registry import models_table
 
-    check_output_file(output)
+    check_output_file(output, "output")
     emit({"models": models_table()}, fmt, output, "models")
 
 
 @app.command("complexity")
+@with_groups(KNOBS)
 def complexity_cmd(
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or torchvision:NAME (repeatable)"),
     ] = None,
-    reduction: ReductionOpt = None,
-    squeeze: SqueezeOpt = None,
-    gate: GateOpt = None,
-    bias: BiasOpt = None,
-    se_stages: Annotated[
-        str | None, typer.Option("--se-stages", "--stages", metavar="S,S,...", help="stages that carry SE, e.g. 2,3,4")
-    ] = None,
-    drop_stage5: DropStage5Opt = None,
-    integration: IntegrationOpt = None,
-    stride_at: StrideOpt = None,
-    stem_pool: StemPoolOpt = None,
     input_size: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="square input side (default: the model's)")
+        int | None, typer.Option(metavar="N", help="square input side (default: the model's)")
     ] = None,
     count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
     count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
@@ -159,63 +306,43 @@ def complexity_cmd(
     per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
     device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N (for --time)")] = "cpu",
-    batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="batch size (for --time)")] = 32,
+    batch_size: Annotated[int, typer.Option(metavar="N", help="batch size (for --time)")] = BATCH_SIZE["complexity"],
     dtype: Annotated[Dtype, typer.Option(help="autocast dtype (for --time)")] = "float32",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the models")] = False,
-    warmup: Annotated[int, typer.Option(min=0, metavar="N", help="untimed iterations")] = 3,
-    repeats: Annotated[int, typer.Option(min=1, metavar="N", help="timed iterations")] = 10,
+    warmup: Annotated[int, typer.Option(metavar="N", help="untimed iterations")] = 3,
+    repeats: Annotated[int, typer.Option(metavar="N", help="timed iterations")] = 10,
     auto_batch: Annotated[bool, typer.Option("--auto-batch", help="halve the batch on GPU out-of-memory")] = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
+    knobs: dict | None = None,
 ) -> None:
     """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
-    options = dict(locals())
     from . import api
     from .io import check_output_file
     from .tables import format_for
 
-    check_output_file(output)
+    check_output_file(output, "output")
     if output is not None:
         format_for(output, fmt)
-    if compile_ and warmup < 1:
-        raise SeprobeError(f"invalid --warmup {warmup} with --compile: the first call compiles; valid: >= 1")
     if fmt == "csv" and output is None and (per_block or time_it):
-        raise SeprobeError(
-            "--format csv prints one table, and --per-block / --time add more; valid: --output "
-            "FILE.csv (one file per table), or --format json"
-        )
-    models = model or _defaults_model()
-    knobs = model_knobs(options)
+        raise SeprobeError("--format csv prints one table, and --per-block / --time add more; valid: --output "
+                           "FILE.csv (one file per table), or --format json")
     timing = None
     if time_it:
         from .cost.timing import TimingSetup
 
-        timing = TimingSetup(
-            device=device,
-            batch_size=batch_size,
-            dtype=dtype,
-            channels_last=channels_last,
-            compile=compile_,
-            warmup=warmup,
-            repeats=repeats,
-            auto_batch=auto_batch,
-        )
-    report = api.complexity(
-        models,
-        input_size=input_size,
-        count_bn=count_bn,
-        count_activations=count_activations,
-        count_adds=count_adds,
-        count_pooling=count_pooling,
-        count_muls=count_muls,
-        per_block=per_block,
-        time=timing,
-        progress=_err,
-        **knobs,
-    )
-    for w in report.warnings:
-        _err(f"seprobe: warning: {w}")
+        timing = TimingSetup(device=device, batch_size=batch_size, dtype=dtype, channels_last=channels_last,
+                             compile=compile_, warmup=warmup, repeats=repeats, auto_batch=auto_batch)
+    from .cost.flops import FlopConvention
+
+    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling,
+                                muls=count_muls)
+    report = api.complexity(model or _default_model(), input_size=input_size, convention=convention,
+                            per_block=per_block, time=timing, progress=_err, **knobs)
+    for knob, names in report.ignored.items():
+        _err(f"seprobe: warning: {flag(knob)} does not apply to {', '.join(names)} (no SE, or not an seprobe model): "
+             "ignored there")
     if output is not None or fmt not in (None, "table"):
         emit(report.tables(with_operations=fmt != "csv" or output is not None), fmt, output, "complexity")
         if output is None:
@@ -223,43 +350,41 @@ def complexity_cmd(
     typer.echo(report.text(), nl=False)
 
 
-def _defaults_model() -> list[str]:
+def _default_model() -> list[str]:
     from .config import load_defaults
 
     model = load_defaults().get("model")
     if model is None:
-        raise SeprobeError(
-            "missing --model; e.g. seprobe complexity --model se_resnet50 (names: `seprobe models`, "
-            "timm:NAME, torchvision:NAME)"
-        )
+        raise SeprobeError("missing --model; e.g. seprobe complexity --model se_resnet50 (names: `seprobe models`, "
+                           "timm:NAME, torchvision:NAME)")
     return [model]
 
-
-# --- studies ---------------------------------------------------------------------------------------------------------
 
 study_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Run the paper's tables as studies (studies/*.toml)."
 )
 app.add_typer(study_app, name="study")
 
+ReportsOutOpt = Annotated[
+    Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
+]
+
 
 @study_app.command("run")
 def study_run_cmd(
     paths: Annotated[list[Path], typer.Argument(metavar="STUDY.toml...", help="study files, e.g. studies/stages.toml")],
-    out: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
-    ] = None,
+    out: ReportsOutOpt = None,
 ) -> None:
     """Run studies into reports/<name>.md and .csv (and a figure); nothing is written if any study fails."""
-    _run_studies(paths, out)
+    from .studies.regenerate import run_studies
+
+    _print_studies(run_studies(paths, out, progress=_err))
 
 
 @app.command("reports")
 def reports_cmd(
     studies: Annotated[Path, typer.Option(metavar="DIR", help="folder of study files")] = Path("studies"),
-    out: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
-    ] = None,
+    out: ReportsOutOpt = None,
     with_timing: Annotated[bool, typer.Option("--with-timing", help="also run timing studies (slow)")] = False,
     with_activations: Annotated[
         bool, typer.Option("--with-activations", help="also run activations studies (real data, minutes)")
@@ -270,89 +395,25 @@ def reports_cmd(
 ) -> None:
     """Regenerate every report from studies/ (timing, activations and ablation studies only when asked), and the
     index."""
-    if studies.is_file():
-        raise SeprobeError(
-            f"--studies {str(studies)!r} is a file; valid: a folder of .toml studies (or `seprobe study run {studies}`)"
-        )
-    if not studies.is_dir():
-        raise SeprobeError(f"--studies {str(studies)!r} does not exist; valid: a folder of .toml studies")
-    paths = sorted(studies.glob("*.toml"))
-    if not paths:
-        raise SeprobeError(f"--studies {str(studies)!r} holds no .toml study; valid: a folder of studies")
-    wanted = {"timing": with_timing, "activations": with_activations, "ablation": with_ablation}
-    skip = [kind for kind, asked in wanted.items() if not asked]
-    _run_studies(paths, out, skip)
+    from .studies.regenerate import reports
+
+    asked = {"timing": with_timing, "activations": with_activations, "ablation": with_ablation}
+    _print_studies(reports(studies, out, include=[k for k, v in asked.items() if v], progress=_err))
 
 
-def _run_studies(paths: list[Path], out: Path | None, skip_kinds=()) -> None:
-    from .api import run_studies
-
-    done = run_studies(paths, out, skip_kinds=skip_kinds, progress=_err)
+def _print_studies(done) -> None:
     for path in done.written:
         _err(f"wrote {path}")
     for w in done.warnings:
         _err(f"seprobe: warning: {w}")
-    if not done.ran:
-        raise SeprobeError(
-            f"no study ran ({'; '.join(f'{k} skipped: {v}' for k, v in done.skipped.items())}); valid: the "
-            "flags or inputs named there"
-        )
 
 
-# --- trained networks over labelled images ---------------------------------------------------------------------------
+def _world_device(device: str) -> str:
+    """This rank's device under torchrun (the open session's), else ``device``."""
+    from .distributed import current_world
 
-ModelSpecOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model", "-m", metavar="NAME", help="seprobe name, timm:NAME[.tag] or torchvision:NAME [default: config]"
-    ),
-]
-WeightsOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar="PATH|pretrained|random",
-        help="checkpoint path, 'pretrained' (timm/torchvision download) or 'random' [default: config]",
-    ),
-]
-DataOpt = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="DIR", help="images: wnid_name files, class folders, or a flat folder + --labels [default: config]"
-    ),
-]
-LabelsOpt = Annotated[
-    Path | None, typer.Option(metavar="FILE", help="label file for a flat folder ('<file> <label>' lines)")
-]
-ResizeOpt = Annotated[int | None, typer.Option(min=1, metavar="N", help="override: resize the shorter side to this")]
-CropOpt = Annotated[int | None, typer.Option(min=1, metavar="N", help="override: centre crop size")]
-MeanOpt = Annotated[str | None, typer.Option(metavar="M,M,M", help="override: normalisation mean, e.g. 0.5,0.5,0.5")]
-StdOpt = Annotated[str | None, typer.Option(metavar="S,S,S", help="override: normalisation std, e.g. 0.5,0.5,0.5")]
-InterpOpt = Annotated[Interpolation | None, typer.Option(help="override: resize interpolation")]
-DeviceOpt = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N")]
-WorkersOpt = Annotated[int, typer.Option(min=0, metavar="N", help="data-loading processes")]
-
-EXAMPLE = "seprobe {command} --model timm:tf_mobilenetv3_small_100 --weights PATH.pth --data DIR{extra}"
-
-
-def _inputs(command: str, model, weights, data, labels, extra: str = ""):
-    """The inputs, from the options or else the defaults (config file, environment); all missing ones at once."""
-    from .api import Inputs
-    from .config import load_defaults
-
-    defaults = load_defaults()
-    given = {"model": model, "weights": weights, "data": data, "labels": labels}
-    values = {k: v if v is not None else defaults.get(k) for k, v in given.items()}
-    if model is not None and model != defaults.get("model") and weights is None:
-        values["weights"] = None  # the default weights belong to the default model
-    missing = [f"--{k}" for k in ("model", "weights", "data") if values[k] is None]
-    if missing:
-        raise SeprobeError(
-            f"missing {', '.join(missing)}; e.g. {EXAMPLE.format(command=command, extra=extra)} (or set them once in "
-            "seprobe.toml, [tool.seprobe] of pyproject.toml, or SEPROBE_MODEL / SEPROBE_WEIGHTS / SEPROBE_DATA)"
-        )
-    return Inputs(
-        values["model"], values["weights"], Path(values["data"]), Path(values["labels"]) if values["labels"] else None
-    )
+    world = current_world()
+    return world.device if world.distributed else device
 
 
 def _session(device: str):
@@ -372,144 +433,85 @@ def _print_result(world, result) -> None:
     typer.echo(text, nl=not text.endswith("\n"))
 
 
-def _triple(text: str | None, what: str):
+def _names(text: str | None, argument: str) -> list[str] | None:
+    """``"SE_5_1,SE_5_2"`` -> ``["SE_5_1", "SE_5_2"]``; a list that names nothing is an error."""
     if text is None:
         return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise SeprobeError(f"invalid --{what} {text!r}; valid: three comma-separated numbers, e.g. 0.5,0.5,0.5")
-    return values
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise SeprobeError(f"invalid {argument} {text!r}; valid: comma-separated names", argument=argument)
+    return names
 
 
-def _overrides(resize, crop, mean, std, interpolation):
-    from .api import Overrides
-
-    o = Overrides(resize, crop, _triple(mean, "mean"), _triple(std, "std"), interpolation)
-    o.check()
-    return o
+def _probe_command(device: str, run: Callable[[], Any]) -> None:
+    """Run a probe command in a (torchrun) session and print what it returns."""
+    with _session(device) as world:
+        result = run()
+    _print_result(world, result)
 
 
 @app.command("activations")
+@with_groups(inputs_group("activations", " --stage 5 --classes goldfish,pug"), loader_group("activations"),
+             PREPROCESSING, KNOBS)
 def activations_cmd(
-    model: ModelSpecOpt = None,
-    weights: WeightsOpt = None,
-    data: DataOpt = None,
-    labels: LabelsOpt = None,
-    classes: Annotated[
-        str, typer.Option(metavar="NAMES", help="ImageNet names, wnids or indices")
-    ] = "goldfish,pug,airliner,cliff",
+    classes: Annotated[str, typer.Option(metavar="NAMES", help="ImageNet names, wnids or indices")] = ",".join(CLASSES),
     stage: Annotated[
         list[int] | None, typer.Option(metavar="S", help="show the blocks of this stage (repeatable)")
     ] = None,
     blocks: Annotated[
         str | None, typer.Option(metavar="SE_s_b,...", help="show these blocks, e.g. SE_5_1,SE_5_2")
     ] = None,
-    samples_per_class: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="images per class (the paper: 50)")
-    ] = None,
-    views: Annotated[
-        int, typer.Option(min=1, metavar="K", help="views per image: the evaluation crop + augmented crops")
-    ] = 1,
+    samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="images per class (the paper: 50)")] = None,
+    views: Annotated[int, typer.Option(metavar="K", help="views per image: the evaluation crop + augmented crops")] = 1,
     channels: Annotated[
-        int, typer.Option(min=1, metavar="N", help="channels sampled for the plots (the paper: 50)")
-    ] = 50,
-    batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = 32,
-    device: DeviceOpt = "cpu",
-    num_workers: WorkersOpt = 0,
+        int, typer.Option(metavar="N", help="channels sampled for the plots (the paper: 50)")
+    ] = CHANNELS,
     all_classes_table: Annotated[bool, typer.Option("--all-classes-table", help="tidy table of every class")] = False,
-    out: Annotated[Path, typer.Option(metavar="DIR", help="output folder")] = Path("activations"),
-    resize: ResizeOpt = None,
-    crop: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    reduction: ReductionOpt = None,
-    squeeze: SqueezeOpt = None,
-    gate: GateOpt = None,
-    bias: BiasOpt = None,
-    se_stages: SEStagesOpt = None,
-    drop_stage5: DropStage5Opt = None,
-    integration: IntegrationOpt = None,
-    stride_at: StrideOpt = None,
-    stem_pool: StemPoolOpt = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="output folder")] = Path(OUT["activations"]),
+    inputs: Inputs | None = None, loader: Any = None, overrides: Any = None, knobs: dict | None = None,
 ) -> None:
     """Class-specific excitation distributions per stage and block (the paper's Figs. 6 and 7).
 
     --stage and --blocks choose the blocks shown (table and figures); --se-stages and the other model knobs
     build a seprobe model and must match its checkpoint."""
-    options = dict(locals())
     from . import api
-    inputs = _inputs("activations", model, weights, data, labels, " --stage 5 --classes goldfish,pug")
-    overrides = _overrides(resize, crop, mean, std, interpolation)
-    knobs = model_knobs(options)
-    with _session(device) as world:
-        result = api.activations(
-            inputs.model,
-            inputs.weights,
-            inputs.data,
-            labels=inputs.labels,
-            classes=classes,
-            stage=stage,
-            blocks=blocks,
-            samples_per_class=samples_per_class,
-            views=views,
-            channels=channels,
-            batch_size=batch_size,
-            device=world.device,
-            num_workers=num_workers,
-            all_classes_table=all_classes_table,
-            out=out,
-            overrides=overrides,
-            **knobs,
-        )
-    _print_result(world, result)
+
+    class_names = _names(classes, "classes")
+    block_names = _names(blocks, "blocks")
+    _probe_command(loader.device, lambda: api.activations(
+        inputs.model, inputs.weights, inputs.data, labels=inputs.labels, samples_per_class=samples_per_class,
+        classes=class_names, stage=stage, blocks=block_names, views=views, channels=channels,
+        loader=_rank_loader(loader), all_classes_table=all_classes_table, out=out, overrides=overrides, **knobs))
+
+
+def _rank_loader(loader):
+    """The loader on this rank's device, once the torchrun session is open."""
+    from dataclasses import replace
+
+    return replace(loader, device=_world_device(loader.device))
 
 
 @app.command("evaluate")
-def evaluate_cmd(
-    model: ModelSpecOpt = None,
-    weights: WeightsOpt = None,
-    data: DataOpt = None,
-    labels: LabelsOpt = None,
-    batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = 50,
-    device: DeviceOpt = "cpu",
-    num_workers: WorkersOpt = 0,
-    resize: ResizeOpt = None,
-    crop: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-) -> None:
-    """Top-1 / top-5 accuracy of an ImageNet classifier on labelled images (evaluation crop)."""
+@with_groups(inputs_group("evaluate"), loader_group("evaluate"), PREPROCESSING)
+def evaluate_cmd(inputs: Inputs | None = None, loader: Any = None, overrides: Any = None) -> None:
+    """Top-1 / top-5 accuracy of a classifier on labelled images (evaluation crop): ImageNet labels for a
+    1000-way classifier, or one output per class of the data."""
     from . import api
 
-    inputs = _inputs("evaluate", model, weights, data, labels)
-    overrides = _overrides(resize, crop, mean, std, interpolation)
-    with _session(device) as world:
-        result = api.evaluate(
-            inputs.model,
-            inputs.weights,
-            inputs.data,
-            labels=inputs.labels,
-            batch_size=batch_size,
-            device=world.device,
-            num_workers=num_workers,
-            overrides=overrides,
-        )
-    _print_result(world, result)
+    _probe_command(loader.device, lambda: api.evaluate(
+        inputs.model, inputs.weights, inputs.data, labels=inputs.labels, loader=_rank_loader(loader),
+        overrides=overrides))
 
 
 @app.command("ablate")
+@with_groups(inputs_group("ablate", " --calibration 1"), loader_group("ablate"), PREPROCESSING, KNOBS)
 def ablate_cmd(
-    model: ModelSpecOpt = None,
-    weights: WeightsOpt = None,
-    data: DataOpt = None,
-    labels: LabelsOpt = None,
-    samples_per_class: Annotated[int | None, typer.Option(min=1, metavar="N", help="images per class")] = None,
-    mode: Annotated[AblationMode, typer.Option(help="identity: gate = 1; mean: gate = its calibration mean")] = "both",
+    samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="images per class")] = None,
+    mode: Annotated[
+        AblationMode | None,
+        typer.Option(help="identity: gate = 1; mean: gate = its calibration mean [default: both with calibration "
+                          "images, else identity]"),
+    ] = None,
     blocks: Annotated[str | None, typer.Option(metavar="SE_s_b,...", help="ablate these blocks as one set")] = None,
     stage: Annotated[int | None, typer.Option(metavar="S", help="ablate this stage's blocks as one set")] = None,
     per_stage: Annotated[bool, typer.Option("--per-stage", help="each stage's blocks together")] = False,
@@ -524,77 +526,52 @@ def ablate_cmd(
         ),
     ] = None,
     calibration: Annotated[
-        int | None,
-        typer.Option(min=1, metavar="N", help="mean mode: N images per class taken out of --data for the means"),
+        int | None, typer.Option(metavar="N", help="mean mode: N images per class taken out of --data for the means")
     ] = None,
     calibration_data: Annotated[Path | None, typer.Option(metavar="DIR", help="mean mode: separate images")] = None,
     calibration_labels: Annotated[
         Path | None, typer.Option(metavar="FILE", help="labels of --calibration-data")
     ] = None,
-    calibration_views: Annotated[int, typer.Option(min=1, metavar="K", help="views per calibration image")] = 1,
+    calibration_views: Annotated[int, typer.Option(metavar="K", help="views per calibration image")] = 1,
     allow_overlap: Annotated[
         bool, typer.Option("--allow-overlap", help="calibration may share evaluation images")
     ] = False,
-    bootstrap: Annotated[int, typer.Option(min=1, metavar="N", help="paired-bootstrap resamples")] = 2000,
+    bootstrap: Annotated[int, typer.Option(metavar="N", help="paired-bootstrap resamples")] = BOOTSTRAP,
     seed: Annotated[int, typer.Option(metavar="N", help="bootstrap seed")] = 0,
     export: Annotated[Path | None, typer.Option(metavar="FILE", help="write the network with the set ablated")] = None,
     export_mode: Annotated[ExportMode | None, typer.Option(help="the mode --export uses (with --mode both)")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = 32,
-    device: DeviceOpt = "cpu",
-    num_workers: WorkersOpt = 0,
-    out: Annotated[Path, typer.Option(metavar="DIR", help="output folder")] = Path("ablation"),
-    resize: ResizeOpt = None,
-    crop: CropOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    interpolation: InterpOpt = None,
-    reduction: ReductionOpt = None,
-    squeeze: SqueezeOpt = None,
-    gate: GateOpt = None,
-    bias: BiasOpt = None,
-    se_stages: SEStagesOpt = None,
-    drop_stage5: DropStage5Opt = None,
-    integration: IntegrationOpt = None,
-    stride_at: StrideOpt = None,
-    stem_pool: StemPoolOpt = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="output folder")] = Path(OUT["ablate"]),
+    inputs: Inputs | None = None, loader: Any = None, overrides: Any = None, knobs: dict | None = None,
 ) -> None:
     """What each SE block is worth: accuracy, agreement and KL with blocks removed (identity) or frozen to their
     mean, with paired-bootstrap intervals, and the cost each saves; --export writes the smaller network."""
-    options = dict(locals())
     from . import api
+    from .data.images import ImageSource
+    from .probe.ablation_plan import ORDERS, AblationPlan
+    from .probe.calibration import CalibrationSource
 
-    inputs = _inputs("ablate", model, weights, data, labels, " --calibration 1")
-    overrides = _overrides(resize, crop, mean, std, interpolation)
-    with _session(device) as world:
+    plan = AblationPlan(
+        modes=None if mode is None else (("identity", "mean") if mode == "both" else (mode,)),
+        blocks=_names(blocks, "blocks"), stage=stage, per_stage=per_stage, each_block=each_block,
+        cumulative=cumulative if cumulative in ORDERS else _names(cumulative, "cumulative"))
+    source = None
+    if calibration is not None or calibration_data is not None:
+        images = None if calibration_data is None else ImageSource(
+            calibration_data, calibration_labels, arguments=("calibration_data", "calibration_labels"))
+        source = CalibrationSource(calibration, images, calibration_views, allow_overlap)
+    elif calibration_labels is not None:
+        raise SeprobeError("--calibration-labels without --calibration-data; valid: both, or neither")
+
+    def run():
         result = api.ablate(
-            inputs.model,
-            inputs.weights,
-            inputs.data,
-            labels=inputs.labels,
-            samples_per_class=samples_per_class,
-            mode=mode,
-            blocks=blocks,
-            stage=stage,
-            per_stage=per_stage,
-            each_block=each_block,
-            cumulative=cumulative,
-            calibration=calibration,
-            calibration_data=calibration_data,
-            calibration_labels=calibration_labels,
-            calibration_views=calibration_views,
-            allow_overlap=allow_overlap,
-            bootstrap=bootstrap,
-            seed=seed,
-            export=export,
-            export_mode=export_mode,
-            batch_size=batch_size,
-            device=world.device,
-            num_workers=num_workers,
-            out=out,
-            overrides=overrides,
-            **model_knobs(options),
-        )
-    _print_result(world, result)
+            inputs.model, inputs.weights, inputs.data, labels=inputs.labels, samples_per_class=samples_per_class,
+            plan=plan, calibration=source, loader=_rank_loader(loader), bootstrap=bootstrap, seed=seed,
+            export=export, export_mode=export_mode, out=out, overrides=overrides, **knobs)
+        if result.result.mean_skipped and os.environ.get("RANK", "0") == "0":
+            _err("seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only")
+        return result
+
+    _probe_command(loader.device, run)
 
 
 # --- entry point -----------------------------------------------------------------------------------------------------
@@ -610,11 +587,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     _err(f"seprobe: warning: {str(message).splitlines()[0] if str(message) else category.__name__}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; every failure a user can cause ends here as one line and a non-zero exit code."""
     signal.signal(signal.SIGTERM, _terminate)
     warnings.showwarning = _one_line_warning
-    command = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    command = next((a for a in argv if not a.startswith("-")), "")
     try:
         code = app(args=argv, prog_name="seprobe", standalone_mode=False)
         if code == 130:  # typer turns Ctrl-C into this exit code
@@ -623,7 +601,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     except SeprobeError as e:
         if not getattr(e, "quiet", False):  # under torchrun, one rank speaks for all
-            _err(f"seprobe: error: {e}")
+            _err(f"seprobe: error: {for_the_command_line(e)}")
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         _err("seprobe: interrupted")

@@ -54,8 +54,8 @@ T = TypeVar("T")
 class DistributedError(SeprobeError):
     """A failure that every rank agrees on (raised on all of them). ``quiet``: another rank prints it."""
 
-    def __init__(self, message: str, *, quiet: bool = False):
-        super().__init__(message)
+    def __init__(self, message: str, *, quiet: bool = False, argument: str | None = None):
+        super().__init__(message, argument=argument)
         self.quiet = quiet
 
 
@@ -85,7 +85,7 @@ class World:
     def batches(self, items: int, batch_size: int) -> list[list[int]]:
         """This rank's batches of item indices: one process's batches, split into contiguous runs."""
         if batch_size < 1:
-            raise SeprobeError(f"invalid --batch-size {batch_size}; valid: an integer >= 1")
+            raise SeprobeError(f"invalid batch_size {batch_size}; valid: an integer >= 1", argument="batch_size")
         total = math.ceil(items / batch_size)
         first, extra = divmod(total, self.size)
         start = self.rank * first + min(self.rank, extra)
@@ -130,7 +130,7 @@ class World:
         differ = [r for r, v in enumerate(values) if v != values[0]]
         if differ:
             raise DistributedError(f"rank {differ[0]} sees another {what} than rank 0; valid: the same on every "
-                                   "rank (the same --data and options on every node)", quiet=not self.is_main)
+                                   "rank (the same data and options on every node)", quiet=not self.is_main)
 
     def concat(self, items: Sequence[T]) -> list[T]:
         """Every rank's list, concatenated in rank order: global order for per-batch lists, as shards are
@@ -141,7 +141,7 @@ class World:
         """Per-image records of all ranks, ordered by global image index, on every rank.
 
         ``records[i]`` belongs to image ``indices[i]`` (the global index: position in ``LabelledImages.paths``,
-        or the item index of :class:`~seprobe.probe.images.ViewDataset`). Each index must occur on one rank only.
+        or the item index of :class:`~seprobe.data.images.ViewDataset`). Each index must occur on one rank only.
         """
         if len(records) != len(indices):
             raise ValueError(f"{len(records)} records for {len(indices)} indices")
@@ -278,13 +278,14 @@ def _world_from_environment(device: str) -> World:
     if device == "cpu":
         return World(rank, size, local_rank, "cpu")
     if device != "cuda":
-        raise DistributedError(f"--device {device} under torchrun; valid: cuda (rank r takes cuda:LOCAL_RANK) "
-                               "or cpu", quiet=quiet)
+        raise DistributedError(f"device {device!r} under torchrun; valid: cuda (rank r takes cuda:LOCAL_RANK) "
+                               "or cpu", quiet=quiet, argument="device")
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if local_size > gpus:
-        raise DistributedError(f"--device cuda with {local_size} ranks on this node but {gpus} GPU(s): NCCL needs "
-                               f"a GPU of its own for each rank; valid: torchrun --nproc-per-node {max(gpus, 1)}"
-                               f"{'' if gpus else ' --device cpu'}, or --device cpu", quiet=quiet)
+        raise DistributedError(f"device 'cuda' with {local_size} ranks on this node but {gpus} GPU(s): NCCL needs "
+                               f"a GPU of its own for each rank; valid: at most {max(gpus, 1)} torchrun process(es) "
+                               f"per node{'' if gpus else ' on the cpu device'}, or device 'cpu'", quiet=quiet,
+                               argument="device")
     return World(rank, size, local_rank, f"cuda:{local_rank}")
 
 
@@ -314,7 +315,7 @@ def distributed_session(device: str = "cpu", timeout: timedelta = TIMEOUT) -> It
     except Exception as e:
         raise DistributedError(f"rank {world.rank}: could not join the other ranks at "
                                f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({_one_line(e)}); valid: "
-                               "every node started with the same --rdzv-endpoint and --nnodes") from e
+                               "every node started with the same rendezvous endpoint and number of nodes") from e
     _current = world
     try:
         try:

@@ -10,8 +10,14 @@ from typing import Any
 class SeprobeError(ValueError):
     """Bad input from a user (an unknown model, an invalid knob, a malformed file).
 
-    The CLI prints its message as one line and exits with code 2, without a traceback.
+    The message names Python arguments (``invalid batch_size 0``); ``argument`` says which one (or ones) it is
+    about, so that the command line can name the flag instead (``--batch-size``). The CLI prints the message as
+    one line and exits with code 2, without a traceback.
     """
+
+    def __init__(self, message: str, *, argument: str | tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
@@ -20,10 +26,22 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def check_choice(what: str, value: Any, choices: Iterable[Any]) -> Any:
+def check_choice(what: str, value: Any, choices: Iterable[Any], argument: str | None = None) -> Any:
     """Return ``value`` if it is one of ``choices``, else raise a :class:`SeprobeError` listing them."""
     choices = tuple(choices)
     if value not in choices:
         valid = ", ".join(repr(c) for c in choices)
-        raise SeprobeError(f"unknown {what} {value!r}; valid: {valid}")
+        raise SeprobeError(f"unknown {what} {value!r}; valid: {valid}", argument=argument)
+    return value
+
+
+def check_int(argument: str, value: Any, minimum: int = 1, maximum: int | None = None) -> Any:
+    """``value`` if it is an integer in ``[minimum, maximum]`` (``None``: not given), else a
+    :class:`SeprobeError` naming ``argument``. A bool is not an integer here, nor is a float."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise SeprobeError(f"invalid {argument} {value!r}; valid: {bound}", argument=argument)
     return value

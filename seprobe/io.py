@@ -182,37 +182,40 @@ def _writable_ancestor(path: Path, what: str) -> None:
     p = path
     while not p.exists():
         if p.is_symlink():
-            raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a broken link; valid: a writable location")
+            raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a broken link; valid: a writable location",
+                               argument=what)
         p = p.parent
     if not p.is_dir():
-        raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a file, not a folder; valid: a path in a folder")
+        raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a file, not a folder; valid: a path in a folder",
+                           argument=what)
     if not os.access(p, os.W_OK | os.X_OK):
-        raise SeprobeError(f"{what} {str(path)!r}: folder {str(p)!r} is not writable; valid: a writable location")
+        raise SeprobeError(f"{what} {str(path)!r}: folder {str(p)!r} is not writable; valid: a writable location",
+                           argument=what)
 
 
-def check_output_file(path: str | os.PathLike | None, what: str = "--output") -> None:
+def check_output_file(path: str | os.PathLike | None, what: str = "output") -> None:
     """Refuse, before any work, an output file that cannot be written."""
     if path is None:
         return
     if str(path) == "":
-        raise SeprobeError(f"{what} is empty; valid: a file path")
+        raise SeprobeError(f"{what} is empty; valid: a file path", argument=what)
     path = Path(path)
     target = _resolve_target(path)
     if target.is_dir():
-        raise SeprobeError(f"{what} {str(path)!r} is a folder; valid: a file path")
+        raise SeprobeError(f"{what} {str(path)!r} is a folder; valid: a file path", argument=what)
     if target.exists():
         if not os.access(target, os.W_OK):
-            raise SeprobeError(f"{what} {str(path)!r} is not writable; valid: a writable file path")
+            raise SeprobeError(f"{what} {str(path)!r} is not writable; valid: a writable file path", argument=what)
         if not target.is_file():
             return  # a device or pipe, written through
     _writable_ancestor(target.parent, what)
 
 
-def check_output_dir(path: str | os.PathLike, what: str = "--out") -> None:
+def check_output_dir(path: str | os.PathLike, what: str = "out") -> None:
     """Refuse, before any work, an output folder that cannot be created or written."""
     if str(path) == "":
-        raise SeprobeError(f"{what} is empty; valid: a folder path")
+        raise SeprobeError(f"{what} is empty; valid: a folder path", argument=what)
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise SeprobeError(f"{what} {str(path)!r} is a file; valid: a folder (new or existing)")
+        raise SeprobeError(f"{what} {str(path)!r} is a file; valid: a folder (new or existing)", argument=what)
     _writable_ancestor(path, what)

@@ -92,8 +92,9 @@ def render_all(tables: dict[str, pd.DataFrame], fmt: str, command: str) -> str:
     if fmt == "json":
         return json_document(tables, command)
     if fmt == "csv" and len(tables) > 1:
-        raise SeprobeError(f"--format csv prints one table, and this run has {len(tables)} ({', '.join(tables)}); "
-                           "valid: --output FILE.csv (one file per table), or --format json")
+        raise SeprobeError(f"format 'csv' prints one table, and this run has {len(tables)} ({', '.join(tables)}); "
+                           "valid: an output FILE.csv (one file per table), or format 'json'",
+                           argument=("format", "output", "format"))
     parts = []
     for name, df in tables.items():
         heading = ""
@@ -111,7 +112,7 @@ def format_for(path: str | os.PathLike, fmt: str | None) -> str:
     if suffix not in _SUFFIX_FORMATS:
         raise SeprobeError(
             f"cannot tell the format of {str(path)!r} from its suffix; valid: "
-            f"{', '.join(_SUFFIX_FORMATS)} or --format {'|'.join(FORMATS)}"
+            f"{', '.join(_SUFFIX_FORMATS)} or a format: {'|'.join(FORMATS)}", argument="format"
         )
     return _SUFFIX_FORMATS[suffix]
 

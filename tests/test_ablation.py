@@ -12,33 +12,21 @@ from PIL import Image
 from torch import nn
 
 from seprobe.cost.flops import DEFAULT, count_flops
+from seprobe.cost.se_blocks import block_costs
+from seprobe.data.images import ImageSource, Preprocessing, ViewDataset, discover
 from seprobe.errors import SeprobeError
+from seprobe.models.ablated import ChannelScale, ablated_copy, export_ablated, is_ablated_file, load_ablated
+from seprobe.models.blocks import SEBlockInfo, find_blocks
+from seprobe.models.factory import ModelSource, Network, get_network
 from seprobe.models.registry import build_model
 from seprobe.models.se_block import SqueezeExcite
-from seprobe.probe.ablation import (
-    Ablation,
-    GateReplacer,
-    ablate,
-    block_costs,
-    cumulative_order,
-    export_blocks,
-    paired_bootstrap,
-    parse_blocks,
-    plan_ablations,
-)
-from seprobe.probe.ablation_report import write_outputs
-from seprobe.probe.folding import (
-    ChannelScale,
-    ablated_copy,
-    export_ablated,
-    fold_targets,
-    is_ablated_file,
-    load_ablated,
-    load_ablated_model,
-)
-from seprobe.probe.gates import find_gates
-from seprobe.probe.images import Preprocessing, ViewDataset, discover
-from seprobe.probe.loading import LoadedModel
+from seprobe.probe.ablation import ablate, export_blocks
+from seprobe.probe.ablation_plan import Ablation, AblationPlan, cumulative_order
+from seprobe.probe.bootstrap import paired_bootstrap
+from seprobe.probe.calibration import CalibrationSource
+from seprobe.probe.evaluation import Loader
+from seprobe.probe.hooks import GateHooks
+from seprobe.report.ablation import calibration_text, write_outputs
 
 from .conftest import randomize_batchnorm
 
@@ -111,8 +99,12 @@ def tiny(constant_first: bool) -> TinySE:
     return m
 
 
-def loaded(model: nn.Module) -> LoadedModel:
-    return LoadedModel(model, "tiny", "random", Preprocessing(resize=SIDE, crop=SIDE), False)
+def loaded(model: nn.Module) -> Network:
+    return Network(model, "tiny", Preprocessing(resize=SIDE, crop=SIDE))
+
+
+def per_class(n: int) -> CalibrationSource:
+    return CalibrationSource(per_class=n)
 
 
 def tensors(images, pre):
@@ -132,8 +124,8 @@ def split(images):
 def test_constant_gate_mean_is_lossless_and_identity_a_known_rescaling(folder):
     m = tiny(constant_first=True)
     images = discover(folder)
-    result = ablate(loaded(m), images, blocks="SE_2_1", single=False, calibration_per_class=1, progress=False,
-                    batch_size=4, n_boot=200)
+    result = ablate(loaded(m), images, AblationPlan(blocks=["SE_2_1"], each_block=False), Loader(4),
+                    calibration=per_class(1), progress=False, bootstrap=200)
     x, labels = tensors(images, loaded(m).preprocessing)
     _, ev = split(images)
     with torch.no_grad():
@@ -142,7 +134,7 @@ def test_constant_gate_mean_is_lossless_and_identity_a_known_rescaling(folder):
     t = result.table.set_index(["label", "mode"])
     mean_row, id_row = t.loc[("SE_2_1", "mean")], t.loc[("SE_2_1", "identity")]
     assert mean_row.kl == 0 and mean_row.agreement == 1 and mean_row.top1_change == 0
-    assert result.calibration.images == 3 and "disjoint" in result.calibration.source
+    assert result.calibration.images == 3 and "disjoint" in calibration_text(result)
     assert torch.equal(result.calibration.means["SE_2_1"], torch.sigmoid(m.se1.fc2.bias.detach()))
     assert id_row.kl == pytest.approx(kl(full, identity), rel=1e-6, abs=1e-9)
     truth = labels[ev]
@@ -154,7 +146,8 @@ def test_constant_gate_mean_is_lossless_and_identity_a_known_rescaling(folder):
 def test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean(folder):
     m = tiny(constant_first=False)
     images = discover(folder)
-    result = ablate(loaded(m), images, modes="mean", calibration_per_class=1, progress=False, n_boot=200)
+    result = ablate(loaded(m), images, AblationPlan(modes=["mean"]), calibration=per_class(1), progress=False,
+                    bootstrap=200)
     x, _ = tensors(images, loaded(m).preprocessing)
     cal, ev = split(images)
     with torch.no_grad():
@@ -170,8 +163,8 @@ def test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean(folder):
 
 def test_costs_in_closed_form(folder):
     m = tiny(constant_first=False)
-    result = ablate(loaded(m), discover(folder), blocks="SE_2_1,SE_3_1", calibration_per_class=1, progress=False,
-                    n_boot=50)
+    result = ablate(loaded(m), discover(folder), AblationPlan(blocks=["SE_2_1", "SE_3_1"], each_block=True),
+                    calibration=per_class(1), progress=False, bootstrap=50)
     c, h, hw = 4, 2, SIDE * SIDE
     params = c * h + h + h * c + c            # W1, b1, W2, b2
     macs, scale = 2 * c * h, c * hw           # the two FC layers on 1x1, then one multiply per element
@@ -186,15 +179,16 @@ def test_costs_in_closed_form(folder):
 
 def test_cumulative_order_and_curve(folder):
     m = tiny(constant_first=True)
-    result = ablate(loaded(m), discover(folder), modes="mean", cumulative="kl", calibration_per_class=1,
-                    progress=False, n_boot=50)
+    result = ablate(loaded(m), discover(folder), AblationPlan(modes=["mean"], cumulative="kl"),
+                    calibration=per_class(1), progress=False, bootstrap=50)
     # the constant gate costs nothing in mean mode, so it is removed first
     assert result.orders["mean"][0] == "SE_2_1"
     cum = result.table[result.table["group"] == "cumulative"]
     assert list(cum["n_blocks"]) == [1, 2] and list(cum["step"]) == [1, 2]
     assert cum.iloc[0].kl == 0
-    given = ablate(loaded(m), discover(folder), modes="identity", single=False, cumulative="SE_3_1,SE_2_1",
-                   progress=False, n_boot=50)
+    given = ablate(loaded(m), discover(folder), AblationPlan(modes=["identity"], each_block=False,
+                                                             cumulative=["SE_3_1", "SE_2_1"]),
+                   progress=False, bootstrap=50)
     assert given.orders["identity"] == ["SE_3_1", "SE_2_1"]
 
 
@@ -205,7 +199,7 @@ def test_paired_bootstrap_known_answers():
     n, p = 2000, 0.3
     diff = np.zeros(n)
     diff[: int(p * n)] = 1
-    low, high = paired_bootstrap(diff, n_boot=20000, seed=0)[0]
+    low, high = paired_bootstrap(diff, bootstrap=20000, seed=0)[0]
     half = 1.96 * np.sqrt(p * (1 - p) / n)
     # within 6 % of the half-width (a mean moves in steps of 1/n = 2.5 % of it); a 97.5 % bound at 98.75 % is 14 % off
     assert low == pytest.approx(p - half, abs=0.06 * half) and high == pytest.approx(p + half, abs=0.06 * half)
@@ -217,46 +211,50 @@ def test_bad_input_fails_cleanly(folder, tmp_path):
     m = tiny(constant_first=False)
     images = discover(folder)
     lm = loaded(m)
-    gates = find_gates(m)
     with pytest.raises(SeprobeError, match="unknown block 'SE_9_9'"):
-        ablate(lm, images, blocks="SE_9_9", calibration_per_class=1, progress=False)
-    with pytest.raises(SeprobeError, match="empty block set"):
-        parse_blocks(gates, " , ")
+        ablate(lm, images, AblationPlan(blocks=["SE_9_9"]), calibration=per_class(1), progress=False)
+    with pytest.raises(SeprobeError, match="invalid blocks"):
+        AblationPlan(blocks=[])
+    with pytest.raises(SeprobeError, match="invalid blocks 'SE_2_1'"):
+        AblationPlan(blocks="SE_2_1")  # a string is not a list of names
     with pytest.raises(SeprobeError, match="no SE block in stage 7"):
-        plan_ablations(gates, stage=7)
-    with pytest.raises(SeprobeError, match="invalid --calibration 0"):
-        ablate(lm, images, calibration_per_class=0, progress=False)
-    with pytest.raises(SeprobeError, match="invalid --calibration 0"):
-        ablate(lm, images, modes="identity", calibration_per_class=0, progress=False)
-    with pytest.raises(SeprobeError, match="invalid --calibration-views 0"):
-        ablate(lm, images, calibration_per_class=1, calibration_views=0, progress=False)
+        ablate(lm, images, AblationPlan(stage=7), progress=False)
+    with pytest.raises(SeprobeError, match="invalid calibration 0") as e:
+        per_class(0)
+    assert e.value.argument == "calibration"
+    with pytest.raises(SeprobeError, match="invalid calibration_views 0"):
+        CalibrationSource(per_class=1, views=0)
     with pytest.raises(SeprobeError, match="share 12 images"):
-        ablate(lm, images, calibration=images, progress=False)
+        ablate(lm, images, calibration=CalibrationSource(images=ImageSource(folder)), progress=False)
     with pytest.raises(SeprobeError, match="needs calibration images"):
-        ablate(lm, images, modes="mean", progress=False)
+        ablate(lm, images, AblationPlan(modes=["mean"]), progress=False)
     with pytest.raises(SeprobeError, match="unknown ablation mode"):
-        ablate(lm, images, modes="zero", progress=False)
+        AblationPlan(modes=["zero"])
     with pytest.raises(SeprobeError, match="takes every image"):
-        ablate(lm, images, calibration_per_class=4, progress=False)
-    with pytest.raises(SeprobeError, match="names a block twice"):
-        ablate(lm, images, modes="identity", cumulative="SE_2_1,SE_2_1", progress=False)
+        ablate(lm, images, calibration=per_class(4), progress=False)
+    with pytest.raises(SeprobeError, match="named twice"):
+        AblationPlan(modes=["identity"], cumulative=["SE_2_1", "SE_2_1"])
+    with pytest.raises(SeprobeError, match="nothing to ablate"):
+        AblationPlan(each_block=False)
     torch.save({"x": torch.zeros(1)}, tmp_path / "plain.pth")
     with pytest.raises(SeprobeError, match="not an ablated network"):
         load_ablated(tmp_path / "plain.pth")
-    r = ablate(lm, images, modes="identity", progress=False, n_boot=20)
-    with pytest.raises(SeprobeError, match="needs one set of blocks"):
-        export_blocks(r, None, None, "identity", tmp_path / "x.pth")
+    r = ablate(lm, images, progress=False, bootstrap=20)  # no calibration: identity alone, and said so
+    assert r.modes == ("identity",) and r.mean_skipped
     with pytest.raises(SeprobeError, match="needs the calibration means"):
-        export_blocks(r, "SE_2_1", None, "mean", tmp_path / "x.pth")
+        export_blocks(r, ["SE_2_1"], "mean", tmp_path / "x.pth")
+    with pytest.raises(SeprobeError, match="given as a module"):
+        export_blocks(r, ["SE_2_1"], "identity", tmp_path / "x.pth")
     # overlap allowed when asked for, and said in the output
-    r = ablate(lm, images, modes="mean", calibration=images, disjoint=False, progress=False, n_boot=20)
-    assert r.calibration.overlap == 12 and "sharing 12 images" in r.calibration.source
+    r = ablate(lm, images, AblationPlan(modes=["mean"]), bootstrap=20, progress=False,
+               calibration=CalibrationSource(images=ImageSource(folder), allow_overlap=True), calibration_images=images)
+    assert r.calibration.overlap == 12 and "sharing 12 images" in calibration_text(r)
 
 
 def test_outputs_written_together(folder, tmp_path):
     m = tiny(constant_first=True)
-    r = ablate(loaded(m), discover(folder), per_stage=True, cumulative="network", calibration_per_class=1,
-               progress=False, n_boot=50)
+    r = ablate(loaded(m), discover(folder), AblationPlan(per_stage=True, each_block=True, cumulative="network"),
+               calibration=per_class(1), progress=False, bootstrap=50)
     written = write_outputs(r, tmp_path / "out")
     names = {p.name for p in written}
     assert {"ablation.csv", "ablation.parquet", "summary.md", "blocks.png", "blocks.svg", "cumulative.png",
@@ -267,18 +265,14 @@ def test_outputs_written_together(folder, tmp_path):
 
 
 def _ablated_logits(model, gates, modes, means, x):
-    replacer = GateReplacer(model, gates, means)
-    try:
-        replacer.active = dict(modes)
-        with torch.no_grad():
-            return model(x)
-    finally:
-        replacer.remove()
+    with GateHooks(model, gates, means) as hooks, torch.no_grad():
+        hooks.replace(modes)
+        return model(x)
 
 
 def _check_export(model, size, modes_of, tmp_path, spec, knobs=None):
     model = randomize_batchnorm(model).eval()
-    gates = find_gates(model, input_size=size)
+    gates = find_blocks(model, input_size=size)
     g = torch.Generator().manual_seed(0)
     means = {b.name: torch.rand(b.channels, generator=g) * 0.9 + 0.05 for b in gates}
     modes = {b.name: modes_of(i) for i, b in enumerate(gates)}
@@ -300,7 +294,7 @@ def _check_export(model, size, modes_of, tmp_path, spec, knobs=None):
     model.float()
     # the exported network is smaller by what the table says
     costs, total, params = block_costs(model, gates, size)
-    targets = fold_targets(model, gates)
+    targets = {b.name: b.fold for b in gates}
     saved_macs = saved_params = 0
     for name, mode in modes.items():
         keeps = mode == "mean" and targets[name] is None
@@ -316,7 +310,7 @@ def _check_export(model, size, modes_of, tmp_path, spec, knobs=None):
 def test_fold_seprobe_resnet_standard_into_bn(tmp_path):
     torch.manual_seed(0)
     model = build_model("se_resnet50")
-    targets = fold_targets(model, find_gates(model, 32))
+    targets = {b.name: b.fold for b in find_blocks(model, 32)}
     assert targets["SE_2_1"].path == "layer1.0.bn3" and targets["SE_2_1"].kind == "bn"
     rebuilt = _check_export(model, 32, lambda i: "mean" if i % 3 else "identity", tmp_path, "se_resnet50")
     assert rebuilt.blocks["SE_2_2"] == "mean folded into layer1.1.bn3"
@@ -337,23 +331,25 @@ def test_fold_timm_mobilenetv3_into_the_projection(tmp_path):
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = timm.create_model("tf_mobilenetv3_small_100")
-    targets = fold_targets(model, find_gates(model, 64))
+    targets = {b.name: b.fold for b in find_blocks(model, 64)}
     assert targets["SE_2_1"].path == "blocks.0.0.conv_pw" and targets["SE_4_1"].path == "blocks.2.0.conv_pwl"
     rebuilt = _check_export(model, 64, lambda i: "mean" if i % 2 else "identity", tmp_path,
                             "timm:tf_mobilenetv3_small_100")
     assert rebuilt.blocks["SE_4_1"] == "mean folded into blocks.2.0.conv_pwl"
     assert is_ablated_file(tmp_path / "ablated.pth") and not is_ablated_file(tmp_path / "nothing.pth")
-    assert load_ablated_model(tmp_path / "ablated.pth").name.startswith("timm:tf_mobilenetv3_small_100")
+    net = get_network(ModelSource("timm:tf_mobilenetv3_small_100", tmp_path / "ablated.pth"))
+    assert net.name == "timm:tf_mobilenetv3_small_100 (ablated: ablated.pth)" and net.ablated["SE_4_1"].startswith(
+        "mean folded")
 
 
 def test_prefix_reuse_gives_the_same_outcomes(folder):
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = randomize_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()
-    lm = LoadedModel(model, "timm", "random", Preprocessing(resize=32, crop=32), True)
+    lm = Network(model, "timm", Preprocessing(resize=32, crop=32))
     images = discover(folder)
-    runs = [ablate(lm, images, calibration_per_class=1, per_stage=True, progress=False, n_boot=20, reuse=reuse)
-            for reuse in (False, True)]
+    runs = [ablate(lm, images, AblationPlan(per_stage=True), calibration=per_class(1), progress=False, bootstrap=20,
+                   reuse=reuse) for reuse in (False, True)]
     for a, b in zip(runs[0].outcomes, runs[1].outcomes, strict=True):
         assert np.array_equal(a.kl, b.kl) and np.array_equal(a.top1, b.top1)
 
@@ -361,9 +357,7 @@ def test_prefix_reuse_gives_the_same_outcomes(folder):
 def test_cumulative_order_by_top1_breaks_ties_by_kl():
     import pandas as pd
 
-    from seprobe.probe.gates import Gate
-
-    gates = [Gate(f"SE_2_{i}", 2, i, f"b{i}", f"b{i}.g", 4) for i in (1, 2, 3)]
+    gates = [SEBlockInfo(f"SE_2_{i}", 2, i, f"b{i}", f"b{i}.g", 4, 1, 0) for i in (1, 2, 3)]
     singles = pd.DataFrame({"group": "block", "mode": "mean", "label": ["SE_2_1", "SE_2_2", "SE_2_3"],
                             "top1_change": [-0.02, 0.0, 0.0], "kl": [0.1, 0.5, 0.2]})
     assert cumulative_order(gates, singles, "mean", "top1") == ["SE_2_3", "SE_2_2", "SE_2_1"]
@@ -401,7 +395,7 @@ def test_calibration_labels_in_tiny_imagenet_format(tmp_path):
     """The study's ``calibration_labels`` (Tiny ImageNet's ``val_annotations.txt``: file, wnid, box) are read by
     the same reader as ``--labels``: labels by file name, in the file's order, and a wnid outside ImageNet-1k
     refused with the file, line and value."""
-    from seprobe.probe.imagenet_classes import wnid_to_index
+    from seprobe.data.imagenet_classes import wnid_to_index
 
     for name in ("val_0.JPEG", "val_1.JPEG"):
         Image.new("RGB", (8, 8)).save(tmp_path / name, format="JPEG")
@@ -441,10 +435,10 @@ def test_ablation_reading_quotes_the_committed_figures():
 
 
 def test_outputs_all_or_nothing(folder, tmp_path, monkeypatch):
-    import seprobe.probe.ablation_report as report
+    import seprobe.report.ablation as report
 
     m = tiny(constant_first=True)
-    r = ablate(loaded(m), discover(folder), modes="identity", progress=False, n_boot=20)
+    r = ablate(loaded(m), discover(folder), AblationPlan(modes=["identity"]), progress=False, bootstrap=20)
     out = tmp_path / "out"
     out.mkdir()
     (out / "ablation.csv").write_text("old\n")

@@ -11,11 +11,12 @@ from PIL import Image
 from torch import nn
 
 from seprobe import SeprobeError, SqueezeExcite
-from seprobe.probe.activation_report import sampled_channels, specificity_table, tidy_table, write_outputs
-from seprobe.probe.activations import collect
+from seprobe.data.images import Preprocessing, discover, select
+from seprobe.models.factory import Network
+from seprobe.probe.activations import collect, specificity_table
+from seprobe.probe.evaluation import Loader
 from seprobe.probe.gate_stats import GateStats
-from seprobe.probe.images import Preprocessing, discover, select
-from seprobe.probe.loading import LoadedModel
+from seprobe.report.activations import notes, sampled_channels, tidy_table, write_outputs
 
 from .conftest import SHARED
 
@@ -56,12 +57,11 @@ def solid_images(tmp_path):
 
 
 def loaded():
-    return LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
-                       Preprocessing(resize=16, crop=16, mean=(0, 0, 0), std=(1, 1, 1)), False)
+    return Network(IdentitySE().eval(), "identity-se", Preprocessing(resize=16, crop=16, mean=(0, 0, 0), std=(1, 1, 1)))
 
 
 def test_gate_statistics_equal_the_values_known_by_construction(solid_images):
-    run = collect(loaded(), discover(solid_images), batch_size=2, progress=False)
+    run = collect(loaded(), discover(solid_images), Loader(2), progress=False)
     b = run.stats.blocks["SE_2_1"]
     for cls, colours in COLOURS.items():
         values = expected_gate(colours)                      # images x channels
@@ -80,7 +80,7 @@ def test_gate_statistics_equal_the_values_known_by_construction(solid_images):
 
 
 def test_class_specificity_is_the_correlation_ratio(solid_images):
-    run = collect(loaded(), discover(solid_images), batch_size=4, progress=False)
+    run = collect(loaded(), discover(solid_images), Loader(4), progress=False)
     values = {cls: expected_gate(c) for cls, c in COLOURS.items()}
     everything = np.concatenate(list(values.values()))
     between = sum(len(v) * ((v.mean(0) - everything.mean(0)) ** 2).sum() for v in values.values())
@@ -92,11 +92,11 @@ def test_class_specificity_is_the_correlation_ratio(solid_images):
 
 def test_shards_merge_into_the_union(solid_images, tmp_path):
     images = discover(solid_images)
-    full = collect(loaded(), images, batch_size=3, progress=False).stats
+    full = collect(loaded(), images, Loader(3), progress=False).stats
     half = len(images.paths) // 2
     shards = [type(images)(images.paths[s], images.labels[s], images.class_names, True, images.layout)
               for s in (slice(0, half), slice(half, None))]
-    a, b = (collect(loaded(), s, batch_size=2, progress=False).stats for s in shards)
+    a, b = (collect(loaded(), s, Loader(2), progress=False).stats for s in shards)
     a.save(tmp_path / "a.npz")
     merged = GateStats.load(tmp_path / "a.npz").merge(b)
     for name, f in full.blocks.items():
@@ -125,15 +125,15 @@ def test_nosqueeze_gates_are_averaged_over_positions():
 
 def test_corrupt_images_are_skipped_counted_and_listed(solid_images):
     (solid_images / "n01443537_broken.png").write_bytes(b"not an image at all")
-    run = collect(loaded(), discover(solid_images), batch_size=2, progress=False)
+    run = collect(loaded(), discover(solid_images), Loader(2), progress=False)
     assert len(run.failed) == 1 and "n01443537_broken.png" in run.failed[0]
-    assert run.stats.blocks["SE_2_1"].count[1] == 3 and any("unreadable" in n for n in run.notes)
+    assert run.stats.blocks["SE_2_1"].count[1] == 3 and any("unreadable" in n for n in notes(run))
 
 
 def test_views_multiply_the_samples_and_keep_accuracy_on_the_first(solid_images):
-    run = collect(loaded(), discover(solid_images), views=3, batch_size=4, progress=False)
+    run = collect(loaded(), discover(solid_images), Loader(4), views=3, progress=False)
     assert run.stats.blocks["SE_2_1"].count[1] == 9 and run.evaluated == 5
-    assert any("3 views" in n for n in run.notes)
+    assert any("3 views" in n for n in notes(run))
 
 
 def test_data_layouts(tmp_path, solid_images):
@@ -164,7 +164,7 @@ def test_data_layouts(tmp_path, solid_images):
 
 
 def test_outputs_are_written(solid_images, tmp_path):
-    run = collect(loaded(), discover(solid_images), views=2, batch_size=4, progress=False)
+    run = collect(loaded(), discover(solid_images), Loader(4), views=2, progress=False)
     spec = specificity_table(run, [1, 254])
     paths = write_outputs(run, tmp_path / "out", [1, 254], ["SE_2_1"], 50, spec)
     names = {p.name for p in paths}
@@ -244,7 +244,7 @@ def test_real_mobilenetv3_top1_matches_its_provenance():
 
 
 def test_seprobe_models_are_preprocessed_at_their_own_size():
-    from seprobe.probe.loading import load_model
+    from seprobe.models.factory import load_model
 
     pre = load_model("se_inception_resnet_v2", "random").preprocessing
     assert (pre.resize, pre.crop) == (342, 299)  # 299 / 0.875, as ImageNet's 224 / 0.875 = 256
@@ -256,7 +256,7 @@ def test_foreign_models_load_from_files(tmp_path):
     """timm: and torchvision: models take a checkpoint file, read with weights_only, strictly."""
     import torchvision
 
-    from seprobe.probe.loading import load_model
+    from seprobe.models.factory import load_model
 
     reference = torchvision.models.mobilenet_v3_small()
     torch.save({"state_dict": reference.state_dict()}, tmp_path / "tv.pth")
@@ -310,7 +310,7 @@ def test_specificity_table_reports_the_share_above_0_9(solid_images):
     model = loaded()
     with torch.no_grad():
         model.model.se.fc1.weight.mul_(3.0)
-    run = collect(model, discover(solid_images), batch_size=5, progress=False)
+    run = collect(model, discover(solid_images), Loader(5), progress=False)
     everything = 1 / (1 + np.exp(-3 * np.asarray([c for cs in COLOURS.values() for c in cs]) / 255.0))
     share = (everything >= 0.9).mean()
     assert 0 < share < 1
@@ -336,14 +336,14 @@ def test_preprocessing_overrides_reach_the_gates(tmp_path):
     image.paste((200, 100, 50), (8, 8, 32, 32))
     image.save(root / f"{WNIDS[1]}_framed.png")
     mean, std = (0.1, 0.05, 0.02), (0.25, 0.5, 1.0)  # every normalised value stays > 0 (W1 = I, then a ReLU)
-    model = LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
-                        Preprocessing(resize=40, crop=24, mean=mean, std=std, interpolation="nearest"), False)
-    run = collect(model, discover(root), batch_size=1, progress=False)
+    model = Network(IdentitySE().eval(), "identity-se",
+                    Preprocessing(resize=40, crop=24, mean=mean, std=std, interpolation="nearest"))
+    run = collect(model, discover(root), Loader(1), progress=False)
     z = (np.array([200, 100, 50]) / 255 - np.array(mean)) / np.array(std)
     np.testing.assert_allclose(run.stats.blocks["SE_2_1"].mean[1], 1 / (1 + np.exp(-z)), atol=1e-6)
-    full = LoadedModel(IdentitySE().eval(), "identity-se", "by construction",
-                       Preprocessing(resize=40, crop=40, mean=mean, std=std, interpolation="nearest"), False)
-    seen = collect(full, discover(root), batch_size=1, progress=False).stats.blocks["SE_2_1"].mean[1]
+    full = Network(IdentitySE().eval(), "identity-se",
+                   Preprocessing(resize=40, crop=40, mean=mean, std=std, interpolation="nearest"))
+    seen = collect(full, discover(root), Loader(1), progress=False).stats.blocks["SE_2_1"].mean[1]
     framed = (np.array([200, 100, 50]) / 255 * 24 * 24 / 1600 - np.array(mean)) / np.array(std)  # border included
     np.testing.assert_allclose(seen, 1 / (1 + np.exp(-framed)), atol=1e-6)
 
@@ -354,26 +354,26 @@ def test_real_gate_statistics_equal_a_hooked_timm_model():
     """Gate statistics of the real MobileNetV3 weights on 16 real images, against timm's own model, timm's own
     eval transform and plain forward hooks, with numpy's mean, standard deviation and share above 0.9."""
     timm = pytest.importorskip("timm")
-    from seprobe.probe.loading import load_model
+    from seprobe.models.factory import load_model
 
     images = discover(SAMPLES)
     picked = slice(0, 1000, 63)  # 16 images of 16 classes
     subset = type(images)(images.paths[picked], images.labels[picked], images.class_names, True, images.layout)
-    run = collect(load_model("timm:tf_mobilenetv3_small_100", str(WEIGHTS)), subset, batch_size=8, progress=False)
+    run = collect(load_model("timm:tf_mobilenetv3_small_100", str(WEIGHTS)), subset, Loader(8), progress=False)
 
     reference = timm.create_model("tf_mobilenetv3_small_100")
     reference.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
     reference.eval()
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=reference))
-    values = {g.name: [] for g in run.gates}
-    for g in run.gates:
+    values = {g.name: [] for g in run.blocks}
+    for g in run.blocks:
         reference.get_submodule(g.gate_path).register_forward_hook(
             lambda m, i, o, name=g.name: values[name].append(o.flatten(1).double().numpy()))
     with torch.inference_mode():
         reference(torch.stack([transform(Image.open(p).convert("RGB")) for p in subset.paths]))
-    assert len(run.gates) == 9
+    assert len(run.blocks) == 9
     spec = specificity_table(run, [subset.labels[0]]).set_index("block")
-    for g in run.gates:
+    for g in run.blocks:
         v = np.concatenate(values[g.name])  # images x channels
         b = run.stats.blocks[g.name]
         assert b.count[run.stats.all_group] == 16

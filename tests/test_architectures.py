@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 from seprobe import build_model, se_blocks
-from seprobe.probe.activations import GateRecorder
-from seprobe.probe.gates import find_gates
+from seprobe.models.blocks import find_blocks
+from seprobe.probe.hooks import GateHooks
 
 
 def n_params(model):
@@ -110,9 +110,9 @@ def test_se_adds_the_closed_form(name, r):
                                                           marks=pytest.mark.slow)])
 def test_blocks_are_named_listed_and_hookable(name, first, last):
     model = build_model(name).eval()
-    gates = find_gates(model, input_size=96)
+    gates = find_blocks(model, input_size=96)
     assert gates[0].name == first and gates[-1].name == last
-    recorder = GateRecorder(model, gates)
+    recorder = GateHooks(model, gates)
     with torch.inference_mode():
         model(torch.randn(1, 3, 96, 96))
     assert set(recorder.values) == {g.name for g in gates}

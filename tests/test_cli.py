@@ -257,7 +257,7 @@ def test_python_api_matches_the_command(tmp_path):
 def test_offline_pretrained_download_is_one_clear_error(monkeypatch):
     import urllib.error
 
-    import seprobe.probe.loading as loading
+    import seprobe.models.factory as loading
     from seprobe import SeprobeError
 
     def offline(*args, **kwargs):
@@ -274,7 +274,7 @@ def test_random_weights_are_the_same_network_every_time():
     """Under torchrun every rank builds its own model: --weights random must give each the same one."""
     import torch
 
-    from seprobe.probe.loading import load_model
+    from seprobe.models.factory import load_model
 
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -288,5 +288,8 @@ def test_random_weights_are_the_same_network_every_time():
 def test_every_command_has_its_python_function():
     import seprobe
 
-    for name in ("complexity", "activations", "evaluate", "ablate", "run_studies"):
-        assert callable(getattr(seprobe, name)) and getattr(seprobe, name).__module__ == "seprobe.api"
+    homes = {"complexity": "seprobe.api", "activations": "seprobe.api", "evaluate": "seprobe.api",
+             "ablate": "seprobe.api", "run_studies": "seprobe.studies.regenerate",
+             "reports": "seprobe.studies.regenerate"}
+    for name, home in homes.items():
+        assert callable(getattr(seprobe, name)) and getattr(seprobe, name).__module__ == home

@@ -9,9 +9,9 @@ import torch
 import torchvision
 
 from seprobe.cost import complexity
-from seprobe.cost.complexity import block_table, stage_table, summary_table
 from seprobe.cost.flops import FlopConvention, count_flops
 from seprobe.paper import FIGURES
+from seprobe.report.complexity import block_table, notes, stage_table, summary_table
 
 from . import hand_counts as hc
 
@@ -87,7 +87,7 @@ def test_bn_convention_matches_fvcore_default_on_torchvision():
     analysis.unsupported_ops_warnings(False)
     ours = measure("resnet50", stride_at="3x3", convention=FlopConvention(bn=True, pooling=True))
     assert ours.total == analysis.total()
-    assert ours.notes and "BatchNorm" in ours.notes[-1]
+    assert notes(ours) and "BatchNorm" in notes(ours)[-1]
 
 
 def test_count_flags_add_hand_counted_operations():
@@ -197,10 +197,10 @@ def test_paper_figures_reproduced_or_explained(fig):
     mflops_ok = fig.mflops is None or round(c.total / 1e6) == fig.mflops
     params_ok = fig.params_m is None or round(c.params / 1e6, 1) == fig.params_m
     if gflops_ok and mflops_ok and params_ok:
-        assert not c.notes
+        assert not notes(c)
     else:
         assert fig.note, f"{fig.label} differs from the paper without an explanation"
-        assert any(fig.note in n for n in c.notes)
+        assert any(fig.note in n for n in notes(c))
 
 
 @pytest.mark.slow  # the same figures are checked exactly, and more, by the test above
@@ -246,10 +246,10 @@ def _make_divisible(v, divisor=8):
 def test_foreign_se_counted_on_the_feature_map():
     """torchvision's SqueezeExcitation computes ``scale * input``: its scale costs one multiply per element of the
     C x H x W map (285,376 in all), not per gate value (2,296)."""
-    from seprobe.probe.gates import find_gates
+    from seprobe.models.blocks import find_blocks
 
     model = torchvision.models.mobilenet_v3_small().eval()
-    count = count_flops(model, torch.zeros(1, 3, 224, 224), find_gates(model))
+    count = count_flops(model, torch.zeros(1, 3, 224, 224), find_blocks(model))
     cat = count.by_category
     assert cat["se_scale"] == sum(c * s * s for c, s in MOBILENET_V3_SMALL_SE) == 285_376
     assert cat["se_fc"] == sum(2 * c * _make_divisible(c // 4) for c, _ in MOBILENET_V3_SMALL_SE) == 458_752

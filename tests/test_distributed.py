@@ -22,13 +22,14 @@ import pytest
 import torch
 from PIL import Image
 
+from seprobe.data.imagenet_classes import imagenet_classes
+from seprobe.data.images import LabelledImages, Preprocessing, discover
 from seprobe.distributed import DistributedError, World, distributed_session
 from seprobe.errors import SeprobeError
+from seprobe.models.factory import load_model
 from seprobe.probe.activations import collect
+from seprobe.probe.evaluation import Loader
 from seprobe.probe.gate_stats import GateStats
-from seprobe.probe.imagenet_classes import imagenet_classes
-from seprobe.probe.images import LabelledImages, Preprocessing, discover
-from seprobe.probe.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32           # input side: se_resnet18 runs at 32 x 32 (stage 5 at 1 x 1), fast enough for a test
@@ -101,7 +102,7 @@ def _worker_fail(data: str, checkpoint: str, out: str, how: str) -> None:
                 if len(calls) == 2:
                     raise RuntimeError("injected failure on the second batch")
             loaded.model.register_forward_pre_hook(boom)
-        run = collect(loaded, images, batch_size=2, progress=False)
+        run = collect(loaded, images, Loader(2), progress=False)
         if world.is_main:
             Path(out).write_text(str(run.top1))
 
@@ -211,7 +212,7 @@ def test_a_bad_world_is_one_clear_error(monkeypatch):
                 distributed_session("cuda"):
             pass
         assert e.value.quiet  # LOCAL_RANK 1: LOCAL_RANK 0 of the node says it
-    with pytest.raises(DistributedError, match="--device cuda:1 under torchrun; valid: cuda"), \
+    with pytest.raises(DistributedError, match="device .cuda:1. under torchrun; valid: cuda"), \
             distributed_session("cuda:1"):
         pass
 

@@ -14,16 +14,17 @@ from torch import nn
 
 from seprobe import SeprobeError, SqueezeExcite
 from seprobe.cost.flops import DEFAULT, FlopConvention, count_flops
+from seprobe.data.imagenet_classes import resolve_class
+from seprobe.data.images import Preprocessing, ViewDataset, check_readable, discover, to_rgb
 from seprobe.models import checkpoints
+from seprobe.models.blocks import find_blocks
 from seprobe.models.checkpoints import pretrained_download, read_state_dict, timm_equivalent, unwrap_state_dict
+from seprobe.models.factory import Network
 from seprobe.models.registry import build_model
-from seprobe.probe.activation_report import figure_class_spread
 from seprobe.probe.activations import collect
 from seprobe.probe.gate_stats import GateStats
-from seprobe.probe.gates import find_gates
-from seprobe.probe.imagenet_classes import resolve_class
-from seprobe.probe.images import Preprocessing, ViewDataset, check_readable, discover, to_rgb
-from seprobe.probe.loading import LoadedModel
+from seprobe.report.activations import figure_class_spread
+from seprobe.report.complexity import describe_convention
 from seprobe.studies.spec import check_unique_names, load_study
 
 from .conftest import SHARED
@@ -284,8 +285,7 @@ class TwoSE(nn.Module):
 
 
 def identity_model(model=None):
-    return LoadedModel((model or TwoSE()).eval(), "two-se", "by construction",
-                       Preprocessing(resize=8, crop=8, mean=(0, 0, 0), std=(1, 1, 1)), False)
+    return Network((model or TwoSE()).eval(), "two-se", Preprocessing(resize=8, crop=8, mean=(0, 0, 0), std=(1, 1, 1)))
 
 
 @pytest.fixture
@@ -319,12 +319,12 @@ def test_foreign_gate_names_refuse_tiny_inputs_and_do_not_depend_on_the_crop():
     import torchvision
 
     model = torchvision.models.mobilenet_v3_small().eval()
-    at_224 = [(g.name, g.channels) for g in find_gates(model, 224)]
+    at_224 = [(g.name, g.channels) for g in find_blocks(model, 224)]
     assert [n for n, _ in at_224] == ["SE_2_1", "SE_4_1", "SE_4_2", "SE_4_3", "SE_4_4", "SE_4_5", "SE_5_1",
                                       "SE_5_2", "SE_5_3"]
-    assert [(g.name, g.channels) for g in find_gates(model, 65)] == at_224  # 65 / ceil(65 / 32) = 21.7: stage 4
+    assert [(g.name, g.channels) for g in find_blocks(model, 65)] == at_224  # 65 / ceil(65 / 32) = 21.7: stage 4
     with pytest.raises(SeprobeError, match="input size 1 is too small .*valid: a crop of at least 32 pixels"):
-        find_gates(model, 1)
+        find_blocks(model, 1)
 
 
 # --- one view per class ----------------------------------------------------------------------------------------
@@ -337,11 +337,19 @@ def test_one_view_per_class_is_flagged_and_has_no_band(tmp_path):
     assert np.isnan(b.std()[:3]).all()  # n - 1 = 0: undefined, not 0
     np.testing.assert_allclose(b.std()[3], values.numpy().std(0, ddof=1))
     assert stats.class_specificity("SE_2_1") == pytest.approx(1.0)  # by construction
-    notes = stats.caveats(views=1)
-    assert len(notes) == 2 and "3 of 3 classes have a single view" in notes[0] and "n - 1" in notes[0]
-    assert "class_specificity is 1 by construction" in notes[1]
+    assert stats.single_view_classes() == (3, 3)
+    from types import SimpleNamespace
+
+    from seprobe.report.activations import notes as run_notes
+
+    run = SimpleNamespace(images=SimpleNamespace(notes=()), stats=stats, views=1, per_position=False, failed=[],
+                          network=SimpleNamespace(random=False))
+    said = run_notes(run)
+    assert len(said) == 2 and "3 of 3 classes have a single view" in said[0] and "n - 1" in said[0]
+    assert "class_specificity is 1 by construction" in said[1]
     stats.update("SE_2_1", values[:1], torch.tensor([0]))
-    assert len(stats.caveats()) == 1 and "2 of 3 classes" in stats.caveats()[0]
+    assert stats.single_view_classes() == (2, 3)
+    assert len(run_notes(run)) == 1 and "2 of 3 classes" in run_notes(run)[0]
 
     class Run:  # the parts of an ActivationRun that Fig. 7 reads
         pass
@@ -353,7 +361,7 @@ def test_one_view_per_class_is_flagged_and_has_no_band(tmp_path):
     import matplotlib.pyplot as plt
 
     run = Run()
-    run.stats, run.loaded = stats, identity_model()
+    run.stats, run.network = stats, identity_model()
     run.images = type("Images", (), {"class_names": ("a", "b", "c")})()
     drawn = {}
     original = plt.Figure.savefig
@@ -413,7 +421,8 @@ def test_pretrained_download_fails_in_one_line(monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(checkpoints, "_reachable", lambda host, timeout: True)
-    with pytest.raises(SeprobeError, match=r"cannot download timm's se: <urlopen error \[Errno -3\].*--weights FILE"):
+    with pytest.raises(SeprobeError,
+                       match=r"cannot download timm's se: <urlopen error \[Errno -3\].*local checkpoint path as the"):
         pretrained_download(refused, "timm's se")
     with pytest.raises(KeyError):  # not a network error: not hidden
         pretrained_download(lambda: {}["x"], "x")
@@ -457,8 +466,8 @@ def test_non_se_products_are_not_counted_by_default():
     assert count.total(DEFAULT) == 300
     assert count.excluded(DEFAULT) == {"mul": 100, "add": 100}
     assert count.total(FlopConvention(muls=True)) == 400 and count.total(FlopConvention(muls=True, adds=True)) == 500
-    assert "not counted: " in DEFAULT.describe() and "other elementwise products" in \
-        DEFAULT.describe().split("not counted: ")[1]
+    text = describe_convention(DEFAULT)
+    assert "not counted: " in text and "other elementwise products" in text.split("not counted: ")[1]
 
 
 def test_inception_resnet_v2_counts_what_fvcore_counts_for_conv_and_linear():

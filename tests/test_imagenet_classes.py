@@ -3,7 +3,7 @@
 import pytest
 
 from seprobe import SeprobeError
-from seprobe.probe.imagenet_classes import imagenet_classes, resolve_class, resolve_classes
+from seprobe.data.imagenet_classes import imagenet_classes, resolve_class, resolve_classes
 
 from .conftest import SHARED
 

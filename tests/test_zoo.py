@@ -125,14 +125,14 @@ def test_cli_error_is_one_line_exit_2():
 def test_foreign_gates_are_found_and_named():
     import torchvision
 
-    from seprobe.probe.gates import find_gates
+    from seprobe.models.blocks import find_blocks
 
-    names = [g.name for g in find_gates(torchvision.models.mobilenet_v3_small())]
+    names = [g.name for g in find_blocks(torchvision.models.mobilenet_v3_small())]
     assert names == ["SE_2_1"] + [f"SE_4_{i}" for i in range(1, 6)] + [f"SE_5_{i}" for i in range(1, 4)]
     timm = pytest.importorskip("timm")
-    ours = [(g.name, g.channels) for g in find_gates(build_model("se_resnet50"))]
-    assert [(g.name, g.channels) for g in find_gates(timm.create_model("seresnet50"))] == ours
-    assert find_gates(timm.create_model("legacy_seresnet50"))[0].gate_path == "layer1.0.se_module.sigmoid"
+    ours = [(g.name, g.channels) for g in find_blocks(build_model("se_resnet50"))]
+    assert [(g.name, g.channels) for g in find_blocks(timm.create_model("seresnet50"))] == ours
+    assert find_blocks(timm.create_model("legacy_seresnet50"))[0].gate_path == "layer1.0.se_module.sigmoid"
 
 
 def _rule_names(blocks):
@@ -162,8 +162,8 @@ FOREIGN_SE = {  # (expanded channels, side at 224x224) of every SE block, from e
 def test_torchvision_se_networks_are_named_by_the_rule(name):
     import torchvision
 
-    from seprobe.probe.gates import find_gates
+    from seprobe.models.blocks import find_blocks
 
-    gates = find_gates(getattr(torchvision.models, name)())
+    gates = find_blocks(getattr(torchvision.models, name)())
     assert [(g.name, g.channels) for g in gates] == _rule_names(FOREIGN_SE[name])
     assert all(g.gate_path.endswith(".scale_activation") for g in gates)

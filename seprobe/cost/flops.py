@@ -35,7 +35,8 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
 
-from ..models.inventory import SEBlockInfo
+from ..errors import SeprobeError
+from ..models.blocks import SEBlockInfo
 
 # fvcore operator names (without "aten::") by category
 CONV_OPS = {"conv"}
@@ -68,6 +69,11 @@ class FlopConvention:
     pooling: bool = False
     muls: bool = False  # elementwise products outside SE (residual scaling)
 
+    def __post_init__(self):
+        for name in ("bn", "activations", "adds", "pooling", "muls"):
+            if not isinstance(getattr(self, name), bool):
+                raise SeprobeError(f"invalid {name} {getattr(self, name)!r}; valid: True or False", argument=name)
+
     def categories(self) -> set[str]:
         counted = {"conv", "fc", "se_fc", "se_scale"}
         if self.muls:
@@ -81,19 +87,6 @@ class FlopConvention:
         if self.adds:
             counted.add("add")
         return counted
-
-    def describe(self) -> str:
-        yes = ["conv", "linear", "SE scale (1/output element)"]
-        no = []
-        (yes if self.pooling else no).append("pooling and SE squeeze (adds, 1/input element)")
-        (yes if self.bn else no).append("BatchNorm")
-        (yes if self.activations else no).append("activations and SE gates (1/output element)")
-        (yes if self.adds else no).append("residual adds")
-        (yes if self.muls else no).append("other elementwise products (residual scaling, 1/output element)")
-        no.append("max-pool")
-        return ("multiply-adds, counted as multiplications (1 MAC = 1 FLOP, as fvcore and the paper); counted: "
-                + ", ".join(yes)
-                + "; not counted: " + ", ".join(no))
 
 
 DEFAULT = FlopConvention()

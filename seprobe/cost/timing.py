@@ -10,6 +10,7 @@ Reported: median with interquartile range, min, max and the number of repeats.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import platform
 import resource
@@ -21,11 +22,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..choices import DTYPES
 from ..devices import check_device
-from ..errors import SeprobeError, check_choice
+from ..errors import SeprobeError, check_choice, check_int
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-MODES = ("inference", "train")
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TIMING_MODES = ("inference", "train")
+#: a side larger than this is surely a typo (a 4096x4096 image through ResNet-50 already needs ~60 GB to train)
+MAX_INPUT_SIZE = 4096
 
 
 def interleaved(fns: dict[str, Callable[[], None]], clock: Callable[[Callable[[], None]], float],
@@ -85,8 +89,11 @@ def pair_ratios(records: list[dict], pairs: list[tuple[str, str]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TimingSetup:
+    """How ``seprobe complexity --time`` times: device, batch, input side, autocast dtype, memory format,
+    ``torch.compile``, untimed and timed iterations, modes, and whether CUDA out-of-memory halves the batch."""
+
     device: str = "cpu"
     batch_size: int = 32
     input_size: int = 224
@@ -95,22 +102,25 @@ class TimingSetup:
     compile: bool = False
     warmup: int = 3
     repeats: int = 10
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = TIMING_MODES
     auto_batch: bool = False
 
     def __post_init__(self):
-        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("dtype", self.dtype, DTYPES, argument="dtype")
         check_device(self.device)
         for m in self.modes:
-            check_choice("timing mode", m, MODES)
-        for what in ("batch_size", "warmup", "repeats"):
-            value = getattr(self, what)
-            if value < (0 if what == "warmup" else 1):
-                raise SeprobeError(f"invalid {what.replace('_', ' ')} {value}; valid: an integer >= "
-                                   f"{0 if what == 'warmup' else 1}")
+            check_choice("timing mode", m, TIMING_MODES, argument="modes")
+        check_int("batch_size", self.batch_size)
+        check_int("input_size", self.input_size, 1, MAX_INPUT_SIZE)
+        check_int("warmup", self.warmup, 0)
+        check_int("repeats", self.repeats)
+        for argument in ("channels_last", "compile", "auto_batch"):
+            if not isinstance(getattr(self, argument), bool):
+                raise SeprobeError(f"invalid {argument} {getattr(self, argument)!r}; valid: True or False",
+                                   argument=argument)
         if self.compile and self.warmup < 1:
-            raise SeprobeError(f"invalid warmup {self.warmup} with --compile: the first call compiles; valid: an "
-                               "integer >= 1")
+            raise SeprobeError(f"invalid warmup {self.warmup} with compile: the first call compiles; valid: an "
+                               "integer >= 1", argument="warmup")
 
 
 @dataclass
@@ -145,7 +155,7 @@ def _prepare(models: dict[str, nn.Module], setup: TimingSetup) -> tuple[dict[str
     for name, m in models.items():
         m = m.to(setup.device, memory_format=fmt)
         prepared[name] = torch.compile(m) if setup.compile else m
-    dtype = DTYPES[setup.dtype]
+    dtype = TORCH_DTYPES[setup.dtype]
     device_type = setup.device.split(":")[0]
     if dtype == torch.float32:
         return prepared, contextlib.nullcontext
@@ -183,17 +193,17 @@ def time_models(models: dict[str, nn.Module], pairs: list[tuple[str, str]], setu
                 m.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             if not setup.auto_batch or failed == 1:
-                raise SeprobeError(f"out of GPU memory at batch size {failed}; valid: a smaller --batch-size, "
-                                   "or --auto-batch to halve it until it fits") from None
-            setup.batch_size = failed // 2
+                raise SeprobeError(f"out of GPU memory at batch size {failed}; valid: a smaller batch_size, "
+                                   "or auto_batch to halve it until it fits", argument="batch_size") from None
+            setup = dataclasses.replace(setup, batch_size=failed // 2)
             notes.append(f"batch size {failed} ran out of GPU memory; measured at {setup.batch_size}")
             progress(notes[-1])
         except (MemoryError, RuntimeError) as e:
             if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
                 raise
             raise SeprobeError(f"out of memory at batch size {setup.batch_size}, input {setup.input_size}x"
-                               f"{setup.input_size} on {setup.device}; valid: a smaller --batch-size or "
-                               "--input-size") from None
+                               f"{setup.input_size} on {setup.device}; valid: a smaller batch_size or "
+                               "input_size", argument="batch_size") from None
     result.notes = notes + result.notes
     return result
 

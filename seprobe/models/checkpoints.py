@@ -69,7 +69,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise SeprobeError(
             f"checkpoint {str(path)!r} is a TorchScript archive (torch.jit.save), which seprobe does not load; "
             f"valid: its state dict, saved with python -c \"import torch; torch.save(torch.jit.load('{path}')"
-            f".state_dict(), 'weights.pth')\", then --weights weights.pth")
+            f".state_dict(), 'weights.pth')\", then the weights weights.pth", argument="weights")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
@@ -207,8 +207,8 @@ def timm_equivalent(name: str, model: nn.Module) -> str:
     candidates = {t: arch for t, (n, arch) in TIMM_EQUIVALENTS.items() if n == name}
     if not candidates:
         have = sorted({n for n, _ in TIMM_EQUIVALENTS.values()})
-        raise SeprobeError(f"timm publishes no weights for {name}; valid: --weights FILE or random, or a model "
-                           f"with timm weights: {', '.join(have)}")
+        raise SeprobeError(f"timm publishes no weights for {name}; valid: weights from a FILE or random, or a "
+                           f"model with timm weights: {', '.join(have)}", argument="weights")
     built = {"stride_at": getattr(model, "stride_at", None), "stem_pool": getattr(model, "stem_pool", None)}
     for timm_name, arch in candidates.items():
         if arch == built:
@@ -255,7 +255,7 @@ def pretrained_download(fn: Callable[[], T], what: str, host: str = "huggingface
                 raise
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise SeprobeError(f"cannot download {what}: {reason}; valid: a local checkpoint path "
-                               "(--weights FILE)") from None
+                               "as the weights", argument="weights") from None
     try:
         with _offline(timeout):
             return fn()
@@ -263,7 +263,7 @@ def pretrained_download(fn: Callable[[], T], what: str, host: str = "huggingface
         if not _network_error(e):
             raise
         raise SeprobeError(f"cannot download {what}: {host} cannot be reached (offline?) and it is not in the "
-                           "local cache; valid: a local checkpoint path (--weights FILE)") from None
+                           "local cache; valid: a local checkpoint path as the weights", argument="weights") from None
 
 
 def _behind_proxy() -> bool:

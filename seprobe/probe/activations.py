@@ -6,68 +6,87 @@ Forward hooks on the gate modules read ``s`` (Eq. 3) for every image and stream 
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from ..devices import check_device
-from ..distributed import World, current_world
-from ..errors import SeprobeError
+from ..data.imagenet_classes import resolve_class
+from ..data.images import LabelledImages
+from ..errors import SeprobeError, check_int
+from ..models.blocks import SEBlockInfo, gate_range
+from ..models.factory import Network
+from .evaluation import ImagePass, Loader, score, scored
 from .gate_stats import GateStats
-from .gates import Gate, find_gates, gate_range
-from .images import LabelledImages, ViewDataset, collate
-from .loading import LoadedModel
+from .hooks import GateHooks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The blocks of the paper's Fig. 6: the last block of stages 2-4 (just before downsampling), and stage 5.
 PAPER_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
 
 
-def choose_classes(images: LabelledImages, spec: str) -> list[int]:
-    """The label indices of ``spec`` (ImageNet names, wnids, indices; or folder names for other trees),
-    each of which must have images."""
-    from .imagenet_classes import resolve_classes
-
-    if images.imagenet:
-        chosen = resolve_classes(spec)
-    else:
-        chosen = []
-        for item in (s.strip() for s in spec.split(",") if s.strip()):
-            if item not in images.class_names:
-                raise SeprobeError(f"unknown class {item!r}; valid: {', '.join(images.class_names[:20])}")
-            chosen.append(images.class_names.index(item))
+def choose_classes(images: LabelledImages, classes: Sequence[str | int]) -> list[int]:
+    """The label indices of ``classes`` (ImageNet names, wnids or indices; folder names for other trees), in
+    the order given, duplicates dropped; each must have images."""
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise SeprobeError(f"invalid classes {classes!r}; valid: a list of class names, e.g. ['goldfish', 'pug']",
+                           argument="classes")
+    chosen: list[int] = []
+    for item in classes:
+        if images.imagenet:
+            index = resolve_class(item)
+        elif item in images.class_names:
+            index = images.class_names.index(item)
+        else:
+            raise SeprobeError(f"unknown class {item!r}; valid: {', '.join(images.class_names[:20])}",
+                               argument="classes")
+        if index not in chosen:
+            chosen.append(index)
+    if not chosen:
+        raise SeprobeError("no class given; valid: one or more class names, wnids or indices, e.g. goldfish, pug",
+                           argument="classes")
     present = set(images.labels)
     for c in chosen:
         if c not in present:
             raise SeprobeError(f"no image of class {images.class_names[c]!r} in the data; valid: classes present "
-                               "in the data")
+                               "in the data", argument="classes")
     return chosen
 
 
-def choose_blocks(gates: list[Gate], stages: list[int] | None = None, blocks: str | None = None) -> list[str]:
-    """The blocks to plot: ``blocks`` by name, else those of ``stages``, else the paper's set where the model
-    has all of it, else every block."""
-    names = [g.name for g in gates]
-    if blocks:
-        shown = [b.strip() for b in blocks.split(",") if b.strip()]
-        for b in shown:
-            if b not in names:
-                raise SeprobeError(f"unknown block {b!r}; valid: {', '.join(names)}")
-        return shown
-    if stages:
-        shown = [g.name for g in gates if g.stage in stages]
+def choose_blocks(blocks: Sequence[SEBlockInfo], stages: Sequence[int] | None = None,
+                  names: Sequence[str] | None = None) -> list[str]:
+    """The blocks to show: ``names``, else those of ``stages``, else the paper's set where the model has all of
+    it, else every block. An empty list of names or stages is an error, like an unknown one."""
+    known = [b.name for b in blocks]
+    if names is not None:
+        if isinstance(names, str) or not names:
+            raise SeprobeError(f"invalid blocks {names!r}; valid: a non-empty list of block names from "
+                               f"{', '.join(known)}", argument="blocks")
+        for n in names:
+            if n not in known:
+                raise SeprobeError(f"unknown block {n!r}; valid: {', '.join(known)}", argument="blocks")
+        return list(dict.fromkeys(names))
+    if stages is not None:
+        shown = [b.name for b in blocks if b.stage in stages]
         if not shown:
-            valid = ", ".join(map(str, sorted({g.stage for g in gates})))
-            raise SeprobeError(f"no SE block in stage {', '.join(map(str, stages))}; valid: {valid}")
+            valid = ", ".join(map(str, sorted({b.stage for b in blocks})))
+            raise SeprobeError(f"no SE block in stage {', '.join(map(str, stages)) or '(none given)'}; valid: "
+                               f"{valid}", argument="stage")
         return shown
-    return list(PAPER_BLOCKS) if set(PAPER_BLOCKS) <= set(names) else names
+    return list(PAPER_BLOCKS) if set(PAPER_BLOCKS) <= set(known) else known
 
 
 @dataclass
 class ActivationRun:
-    loaded: LoadedModel
-    gates: list[Gate]
+    """What one pass over the images measured: the gate statistics of ``blocks`` and the accuracy."""
+
+    network: Network
+    blocks: list[SEBlockInfo]
     images: LabelledImages
     views: int
     stats: GateStats
@@ -76,128 +95,80 @@ class ActivationRun:
     top5: float | None = None
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    per_position: bool = False  # NoSqueeze gates, averaged over positions
 
 
-class GateRecorder:
-    """Forward hooks that keep the latest output of every gate module, by block name."""
+def collect(network: Network, images: LabelledImages, loader: Loader = Loader(), *, views: int = 1,
+            blocks: Sequence[str] | None = None, progress: bool = True, seed: int = 0,
+            with_gates: bool = True) -> ActivationRun:
+    """One pass over ``images`` (``views`` crops each): gate statistics of every SE block (or of ``blocks``),
+    and accuracy (``with_gates=False``: accuracy only, for any classifier).
 
-    def __init__(self, model: torch.nn.Module, gates: list[Gate]):
-        self.values: dict[str, torch.Tensor] = {}
-        self._handles = [model.get_submodule(g.gate_path).register_forward_hook(self._hook(g.name)) for g in gates]
-
-    def _hook(self, name: str):
-        def hook(module, inputs, output):
-            self.values[name] = output.detach()
-        return hook
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-
-def collect(loaded: LoadedModel, images: LabelledImages, *, views: int = 1, batch_size: int = 32,
-            device: str = "cpu", num_workers: int = 0, blocks: list[str] | None = None, progress: bool = True,
-            seed: int = 0, with_gates: bool = True, world: World | None = None) -> ActivationRun:
-    """One pass over ``images`` (``views`` crops each): gate statistics of every SE block, and accuracy
-    (``with_gates=False``: accuracy only, for any classifier).
-
-    Under torchrun (``world``, by default that of the open :func:`~seprobe.distributed.distributed_session`)
-    each rank takes its own contiguous share of the batches on ``world.device``, and the statistics, counts and
-    failures are combined, so every rank returns the run of one process over all the images; only rank 0
-    shows progress (the global count).
+    Under torchrun each rank takes its own contiguous share of the batches on its own device
+    (:class:`~seprobe.probe.evaluation.ImagePass`), and the statistics, counts and failures are combined, so every
+    rank returns the run of one process over all the images.
     """
-    world = world or current_world()
-    if world.distributed:
-        device = world.device
-        world.check_same("image list", image_list_digest(images, views, batch_size))
-    check_device(device)
-    model = loaded.model.to(device).eval()
-    gates = find_gates(model, input_size=loaded.preprocessing.crop) if with_gates else []
-    if with_gates and not gates:
-        raise SeprobeError(f"{loaded.name} has no SE block that seprobe can find; valid: a model with SE "
-                           "(seprobe se_*, timm SEModule/SqueezeExcite, torchvision SqueezeExcitation)")
-    if blocks:
-        known = {g.name for g in gates}
-        for b in blocks:
-            if b not in known:
-                raise SeprobeError(f"unknown block {b!r} in {loaded.name}; valid: {', '.join(g.name for g in gates)}")
-        gates = [g for g in gates if g.name in blocks]
-    num_classes = len(images.class_names)
-    stats = GateStats({g.name: (g.channels, *gate_range(model, g)) for g in gates}, num_classes)
-    run = ActivationRun(loaded, gates, images, views, stats)
-    dataset = ViewDataset(images, loaded.preprocessing, views, seed)
-    # global item indices in the batches of one process, so views are seeded and scored as in one process
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=world.batches(len(dataset), batch_size),
-                                         num_workers=num_workers, collate_fn=collate)
-    recorder = GateRecorder(model, gates)
+    check_int("views", views)
+    chosen = _chosen_blocks(network, blocks) if with_gates else []
+    images_pass = ImagePass(images, network.preprocessing, loader, views=views, seed=seed, progress=progress,
+                            desc="gates")
+    model = network.model.to(images_pass.device).eval()
+    stats = GateStats({b.name: (b.channels, *gate_range(model, b)) for b in chosen}, len(images.class_names))
+    run = ActivationRun(network, chosen, images, views, stats)
     correct1 = correct5 = evaluated = 0
-    failed: list[str] = []
-    score = images.imagenet
-    bar = _progress(len(dataset), progress and world.is_main)
     start = time.perf_counter()
-    read = 0
-    try:
-        with torch.inference_mode():
-            batches = iter(loader)
-            for _ in range(world.steps(len(dataset), batch_size)):  # a rank with one batch fewer idles a step
-                x, labels, flat_index, bad = next(batches, (None, None, None, []))
-                failed += bad
-                if x is not None:
-                    read += len(x)
-                    logits = model(x.to(device))
-                    for g in gates:  # in network order: the first non-finite block is named
-                        stats.update(g.name, recorder.values[g.name], labels)
-                    if not torch.isfinite(logits).all():
-                        first_image = images.paths[int(flat_index[0]) // views]
-                        raise SeprobeError(f"{loaded.name}: non-finite logits (NaN or inf) in the batch of "
-                                           f"{first_image}; valid: finite weights and a finite, non-zero "
-                                           "normalisation std")
-                    if score and logits.shape[1] == 1000:
-                        first = (flat_index % views) == 0
-                        top5 = logits[first.to(device)].topk(5, dim=1).indices.cpu()
-                        truth = labels[first].unsqueeze(1)
-                        correct1 += (top5[:, :1] == truth).sum().item()
-                        correct5 += (top5 == truth).any(1).sum().item()
-                        evaluated += int(first.sum())
-                bar.update(world.heartbeat(len(bad) + (0 if x is None else len(x))))
-    finally:
-        recorder.remove()
-        bar.close()
+    with GateHooks(model, chosen) as hooks, torch.inference_mode():
+        for batch in images_pass:
+            logits = model(batch.x)
+            for b in chosen:  # in network order: the first non-finite block is named
+                stats.update(b.name, hooks.values[b.name], batch.labels)
+            images_pass.check_finite(logits, batch, network.name)
+            if scored(images, logits.shape[1]):
+                first = (batch.index % views) == 0  # accuracy on the evaluation crop only
+                _, hit1, hit5 = score(logits[first.to(logits.device)], batch.labels[first])
+                correct1, correct5 = correct1 + int(hit1.sum()), correct5 + int(hit5.sum())
+                evaluated += int(first.sum())
+        per_position = any(v.dim() > 2 and v.shape[-1] > 1 for v in hooks.values.values())
+    world = images_pass.world
     world.merge_stats(stats)
-    correct1, correct5, run.evaluated, read = world.sum(correct1, correct5, evaluated, read)
-    run.failed = world.concat(failed)
+    correct1, correct5, run.evaluated = world.sum(correct1, correct5, evaluated)
+    images_pass.finish()
+    run.failed = images_pass.failed
     run.seconds = time.perf_counter() - start
-    if not read:
-        example = f" (e.g. {run.failed[0]})" if run.failed else ""
-        raise SeprobeError(f"none of the {len(images.paths)} images could be read{example}; valid: JPEG, PNG or "
-                           "other images PIL can open")
-    run.notes += list(images.notes) + stats.caveats(views)
+    run.per_position = per_position
     if run.evaluated:
         run.top1, run.top5 = correct1 / run.evaluated, correct5 / run.evaluated
-    if loaded.random:
-        run.notes.append("WARNING: random weights (--weights random): these gate values come from an untrained "
-                         "network and say nothing about what SE learns")
-    if any(v.dim() > 2 and v.shape[-1] > 1 for v in recorder.values.values()):
-        run.notes.append("per-position gates (NoSqueeze) were averaged over positions: one value per channel "
-                         "and image")
-    if views > 1:
-        run.notes.append(f"each image gave {views} views: the evaluation crop and {views - 1} augmented views "
-                         "(random resized crops of 35-100 % of the area, random flips); accuracy uses the "
-                         "evaluation crop only")
-    if run.failed:
-        run.notes.append(f"{len(set(run.failed))} unreadable images were skipped")
     return run
 
 
-def image_list_digest(images: LabelledImages, views: int, batch_size: int) -> str:
-    """What the ranks must agree on to shard the same items: file names (not folders, which may be mounted
-    elsewhere on another node), labels, views and batch size."""
-    text = repr((views, batch_size, images.labels, [p.name for p in images.paths]))
-    return hashlib.sha256(text.encode()).hexdigest()
+def _chosen_blocks(network: Network, blocks: Sequence[str] | None) -> list[SEBlockInfo]:
+    if not network.blocks:
+        raise SeprobeError(f"{network.name} has no SE block that seprobe can find; valid: a model with SE "
+                           "(seprobe se_*, timm SEModule/SqueezeExcite, torchvision SqueezeExcitation)")
+    if blocks is None:
+        return list(network.blocks)
+    wanted = [network.block(name).name for name in blocks]
+    return [b for b in network.blocks if b.name in wanted]
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
+def specificity_table(run: ActivationRun, classes: list[int]) -> pd.DataFrame:
+    """Per block: how class-specific its gates are (:meth:`~seprobe.probe.gate_stats.GateStats.class_specificity`
+    and the other scores of the activations summary), and how far each class in ``classes`` lies from the rest."""
+    import pandas as pd
 
-    return tqdm(total=total, unit="img", disable=not enabled, desc="gates", dynamic_ncols=True, leave=False)
+    rows = []
+    for g in run.blocks:
+        b = run.stats.blocks[g.name]
+        overall_mean, overall_std = b.mean[run.stats.all_group], b.std()[run.stats.all_group]
+        row = {"block": g.name, "stage": g.stage, "channels": g.channels,
+               "class_specificity": run.stats.class_specificity(g.name),
+               "between_class_std": run.stats.between_class_std(g.name),
+               "share_above_0.9": run.stats.fraction_above(g.name, 0.9),
+               "mean_gate": float(overall_mean.mean()), "mean_channel_std": float(np.nanmean(overall_std))}
+        for c in classes:
+            # how far the class's mean gates lie from the all-classes means, in all-classes standard deviations
+            with np.errstate(invalid="ignore", divide="ignore"):
+                z = np.abs(b.mean[c] - overall_mean) / overall_std
+            row[f"deviation_{run.images.class_names[c]}"] = float(np.nanmean(z)) if np.isfinite(z).any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)

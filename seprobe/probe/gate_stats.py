@@ -140,21 +140,12 @@ class GateStats:
                                                 data[f"{name}/hist"], float(low), float(high))
         return stats
 
-    def caveats(self, views: int = 1) -> list[str]:
-        """Warnings about what these statistics cannot say: classes seen once have no standard deviation, and
-        when every class is seen once, ``class_specificity`` is 1 by construction (no within-class variance)."""
+    def single_view_classes(self) -> tuple[int, int]:
+        """(classes seen once, classes seen at all): a class seen once has no standard deviation, and when every
+        class is seen once ``class_specificity`` is 1 by construction (no within-class variance)."""
         counts = next(iter(self.blocks.values())).count[: self.num_classes] if self.blocks else np.zeros(0)
         present = counts[counts > 0]
-        single = int((present == 1).sum())
-        if not single:
-            return []
-        notes = [f"WARNING: {single} of {len(present)} classes have a single view (one image, --views {views}): "
-                 "their standard deviation is undefined (NaN, no band in Fig. 7); std is the sample std (n - 1)"]
-        if single == len(present):
-            notes.append("WARNING: every class has a single view, so there is no within-class variance and "
-                         "class_specificity is 1 by construction (where the gates vary at all); use --views 2 "
-                         "or more, or several images per class")
-        return notes
+        return int((present == 1).sum()), int(present.size)
 
     def fraction_above(self, name: str, threshold: float, group: int | None = None) -> float:
         """Share of gate values at or above ``threshold`` (a bin edge), from the histogram."""

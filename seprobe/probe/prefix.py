@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .gates import Gate
+from ..models.blocks import SEBlockInfo
 
 
 class _Replay(nn.Module):
@@ -34,9 +34,9 @@ class _Replay(nn.Module):
 class PrefixReuse:
     """Frontiers per set of replaced gates, the recording of their outputs in the full pass, and the replay."""
 
-    def __init__(self, model: nn.Module, gates: Sequence[Gate]):
+    def __init__(self, model: nn.Module, blocks: Sequence[SEBlockInfo]):
         self.model = model
-        self.gate_paths = {g.name: g.gate_path for g in gates}
+        self.gate_paths = {b.name: b.gate_path for b in blocks}
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
         self.calls: dict[str, int] = {}

@@ -9,8 +9,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..cost.complexity import measure
-from ..models.registry import build_model, get_spec, plain_counterpart
+from .. import api
+from ..defaults import BOOTSTRAP, CLASSES
+from ..models.factory import ModelSource, get_network
+from ..probe.ablation_plan import ORDERS
+from ..report.ablation import calibration_text
+from ..report.ablation import notes as ablation_notes
+from ..report.activations import notes as activation_notes
 from .spec import DECIMALS, Study, Variant
 
 
@@ -31,8 +36,15 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None) 
     return runner(study, progress)
 
 
+def _names(value: str | list[str] | None) -> list[str] | None:
+    """A study's list of names: a TOML array, or a comma-separated string."""
+    if value is None or isinstance(value, list):
+        return value
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
 def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
-    c = measure(v.model, **v.knobs)
+    c = api.complexity(v.model, **v.knobs).results[0]
     row = {"variant": v.label, "model": v.model,
            "knobs": "; ".join(f"{k}={','.join(map(str, x)) if isinstance(x, (tuple, list)) else x}"
                               for k, x in sorted(v.knobs.items()))}
@@ -86,19 +98,13 @@ def _complexity(study: Study, progress) -> StudyResult:
     return StudyResult(study, table, notes, context)
 
 
-def _gate_values(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _gate_values(model: torch.nn.Module, blocks, x: torch.Tensor) -> torch.Tensor:
     """Every gate value of ``model`` on ``x``, all blocks in network order, flattened."""
-    from ..probe.activations import GateRecorder
-    from ..probe.gates import find_gates
+    from ..probe.hooks import recorded_gates
 
-    gates = find_gates(model)
-    recorder = GateRecorder(model, gates)
-    try:
-        with torch.inference_mode():
-            model(x)
-    finally:
-        recorder.remove()
-    return torch.cat([recorder.values[g.name].flatten() for g in gates])
+    with recorded_gates(model, blocks) as values, torch.inference_mode():
+        model(x)
+    return torch.cat([values[b.name].flatten() for b in blocks])
 
 
 def _excitation(study: Study, progress) -> StudyResult:
@@ -107,10 +113,11 @@ def _excitation(study: Study, progress) -> StudyResult:
         progress(f"{study.name}: {v.label}")
         row, n = _complexity_row(v)
         notes += n
-        if get_spec(v.model).has_se:
-            torch.manual_seed(0)
-            model = build_model(v.model, **v.knobs).eval()
-            s = _gate_values(model, torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+        source = ModelSource(v.model, "random", v.knobs)
+        if source.spec.has_se:
+            net = get_network(source)
+            s = _gate_values(net.model, net.blocks, torch.randn(2, 3, 224, 224,
+                                                                generator=torch.Generator().manual_seed(0)))
             row.update({"gate_min": s.min().item(), "gate_p05": s.quantile(0.05).item(),
                         "gate_median": s.median().item(), "gate_p95": s.quantile(0.95).item(),
                         "gate_max": s.max().item(), "gate_zero_pct": 100 * (s == 0).float().mean().item(),
@@ -133,15 +140,15 @@ def _timing(study: Study, progress) -> StudyResult:
     t = dict(study.timing)
     inference_batch = t.pop("inference_batch_size", 1)
     models, pairs, paper = {}, [], {}
+    sources = {v.label: ModelSource(v.model, "random", v.knobs) for v in study.variants}
     for v in study.variants:
-        models[v.label] = build_model(v.model, **v.knobs)
+        models[v.label] = get_network(sources[v.label]).model
         paper[v.label] = v.paper
-    plain_labels = {v.model: v.label for v in study.variants if not get_spec(v.model).has_se}
-    for v in study.variants:
-        if get_spec(v.model).has_se:
-            plain, _ = plain_counterpart(v.model, v.knobs)
-            if plain in plain_labels:
-                pairs.append((v.label, plain_labels[plain]))
+    plain_labels = {v.model: v.label for v in study.variants if not sources[v.label].spec.has_se}
+    for label, source in sources.items():
+        plain = source.plain()
+        if plain is not None and plain.name in plain_labels:
+            pairs.append((label, plain_labels[plain.name]))
     frames, ratios, contexts = [], [], []
     for mode, batch in (("inference", inference_batch), ("train", t.get("batch_size", 32))):
         setup = TimingSetup(**{**t, "batch_size": batch, "modes": (mode,)})
@@ -166,50 +173,56 @@ def _timing(study: Study, progress) -> StudyResult:
 
 
 def _activations(study: Study, progress) -> StudyResult:
-    from ..probe.activation_report import specificity_table
-    from ..probe.activations import collect
-    from ..probe.imagenet_classes import resolve_classes
-    from ..probe.images import discover, select
-    from ..probe.loading import load_model
+    from ..probe.evaluation import Loader
 
     a = study.activations
     progress(f"{study.name}: {a['model']} on {a['data']}")
-    images = select(discover(a["data"], a.get("labels")), a.get("samples_per_class"))
-    classes = resolve_classes(a.get("classes", "goldfish,pug,airliner,cliff"))
-    loaded = load_model(a["model"], str(a["weights"]))
-    run = collect(loaded, images, views=a.get("views", 1), batch_size=a.get("batch_size", 50), progress=False)
-    spec = specificity_table(run, classes).round(3)
-    context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; {len(images.paths)} images "
-               f"({images.layout}), {run.views} views each; top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on the "
+    done = api.activations(a["model"], str(a["weights"]), a["data"], labels=a.get("labels"),
+                           samples_per_class=a.get("samples_per_class"), classes=_names(a.get("classes"))
+                           or CLASSES, views=a.get("views", 1), loader=Loader(a.get("batch_size", 50)),
+                           progress=False)
+    run = done.run
+    context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; {len(run.images.paths)} images "
+               f"({run.images.layout}), {run.views} views each; top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on the "
                f"evaluation crops of {run.evaluated} images."]
-    return StudyResult(study, spec, list(run.notes), context, activation_run=run, classes=classes)
+    return StudyResult(study, done.scores.round(3), activation_notes(run), context, activation_run=run,
+                       classes=done.classes)
 
 
 def _ablation(study: Study, progress) -> StudyResult:
-    from ..probe.ablation import MODES, ablate
-    from ..probe.images import discover, select
-    from ..probe.loading import load_model
+    import tempfile
+
+    from ..data.images import ImageSource
+    from ..probe.ablation_plan import AblationPlan
+    from ..probe.calibration import CalibrationSource
+    from ..probe.evaluation import Loader
 
     a = study.ablation
     progress(f"{study.name}: {a['model']} on {a['data']}")
-    images = discover(a["data"])
     calibration = None
     if "calibration_data" in a:
-        calibration = select(discover(a["calibration_data"], a.get("calibration_labels")),
-                             a.get("calibration_samples_per_class"))
-    loaded = load_model(a["model"], str(a["weights"]))
-    result = ablate(loaded, images, modes=a.get("modes", MODES), per_stage=a.get("per_stage", False),
-                    blocks=a.get("blocks"), stage=a.get("stage"), cumulative=a.get("cumulative"),
-                    calibration=calibration, calibration_per_class=a.get("calibration_per_class"),
-                    calibration_views=a.get("calibration_views", 1), batch_size=a.get("batch_size", 50),
-                    n_boot=a.get("n_boot", 2000), seed=a.get("seed", 0), progress=False)
-    notes = list(result.notes)
-    if "export_blocks" in a:
-        notes.append(_export_check(result, a["export_blocks"], a.get("export_mode", "mean")))
+        calibration = CalibrationSource(images=ImageSource(a["calibration_data"], a.get("calibration_labels"),
+                                                           a.get("calibration_samples_per_class")),
+                                        views=a.get("calibration_views", 1))
+    elif "calibration_per_class" in a:
+        calibration = CalibrationSource(a["calibration_per_class"], views=a.get("calibration_views", 1))
+    export_blocks = _names(a.get("export_blocks"))
+    plan = AblationPlan(modes=_names(a.get("modes")), blocks=_names(a.get("blocks")), stage=a.get("stage"),
+                        per_stage=a.get("per_stage", False), cumulative=a["cumulative"] if a.get("cumulative") in
+                        ORDERS else _names(a.get("cumulative")))
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / "ablated.pth" if export_blocks else None
+        done = api.ablate(a["model"], str(a["weights"]), a["data"], plan=plan, calibration=calibration,
+                          loader=Loader(a.get("batch_size", 50)), bootstrap=a.get("bootstrap", BOOTSTRAP),
+                          seed=a.get("seed", 0), progress=False)
+        result = done.result
+        notes = ablation_notes(result)
+        if export_blocks:
+            notes.append(_export_check(result, export_blocks, a.get("export_mode", "mean"), exported))
     full = result.table.iloc[0]
     context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; evaluated on {result.evaluated} images "
-               f"({images.layout}): top-1 {full.top1:.3f}, top-5 {full.top5:.3f}. `mean` calibration: "
-               f"{result.calibration.source if result.calibration else 'none'}."]
+               f"({result.images.layout}): top-1 {full.top1:.3f}, top-5 {full.top5:.3f}. `mean` calibration: "
+               f"{calibration_text(result) or 'none'}."]
     return StudyResult(study, _ablation_table(result), notes, context, ablation_result=result)
 
 
@@ -230,41 +243,31 @@ def _ablation_table(result) -> pd.DataFrame:
     return rows
 
 
-def _export_check(result, blocks: str, mode: str) -> str:
-    """Export ``blocks`` in ``mode``, load the file back, and compare its logits and cost with the ablated
-    network's on a batch of evaluation images: the numbers the note gives."""
-    import tempfile
+def _export_check(result, blocks: list[str], mode: str, path: Path) -> str:
+    """Export ``blocks`` in ``mode`` to ``path``, load the file back as every command does, and compare its
+    logits and cost with the ablated network's (gates replaced by hooks) on a batch of evaluation images: the
+    numbers the note gives."""
+    from ..cost.complexity import measure
+    from ..cost.se_blocks import saved
+    from ..data.images import ViewDataset
+    from ..probe.ablation import export_blocks
+    from ..probe.ablation_plan import in_network_order
+    from ..probe.hooks import GateHooks
 
-    from ..cost.flops import DEFAULT, count_flops
-    from ..probe.ablation import Ablation, GateReplacer, parse_blocks, saved
-    from ..probe.folding import export_ablated, load_ablated
-    from ..probe.gates import block_infos
-    from ..probe.images import ViewDataset
-
-    gates, model, loaded = result.gates, result.loaded.model, result.loaded
-    chosen = parse_blocks(gates, blocks)
-    means = result.calibration.means if result.calibration else None
-    ds = ViewDataset(result.images, loaded.preprocessing)
+    net = result.network
+    chosen = in_network_order(result.blocks, blocks)
+    ds = ViewDataset(result.images, net.preprocessing)
     x = torch.stack([ds[i][0] for i in range(min(16, len(ds)))])
-    replacer = GateReplacer(model, gates, means)
-    try:
-        replacer.apply(Ablation("export", "set", mode, chosen))
-        with torch.inference_mode():
-            ablated = model(x)
-    finally:
-        replacer.remove()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ablated.pth"
-        export = export_ablated(model, gates, dict.fromkeys(chosen, mode), means, path, spec=loaded.name,
-                                preprocessing=loaded.preprocessing)
-        rebuilt = load_ablated(path).model
-        size = path.stat().st_size
+    means = result.calibration.means if result.calibration else None
+    with GateHooks(net.model, result.blocks, means) as hooks, torch.inference_mode():
+        hooks.replace(dict.fromkeys(chosen, mode))
+        ablated = net.model(x)
+    export = export_blocks(result, chosen, mode, path)
+    rebuilt = get_network(ModelSource(net.source.name, str(path), net.source.knobs))
     with torch.inference_mode():
-        diff = (rebuilt(x) - ablated).abs().max().item()
-    size_in = loaded.preprocessing.crop
-    # with its remaining SE blocks, so that their scale is counted as in result.total_macs (it is not an fc)
-    after = count_flops(rebuilt, torch.zeros(1, 3, size_in, size_in), block_infos(rebuilt, size_in)).total(DEFAULT)
-    params_after = sum(p.numel() for p in rebuilt.parameters())
+        diff = (rebuilt.model(x) - ablated).abs().max().item()
+    after = measure(ModelSource(net.source.name, str(path), net.source.knobs))
+    size = path.stat().st_size
     foldable = {b: "folded" in export.how[b] or mode == "identity" for b in chosen}
     p_saved = m_saved = 0
     for b in chosen:
@@ -272,7 +275,8 @@ def _export_check(result, blocks: str, mode: str) -> str:
         p_saved, m_saved = p_saved + p, m_saved + m
     hows = sorted(set(export.how.values()))
     return (f"export check ({mode}: {', '.join(chosen)}): the exported file ({size / 1e6:.1f} MB; "
-            f"{'; '.join(hows)}), loaded back by load_ablated, gives logits within {diff:.2e} (max abs) of the "
-            f"ablated network on {len(x)} evaluation images; {params_after:,} parameters "
-            f"({result.total_params - params_after:,} fewer; the table says {p_saved:,}) and {after / 1e6:.3f} M "
-            f"multiply-adds ({(result.total_macs - after) / 1e6:.3f} M fewer; the table says {m_saved / 1e6:.3f} M)")
+            f"{'; '.join(hows)}), loaded back as every command loads it, gives logits within {diff:.2e} (max abs) "
+            f"of the ablated network on {len(x)} evaluation images; {after.params:,} parameters "
+            f"({result.total_params - after.params:,} fewer; the table says {p_saved:,}) and {after.total / 1e6:.3f} "
+            f"M multiply-adds ({(result.total_macs - after.total) / 1e6:.3f} M fewer; the table says "
+            f"{m_saved / 1e6:.3f} M)")

@@ -89,7 +89,7 @@ ABLATION_FIELDS: dict[str, FieldType] = {
     "model": TEXT, "weights": TEXT, "data": TEXT, "modes": NAMES, "per_stage": BOOL, "cumulative": NAMES,
     "blocks": NAMES, "stage": COUNT, "calibration_data": TEXT, "calibration_labels": TEXT,
     "calibration_samples_per_class": COUNT, "calibration_per_class": COUNT, "calibration_views": COUNT,
-    "batch_size": COUNT, "n_boot": COUNT, "seed": FieldType((int,), "an integer (without quotes)"),
+    "batch_size": COUNT, "bootstrap": COUNT, "seed": FieldType((int,), "an integer (without quotes)"),
     "export_blocks": NAMES, "export_mode": TEXT}
 #: the fields of each real-data kind that name files, relative to the study file's folder
 _PATH_FIELDS = {"activations": ("weights", "data", "labels"),

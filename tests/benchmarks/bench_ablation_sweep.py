@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seprobe.data.images import LabelledImages, ViewDataset, discover
+from seprobe.models.blocks import find_blocks
+from seprobe.models.factory import load_model
 from seprobe.probe.ablation import ablate
 from seprobe.probe.activations import collect
-from seprobe.probe.gates import find_gates
-from seprobe.probe.images import LabelledImages, ViewDataset, discover
-from seprobe.probe.loading import load_model
+from seprobe.probe.evaluation import Loader
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 
@@ -47,7 +48,7 @@ def main():
         found = discover(data)
         images = LabelledImages(found.paths[: args.images], found.labels[: args.images], found.class_names,
                                 found.imagenet, found.layout)
-        blocks = len(find_gates(loaded.model, loaded.preprocessing.crop))
+        blocks = len(find_blocks(loaded.model, loaded.preprocessing.crop))
         ds = ViewDataset(images, loaded.preprocessing)
         decoded = torch.stack([ds[i][0] for i in range(len(ds))])
 
@@ -57,7 +58,7 @@ def main():
 
         def plain():
             for _ in range(blocks + 1):
-                collect(loaded, images, batch_size=args.batch_size, progress=False, with_gates=False)
+                collect(loaded, images, Loader(args.batch_size), progress=False, with_gates=False)
 
         def forward_only():
             with torch.inference_mode():
@@ -88,7 +89,7 @@ def main():
 def _random_images(root: Path, n: int) -> Path:
     from PIL import Image
 
-    from seprobe.probe.imagenet_classes import imagenet_classes
+    from seprobe.data.imagenet_classes import imagenet_classes
 
     rng = np.random.default_rng(0)
     classes = imagenet_classes()

@@ -15,9 +15,9 @@ import torch
 
 from seprobe import build_model
 from seprobe.cost.timing import interleaved, wall_clock
-from seprobe.probe.activations import GateRecorder
+from seprobe.models.blocks import find_blocks, gate_range
 from seprobe.probe.gate_stats import GateStats
-from seprobe.probe.gates import find_gates, gate_range
+from seprobe.probe.hooks import GateHooks
 
 
 def main():
@@ -28,11 +28,11 @@ def main():
     model = build_model("se_resnet50").eval()
     x = torch.randn(args.batch_size, 3, 224, 224)
     labels = torch.randint(0, 1000, (args.batch_size,))
-    gates = find_gates(model)
+    gates = find_blocks(model)
     stats = GateStats({g.name: (g.channels, *gate_range(model, g)) for g in gates}, num_classes=1000)
 
     hooked_model = copy.deepcopy(model)  # the same weights; only this copy carries the hooks
-    recorder = GateRecorder(hooked_model, gates)
+    recorder = GateHooks(hooked_model, gates)
 
     def plain():
         with torch.inference_mode():

@@ -27,15 +27,16 @@ WEIGHTS = SHARED / "weights" / "tf_mobilenetv3_small_100.pth"
 def worker(data: str, out: str, batch_size: int) -> None:
     import torch
 
+    from seprobe.data.images import discover
     from seprobe.distributed import distributed_session
+    from seprobe.models.factory import load_model
     from seprobe.probe.activations import collect
-    from seprobe.probe.images import discover
-    from seprobe.probe.loading import load_model
+    from seprobe.probe.evaluation import Loader
 
     images = discover(data)
     loaded = load_model("timm:tf_mobilenetv3_small_100", str(WEIGHTS))
     with distributed_session("cpu") as world:
-        run = collect(loaded, images, batch_size=batch_size, progress=False)
+        run = collect(loaded, images, Loader(batch_size), progress=False)
         if world.is_main:
             run.stats.save(Path(out) / "stats.npz")
             (Path(out) / "run.json").write_text(json.dumps({"seconds": run.seconds, "top1": run.top1,

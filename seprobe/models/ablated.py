@@ -2,16 +2,9 @@
 
 An ``identity`` block (``s = 1``) is removed: its SE module becomes ``nn.Identity``. A ``mean`` block
 (``s_c = E[s_c]``, a constant per-channel scale) is folded into the adjacent linear layer where the
-architecture allows, and its SE module removed:
-
-* seprobe ResNet, ``standard`` integration: the SE block scales the output of the BatchNorm that ends the
-  residual branch (``bn3`` of a bottleneck, ``bn2`` of a basic block), so ``s * (gamma * x_hat + beta)`` becomes a
-  BatchNorm with ``gamma' = s * gamma`` and ``beta' = s * beta``;
-* seprobe ResNet, ``3x3`` integration, and MobileNetV3 / EfficientNet-style blocks (timm's ``InvertedResidual``,
-  ``DepthwiseSeparableConv``, ``EdgeResidual``; torchvision's blocks, where the SE module is followed by a
-  convolution in an ``nn.Sequential``): the following convolution (groups 1) reads ``s * x``, so each weight
-  ``W[:, c]`` of input channel ``c`` is multiplied by ``s_c``;
-* anywhere else the block becomes a :class:`ChannelScale` module (``C`` parameters, one multiply per element).
+architecture allows (the block's :attr:`~seprobe.models.blocks.SEBlockInfo.fold`, see
+:func:`~seprobe.models.blocks.fold_target`), and its SE module removed; anywhere else the block becomes a
+:class:`ChannelScale` module (``C`` parameters, one multiply per element).
 
 The checkpoint records how to rebuild the architecture (see :func:`export_ablated`), and :func:`load_ablated`
 rebuilds it: the base model from its name and knobs, the same module surgery, then the state dict, loaded with
@@ -31,14 +24,11 @@ import torch
 from torch import nn
 
 from ..errors import SeprobeError
-from .gates import Gate
+from ..io import atomic_write
+from .blocks import FoldTarget, SEBlockInfo
+from .sources import build_architecture
 
 FORMAT = "seprobe-ablated/1"
-
-#: timm block class name -> the convolution that reads the SE block's output
-TIMM_FOLLOWING_CONV = {"InvertedResidual": "conv_pwl", "DepthwiseSeparableConv": "conv_pw",
-                       "EdgeResidual": "conv_pwl"}
-
 
 class ChannelScale(nn.Module):
     """``x_c * scale_c``: a ``mean``-ablated SE block that could not be folded (Eq. 4 with a constant ``s``).
@@ -55,55 +45,6 @@ class ChannelScale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.scale.numel()}"
-
-
-@dataclass(frozen=True)
-class FoldTarget:
-    """Where a constant scale of an SE block's output goes: ``bn`` scales a BatchNorm's affine terms (the layer
-    before the block), ``conv`` a convolution's input channels (the layer after it)."""
-
-    path: str
-    kind: str  # "bn" | "conv"
-
-
-def _parent(path: str) -> tuple[str, str]:
-    parent, _, name = path.rpartition(".")
-    return parent, name
-
-
-def _fold_target(model: nn.Module, gate: Gate) -> FoldTarget | None:
-    from ..models.resnet import SEBasicBlock, SEBottleneck
-
-    parent_path, name = _parent(gate.path)
-    parent = model.get_submodule(parent_path) if parent_path else model
-    target = None
-    if isinstance(parent, (SEBottleneck, SEBasicBlock)) and name == "se":
-        last = "bn3" if isinstance(parent, SEBottleneck) else "bn2"
-        after = "conv3" if isinstance(parent, SEBottleneck) else "conv2"
-        target = {"standard": FoldTarget(f"{parent_path}.{last}", "bn"),
-                  "3x3": FoldTarget(f"{parent_path}.{after}", "conv")}.get(parent.integration)
-    elif type(parent).__name__ in TIMM_FOLLOWING_CONV and name == "se":
-        target = FoldTarget(f"{parent_path}.{TIMM_FOLLOWING_CONV[type(parent).__name__]}", "conv")
-    elif isinstance(parent, nn.Sequential) and name.isdigit() and int(name) + 1 < len(parent):
-        following = parent[int(name) + 1]
-        prefix = f"{parent_path}.{int(name) + 1}" if parent_path else str(int(name) + 1)
-        if isinstance(following, nn.Sequential) and len(following) and isinstance(following[0], nn.Conv2d):
-            target = FoldTarget(f"{prefix}.0", "conv")
-        elif isinstance(following, nn.Conv2d):
-            target = FoldTarget(prefix, "conv")
-    if target is None:
-        return None
-    module = model.get_submodule(target.path)
-    if target.kind == "bn" and not (isinstance(module, nn.BatchNorm2d) and module.affine):
-        return None
-    if target.kind == "conv" and not (isinstance(module, nn.Conv2d) and module.groups == 1):
-        return None
-    return target
-
-
-def fold_targets(model: nn.Module, gates: Sequence[Gate]) -> dict[str, FoldTarget | None]:
-    """Per block, the layer its ``mean`` scale folds into, or ``None`` (kept as a :class:`ChannelScale`)."""
-    return {g.name: _fold_target(model, g) for g in gates}
 
 
 def _fold(model: nn.Module, target: FoldTarget, scale: torch.Tensor) -> None:
@@ -138,7 +79,7 @@ class Export:
     scaled: dict[str, int]
 
 
-def ablated_copy(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, str],
+def ablated_copy(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mapping[str, str],
                  means: Mapping[str, torch.Tensor] | None = None) -> Export:
     """A copy of ``model`` with the blocks of ``modes`` (name -> ``identity`` / ``mean``) removed, folded or
     replaced by a scale module; ``model`` is left as it is."""
@@ -153,17 +94,16 @@ def ablated_copy(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, st
     if not modes:
         raise SeprobeError("empty block set to export; valid: one or more SE blocks")
     model = copy.deepcopy(model).eval()
-    targets = fold_targets(model, [by_name[n] for n in modes])
     how, removed, scaled = {}, [], {}
     for name, mode in modes.items():
         g = by_name[name]
         if mode == "identity":
             removed.append(g.path)
             how[name] = "removed (identity)"
-        elif targets[name] is not None:
-            _fold(model, targets[name], means[name])
+        elif by_name[name].fold is not None:
+            _fold(model, by_name[name].fold, means[name])
             removed.append(g.path)
-            how[name] = f"mean folded into {targets[name].path}"
+            how[name] = f"mean folded into {by_name[name].fold.path}"
         else:
             scaled[g.path] = g.channels
             how[name] = "mean kept as a per-channel scale module"
@@ -176,7 +116,7 @@ def ablated_copy(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, st
     return Export(model, how, removed, scaled)
 
 
-def export_ablated(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, str],
+def export_ablated(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mapping[str, str],
                    means: Mapping[str, torch.Tensor] | None, path: str | os.PathLike, *, spec: str,
                    knobs: Mapping[str, Any] | None = None, preprocessing: Any = None) -> Export:
     """Write the ablated network to ``path`` (atomically) as::
@@ -189,9 +129,7 @@ def export_ablated(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, 
     ``spec`` is the model name seprobe builds (a registered name, ``timm:NAME`` or ``torchvision:NAME``) and
     ``knobs`` its knobs (seprobe models).
     """
-    from ..io import atomic_write
-
-    build_base(spec, dict(knobs or {}))  # fail now on a name that could not be rebuilt
+    build_architecture(spec, dict(knobs or {}), device="meta")  # fail now on a name that could not be rebuilt
     export = ablated_copy(model, gates, modes, means)
     payload = {"format": FORMAT, "model": spec, "knobs": dict(knobs or {}), "removed": list(export.removed),
                "scaled": dict(export.scaled), "blocks": dict(export.how),
@@ -199,21 +137,6 @@ def export_ablated(model: nn.Module, gates: Sequence[Gate], modes: Mapping[str, 
                "state_dict": {k: v.detach().cpu().clone() for k, v in export.model.state_dict().items()}}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return export
-
-
-def build_base(spec: str, knobs: Mapping[str, Any]) -> nn.Module:
-    """The untrained model the checkpoint was cut from."""
-    if spec.startswith("timm:"):
-        import timm
-
-        return timm.create_model(spec.removeprefix("timm:"), pretrained=False)
-    if spec.startswith("torchvision:"):
-        import torchvision
-
-        return torchvision.models.get_model(spec.removeprefix("torchvision:"), weights=None)
-    from ..models.registry import build_model
-
-    return build_model(spec, **knobs)
 
 
 def is_ablated(obj: Any) -> bool:
@@ -233,8 +156,7 @@ class AblatedModel:
 def load_ablated(path: str | os.PathLike) -> AblatedModel:
     """Rebuild an exported ablated network: the base model, the recorded surgery, then its state dict."""
     if not Path(path).is_file():
-        raise SeprobeError(f"checkpoint {str(path)!r} does not exist; valid: a file written by seprobe ablate "
-                           "--export")
+        raise SeprobeError(f"checkpoint {str(path)!r} does not exist; valid: a file exported by seprobe ablate")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
@@ -242,8 +164,8 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
     if not is_ablated(obj):
         found = obj.get("format") if isinstance(obj, Mapping) else type(obj).__name__
         raise SeprobeError(f"{path}: not an ablated network (format {found!r}); valid: a file written by "
-                           f"seprobe ablate --export (format {FORMAT!r})")
-    model = apply_surgery(build_base(obj["model"], obj["knobs"]), obj["removed"], obj["scaled"])
+                           f"seprobe ablate's export (format {FORMAT!r})")
+    model = apply_surgery(build_architecture(obj["model"], obj["knobs"]), obj["removed"], obj["scaled"])
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
     except RuntimeError as e:
@@ -259,15 +181,3 @@ def is_ablated_file(path: str | os.PathLike) -> bool:
     except Exception:  # not a torch file, or one weights_only refuses: not ours
         return False
     return is_ablated(obj)
-
-
-def load_ablated_model(path: str | os.PathLike):
-    """:func:`load_ablated` as a :class:`~seprobe.probe.loading.LoadedModel`, with the preprocessing the
-    checkpoint recorded (else the model's default), so ``evaluate`` and ``activations`` take it as they are."""
-    from .images import Preprocessing
-    from .loading import LoadedModel
-
-    ablated = load_ablated(path)
-    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
-        if ablated.preprocessing else Preprocessing()
-    return LoadedModel(ablated.model, f"{ablated.spec} (ablated: {Path(path).name})", str(path), pre, False)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write, atomic_write_text
-from .activations import ActivationRun
+from ..probe.activations import ActivationRun
+from .figures import new_figure, save_figure
 
 ALL = "all classes"
 
@@ -23,7 +24,7 @@ def tidy_table(run: ActivationRun, classes: list[int] | None) -> pd.DataFrame:
     (``None``: every class)."""
     groups = (list(range(run.stats.num_classes)) if classes is None else list(classes)) + [run.stats.all_group]
     frames = []
-    for g in run.gates:
+    for g in run.blocks:
         b = run.stats.blocks[g.name]
         std = b.std()
         for group in groups:
@@ -36,25 +37,6 @@ def tidy_table(run: ActivationRun, classes: list[int] | None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def specificity_table(run: ActivationRun, classes: list[int]) -> pd.DataFrame:
-    rows = []
-    for g in run.gates:
-        b = run.stats.blocks[g.name]
-        overall_mean, overall_std = b.mean[run.stats.all_group], b.std()[run.stats.all_group]
-        row = {"block": g.name, "stage": g.stage, "channels": g.channels,
-               "class_specificity": run.stats.class_specificity(g.name),
-               "between_class_std": run.stats.between_class_std(g.name),
-               "share_above_0.9": run.stats.fraction_above(g.name, 0.9),
-               "mean_gate": float(overall_mean.mean()), "mean_channel_std": float(np.nanmean(overall_std))}
-        for c in classes:
-            # how far the class's mean gates lie from the all-classes means, in all-classes standard deviations
-            with np.errstate(invalid="ignore", divide="ignore"):
-                z = np.abs(b.mean[c] - overall_mean) / overall_std
-            row[f"deviation_{run.images.class_names[c]}"] = float(np.nanmean(z)) if np.isfinite(z).any() else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def sampled_channels(channels: int, k: int, seed: int = 0) -> np.ndarray:
     """``k`` channels drawn uniformly without replacement (all of them when ``k >= channels``), sorted."""
     if k >= channels:
@@ -62,47 +44,26 @@ def sampled_channels(channels: int, k: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(channels, size=k, replace=False))
 
 
-def save_figure(fig, path: Path) -> list[Path]:
-    """``path``.png and ``path``.svg, each atomically, without timestamps and with fixed SVG element ids (matplotlib
-    draws them from ``uuid4`` unless ``svg.hashsalt`` is set), so the same figure gives the same bytes."""
-    import matplotlib
-
-    out = []
-    for fmt in ("png", "svg"):
-        target = path.with_suffix(f".{fmt}")
-        with matplotlib.rc_context({"svg.hashsalt": "seprobe"}):
-            out.append(atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(
-                tmp, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {"Software": None})))
-    return out
-
-
 def _block_figure(run: ActivationRun, blocks: list[str], k: int, path: Path, title: str, ylabel: str,
                   draw) -> list[Path]:
     """One panel per block over ``k`` sampled channels; ``draw(ax, block_stats, channels)`` draws its lines,
     with its legend taken from the first panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = min(3, len(blocks))
     rows = -(-len(blocks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[len(blocks):]:
-        ax.set_visible(False)
-    for ax, name in zip(axes.flat, blocks, strict=False):
-        b = run.stats.blocks[name]
-        idx = sampled_channels(b.mean.shape[1], k)
-        draw(ax, b, idx)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel(f"channel (sampled {len(idx)} of {b.mean.shape[1]})", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    written = save_figure(fig, path)
-    plt.close(fig)
-    return written
+    with new_figure(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False) as (fig, axes):
+        for ax in axes.flat[len(blocks):]:
+            ax.set_visible(False)
+        for ax, name in zip(axes.flat, blocks, strict=False):
+            b = run.stats.blocks[name]
+            idx = sampled_channels(b.mean.shape[1], k)
+            draw(ax, b, idx)
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel(f"channel (sampled {len(idx)} of {b.mean.shape[1]})", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        return save_figure(fig, path)
 
 
 def figure_class_means(run: ActivationRun, classes: list[int], blocks: list[str], k: int, path: Path) -> list[Path]:
@@ -116,7 +77,7 @@ def figure_class_means(run: ActivationRun, classes: list[int], blocks: list[str]
             ax.plot(range(len(idx)), b.mean[c, idx], color=color, lw=1.2, label=run.images.class_names[c])
         ax.plot(range(len(idx)), b.mean[run.stats.all_group, idx], color="black", lw=1.4, ls="--", label=ALL)
 
-    return _block_figure(run, blocks, k, path, f"Class-specific excitation: {run.loaded.name}", "mean excitation",
+    return _block_figure(run, blocks, k, path, f"Class-specific excitation: {run.network.name}", "mean excitation",
                          draw)
 
 
@@ -140,7 +101,7 @@ def figure_class_spread(run: ActivationRun, cls: int, blocks: list[str], k: int,
 
 
 def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame) -> str:
-    lm = run.loaded
+    lm = run.network
     lines = [f"# Excitation analysis: {lm.name}", "",
              f"- model `{lm.name}`, weights `{lm.weights}`",
              f"- data: {len(run.images.paths)} images ({run.images.layout}), {run.views} view(s) each; "
@@ -148,7 +109,7 @@ def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame)
              f"- preprocessing: resize {lm.preprocessing.resize}, centre crop {lm.preprocessing.crop}, "
              f"{lm.preprocessing.interpolation}, mean {lm.preprocessing.mean}, std {lm.preprocessing.std}",
              f"- classes shown: {', '.join(f'{run.images.class_names[c]} ({c})' for c in classes)}",
-             f"- SE blocks: {', '.join(f'{g.name} ({g.gate_path}, {g.channels} ch)' for g in run.gates)}"]
+             f"- SE blocks: {', '.join(f'{g.name} ({g.gate_path}, {g.channels} ch)' for g in run.blocks)}"]
     if run.top1 is not None:
         lines.append(f"- accuracy on the evaluation crops of {run.evaluated} images: top-1 {run.top1:.3f}, "
                      f"top-5 {run.top5:.3f}")
@@ -166,14 +127,15 @@ def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame)
               spec.to_markdown(index=False, floatfmt=".3f", missingval="-")]
     if run.failed:
         lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(run.failed))]
-    if run.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in run.notes]
+    if notes(run):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes(run)]
     return "\n".join(lines) + "\n"
 
 
 def write_outputs(run: ActivationRun, out: Path, classes: list[int], blocks: list[str], k: int,
                   spec: pd.DataFrame, all_classes_table: bool = False, save_stats: bool = True) -> list[Path]:
-    """Everything ``seprobe activations`` writes; ``spec`` is :func:`specificity_table`'s result.
+    """Everything ``seprobe activations`` writes; ``spec`` is
+    :func:`~seprobe.probe.activations.specificity_table`'s result.
     ``save_stats`` writes the mergeable statistics of every class (``stats.npz``, tens of MB for 1000 classes)."""
     table = tidy_table(run, None if all_classes_table else classes)
     written = [
@@ -188,3 +150,39 @@ def write_outputs(run: ActivationRun, out: Path, classes: list[int], blocks: lis
     for c in classes[:2]:
         written += figure_class_spread(run, c, blocks, k, out / f"fig7_{run.images.class_names[c].replace(' ', '_')}")
     return written
+
+
+def notes(run: ActivationRun) -> list[str]:
+    """What the figures cannot say, and what the pass did that a reader must know."""
+    out = list(run.images.notes)
+    single, present = run.stats.single_view_classes()
+    if single:
+        out.append(f"WARNING: {single} of {present} classes have a single view (one image, {run.views} view(s) "
+                   "each): their standard deviation is undefined (NaN, no band in Fig. 7); std is the sample std "
+                   "(n - 1)")
+    if single and single == present:
+        out.append("WARNING: every class has a single view, so there is no within-class variance and "
+                   "class_specificity is 1 by construction (where the gates vary at all); use 2 views or more, or "
+                   "several images per class")
+    if run.network.random:
+        out.append("WARNING: random weights: these gate values come from an untrained network and say nothing "
+                   "about what SE learns")
+    if run.per_position:
+        out.append("per-position gates (NoSqueeze) were averaged over positions: one value per channel and image")
+    if run.views > 1:
+        out.append(f"each image gave {run.views} views: the evaluation crop and {run.views - 1} augmented views "
+                   "(random resized crops of 35-100 % of the area, random flips); accuracy uses the evaluation "
+                   "crop only")
+    if run.failed:
+        out.append(f"{len(set(run.failed))} unreadable images were skipped")
+    return out
+
+
+def text(run: ActivationRun, specificity: pd.DataFrame) -> str:
+    """The terminal view: accuracy, the shown blocks' scores, the notes."""
+    lines = []
+    if run.top1 is not None:
+        lines.append(f"{run.network.name}: top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on {run.evaluated} images")
+    lines.append(specificity.to_string(index=False, float_format="{:.3f}".format))
+    lines += [f"Note: {note}." for note in notes(run)]
+    return "\n".join(lines) + "\n"

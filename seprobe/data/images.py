@@ -15,6 +15,9 @@ Layouts (``discover``):
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,7 +26,8 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from ..errors import SeprobeError
+from ..choices import INTERPOLATIONS
+from ..errors import SeprobeError, check_choice, check_int
 from .imagenet_classes import imagenet_classes, wnid_to_index
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
@@ -83,7 +87,7 @@ def discover(root: str | Path, labels: str | Path | None = None) -> LabelledImag
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise SeprobeError(f"data folder {str(root)!r} {what}; valid: a folder of images "
-                           "(wnid_name files, class folders, or a flat folder with --labels)")
+                           "(wnid_name files, class folders, or a flat folder with a label file)", argument="data")
     imagenet_names = tuple(c.name for c in imagenet_classes())
     if labels is not None:
         found = _with_label_file(root, Path(labels), imagenet_names)
@@ -102,7 +106,7 @@ def _from_layout(root: Path, imagenet_names: tuple[str, ...]) -> LabelledImages:
         stray = [p.name for p in files if not _WNID_FILE.match(p.name)]
         if stray:
             raise SeprobeError(f"{root}: file {stray[0]!r} is not named <wnid>_<name>.<ext> like the other images "
-                               f"({len(stray)} such files); valid: remove it, or give --labels FILE")
+                               f"({len(stray)} such files); valid: remove it, or give a labels FILE", argument="labels")
         idx = [wnid_to_index(_WNID_FILE.match(p.name).group(1)) for p in files]
         bad = [p.name for p, i in zip(files, idx, strict=True) if i is None]
         if bad:
@@ -111,8 +115,8 @@ def _from_layout(root: Path, imagenet_names: tuple[str, ...]) -> LabelledImages:
     if not folders:
         what = (f"{len(files)} images, but neither named <wnid>_<name> nor in class folders" if files
                 else "no image and no class folder")
-        raise SeprobeError(f"{root}: {what}; valid: one of the layouts in `seprobe activations --help`, or a "
-                           "flat folder with --labels FILE")
+        raise SeprobeError(f"{root}: {what}; valid: wnid_name files, class folders, or a flat folder with a "
+                           "labels FILE", argument="labels")
     is_imagenet = all(wnid_to_index(f.name) is not None for f in folders)
     paths, lab, empty = [], [], []
     for k, folder in enumerate(folders):
@@ -235,7 +239,7 @@ def _with_label_file(root: Path, label_file: Path, names: tuple[str, ...]) -> La
     layout = "flat folder + Kaggle ImageId,PredictionString CSV" if kaggle else "flat folder + '<file> <label>' list"
     if not paths:
         raise SeprobeError(f"{label_file}: none of the {len(rows)} images it lists is in {root} (e.g. "
-                           f"{absent[0]!r}); valid: --data the folder that holds the listed files")
+                           f"{absent[0]!r}); valid: as data the folder that holds the listed files", argument="data")
     notes = []
     if absent:
         notes.append(f"{len(absent)} images listed in {label_file.name} are not in the data folder and were "
@@ -250,8 +254,7 @@ def select(images: LabelledImages, per_class: int | None) -> LabelledImages:
     """The first ``per_class`` images of every class (in path order)."""
     if per_class is None:
         return images
-    if per_class < 1:
-        raise SeprobeError(f"invalid --samples-per-class {per_class}; valid: an integer >= 1")
+    check_int("samples_per_class", per_class)
     taken: dict[int, int] = defaultdict(int)
     keep = []
     for p, lab in zip(images.paths, images.labels, strict=True):
@@ -260,6 +263,75 @@ def select(images: LabelledImages, per_class: int | None) -> LabelledImages:
             keep.append((p, lab))
     return LabelledImages(tuple(p for p, _ in keep), tuple(lab for _, lab in keep), images.class_names,
                           images.imagenet, images.layout, images.notes)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Labelled images on disk: a ``folder`` in one of the layouts of :func:`discover`, its optional ``labels``
+    file, and the first ``samples_per_class`` images of each class (``None``: all). ``arguments`` name the
+    folder and the label file in errors (``data`` / ``labels``; ``calibration_data`` / ``calibration_labels``)."""
+
+    folder: Path
+    labels: Path | None = None
+    samples_per_class: int | None = None
+    arguments: tuple[str, str] = ("data", "labels")
+
+    def __post_init__(self):
+        data_arg, labels_arg = self.arguments
+        for argument, value in ((data_arg, self.folder), (labels_arg, self.labels)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise SeprobeError(f"invalid {argument} {value!r} ({type(value).__name__}); valid: a path",
+                                   argument=argument)
+        object.__setattr__(self, "folder", Path(self.folder))
+        if self.labels is not None:
+            object.__setattr__(self, "labels", Path(self.labels))
+        if self.folder.is_file():
+            raise SeprobeError(f"{data_arg} {str(self.folder)!r} is a file; valid: a folder of images",
+                               argument=data_arg)
+        if not self.folder.is_dir():
+            raise SeprobeError(f"{data_arg} {str(self.folder)!r} does not exist; valid: a folder of images "
+                               "(wnid_name files, class folders, or a flat folder with a label file)",
+                               argument=data_arg)
+        if self.labels is not None and not self.labels.is_file():
+            what = "is a folder" if self.labels.is_dir() else "does not exist"
+            raise SeprobeError(f"{labels_arg} {str(self.labels)!r} {what}; valid: a label file", argument=labels_arg)
+        check_int("samples_per_class", self.samples_per_class)
+
+    def read(self) -> LabelledImages:
+        """The images, their labels checked (:func:`discover`), the first ``samples_per_class`` of each class."""
+        return select(discover(self.folder, self.labels), self.samples_per_class)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Preprocessing imposed on the model's own: any of ``resize``, ``crop``, ``mean``, ``std``,
+    ``interpolation`` (``None``: the model's)."""
+
+    resize: int | None = None
+    crop: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None
+
+    def __post_init__(self):
+        check_int("resize", self.resize)
+        check_int("crop", self.crop)
+        for argument in ("mean", "std"):
+            values = getattr(self, argument)
+            if values is None:
+                continue
+            if isinstance(values, str) or not isinstance(values, (tuple, list)) or len(values) != 3 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise SeprobeError(f"invalid {argument} {values!r}; valid: three finite numbers, e.g. "
+                                   "(0.5, 0.5, 0.5)", argument=argument)
+            object.__setattr__(self, argument, tuple(float(v) for v in values))
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise SeprobeError(f"invalid std {self.std!r}; valid: three numbers > 0 (it divides)", argument="std")
+        if self.interpolation is not None:
+            check_choice("interpolation", self.interpolation, INTERPOLATIONS, argument="interpolation")
+
+    def apply(self, pre: Preprocessing) -> Preprocessing:
+        return dataclasses.replace(pre, **{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
 
 
 def to_rgb(im):
@@ -305,8 +377,7 @@ class ViewDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: LabelledImages, pre: Preprocessing, views: int = 1, seed: int = 0):
-        if views < 1:
-            raise SeprobeError(f"invalid --views {views}; valid: an integer >= 1")
+        check_int("views", views)
         self.images, self.views, self.seed = images, views, seed
         self.eval_t, self.view_t = pre.eval_transform(), pre.view_transform()
 

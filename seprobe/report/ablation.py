@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write, atomic_write_text, output_set
-from .ablation import LEVEL, AblationResult
-from .activation_report import save_figure
+from ..probe.ablation import AblationResult
+from .figures import new_figure, save_figure
 
 COLUMNS = ("label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
            "top1_low", "top1_high", "top5_change", "top5_low", "top5_high", "within_noise", "agreement", "kl",
@@ -23,8 +23,8 @@ COLUMNS = ("label", "group", "mode", "step", "blocks", "n_blocks", "images", "to
 def tidy_table(result: AblationResult) -> pd.DataFrame:
     """One row per evaluation (the full network first), with the model and the calibration source."""
     table = result.table[[c for c in COLUMNS if c in result.table]].copy()
-    table.insert(0, "model", result.loaded.name)
-    table["calibration"] = result.calibration.source if result.calibration else ""
+    table.insert(0, "model", result.network.name)
+    table["calibration"] = calibration_text(result)
     return table
 
 
@@ -53,7 +53,7 @@ def display_table(result: AblationResult, rows: pd.DataFrame | None = None) -> p
 
 
 def summary_markdown(result: AblationResult) -> str:
-    lm, t = result.loaded, result.table
+    lm, t = result.network, result.table
     full = t.iloc[0]
     lines = [f"# SE block ablation: {lm.name}", "",
              f"- model `{lm.name}`, weights `{lm.weights}`; {result.total_params / 1e6:.3f} M parameters, "
@@ -64,12 +64,12 @@ def summary_markdown(result: AblationResult) -> str:
     if result.scored:
         lines.append(f"- full network: top-1 {100 * full.top1:.1f} %, top-5 {100 * full.top5:.1f} %")
     if result.calibration is not None:
-        lines.append(f"- `mean` mode calibration: {result.calibration.source}")
-    lines.append(f"- SE blocks: {', '.join(f'{g.name} ({g.channels} ch)' for g in result.gates)}")
+        lines.append(f"- `mean` mode calibration: {calibration_text(result)}")
+    lines.append(f"- SE blocks: {', '.join(f'{g.name} ({g.channels} ch)' for g in result.blocks)}")
     lines.append(f"- {len(t) - 1} ablations in {result.seconds:.0f} s")
     lines += ["", "`identity`: the gate is 1 (the block removed). `mean`: the gate is its per-channel mean over the "
               "calibration images (a fixed channel scale). Δ: ablated minus full, in percentage points, with a "
-              f"{int(100 * LEVEL)} % paired-bootstrap interval over images ({result.n_boot} resamples, seed "
+              f"{int(100 * result.level)} % paired-bootstrap interval over images ({result.bootstrap} resamples, seed "
               f"{result.seed}); *within noise* when the interval holds 0. Agreement: share of images whose top-1 "
               "prediction is unchanged. KL: mean KL(full || ablated) of the softmax, in nats. Savings as exported "
               "(a `mean` block folded into the adjacent layer saves all its cost; kept as a scale module it keeps "
@@ -90,27 +90,31 @@ def summary_markdown(result: AblationResult) -> str:
         lines.append(display_table(result, rows).to_markdown(index=False))
     if result.failed:
         lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(result.failed))]
-    if result.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
+    if notes(result):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes(result)]
     return "\n".join(lines) + "\n"
 
 
 def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
     """Per block and mode: the change of top-1 with its interval, and the mean KL divergence."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     rows = result.table[result.table["group"] == "block"]
     if rows.empty:
         return []
-    blocks = [g.name for g in result.gates if g.name in set(rows["label"])]
+    blocks = [g.name for g in result.blocks if g.name in set(rows["label"])]
     modes = list(dict.fromkeys(rows["mode"]))
     palette = dict(zip(modes, sns.color_palette("deep", len(modes)), strict=True))
     panels = 2 if result.scored else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(max(6, 0.75 * len(blocks) + 2), 3.0 * panels), squeeze=False)
+    with new_figure(panels, 1, figsize=(max(6, 0.75 * len(blocks) + 2), 3.0 * panels), squeeze=False) as (fig, axes):
+        _draw_blocks(result, rows, blocks, modes, palette, axes)
+        fig.suptitle(result.network.name, fontsize=10)
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def _draw_blocks(result: AblationResult, rows: pd.DataFrame, blocks: list[str], modes: list[str], palette,
+                 axes) -> None:
     x = np.arange(len(blocks))
     width = 0.8 / len(modes)
     for j, mode in enumerate(modes):
@@ -126,7 +130,7 @@ def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
         ax = axes[0, 0]
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel("Δ top-1 (points)")
-        ax.set_title(f"Each SE block alone: change against the full network ({int(100 * LEVEL)} % paired-"
+        ax.set_title(f"Each SE block alone: change against the full network ({int(100 * result.level)} % paired-"
                      "bootstrap interval)", fontsize=10)
         ax.legend(fontsize=8)
     axes[-1, 0].set_ylabel("mean KL(full || ablated)")
@@ -135,19 +139,10 @@ def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
     for ax in axes[:, 0]:
         ax.set_xticks(x, blocks, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(result.loaded.name, fontsize=10)
-    fig.tight_layout()
-    written = save_figure(fig, path)
-    plt.close(fig)
-    return written
 
 
 def figure_cumulative(result: AblationResult, path: Path) -> list[Path]:
     """Top-1 (or agreement, without labels) against the share of SE multiply-adds removed, block after block."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     t = result.table
@@ -158,30 +153,28 @@ def figure_cumulative(result: AblationResult, path: Path) -> list[Path]:
     key = "top1" if result.scored else "agreement"
     modes = list(dict.fromkeys(rows["mode"]))
     palette = dict(zip(modes, sns.color_palette("deep", len(modes)), strict=True))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for mode in modes:
-        r = rows[rows["mode"] == mode].sort_values("step")
-        xs = np.r_[0.0, r["se_macs_removed_pct"].to_numpy()]
-        ys = 100 * np.r_[full[key], r[key].to_numpy()]
-        ax.plot(xs, ys, marker="o", color=palette[mode], label=mode)
-        if result.scored:
-            low = 100 * np.r_[full.top1, full.top1 + r["top1_low"].to_numpy()]
-            high = 100 * np.r_[full.top1, full.top1 + r["top1_high"].to_numpy()]
-            ax.fill_between(xs, low, high, color=palette[mode], alpha=0.15, lw=0)
-        for xv, yv, name in zip(xs[1:], ys[1:], r["label"], strict=True):
-            ax.annotate(name.lstrip("+"), (xv, yv), fontsize=6, xytext=(2, 3), textcoords="offset points",
-                        color=palette[mode])
-    ax.set_xlabel("SE multiply-adds removed (% of all SE blocks')")
-    ax.set_ylabel("top-1 (%)" if result.scored else "agreement with the full network (%)")
-    ax.set_title(f"{result.loaded.name}: removing SE blocks one after another"
-                 + (f"\n(band: {int(100 * LEVEL)} % paired-bootstrap interval of the change)" if result.scored
-                    else ""), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    written = save_figure(fig, path)
-    plt.close(fig)
-    return written
+    with new_figure(figsize=(7, 4.2)) as (fig, ax):
+        for mode in modes:
+            r = rows[rows["mode"] == mode].sort_values("step")
+            xs = np.r_[0.0, r["se_macs_removed_pct"].to_numpy()]
+            ys = 100 * np.r_[full[key], r[key].to_numpy()]
+            ax.plot(xs, ys, marker="o", color=palette[mode], label=mode)
+            if result.scored:
+                low = 100 * np.r_[full.top1, full.top1 + r["top1_low"].to_numpy()]
+                high = 100 * np.r_[full.top1, full.top1 + r["top1_high"].to_numpy()]
+                ax.fill_between(xs, low, high, color=palette[mode], alpha=0.15, lw=0)
+            for xv, yv, name in zip(xs[1:], ys[1:], r["label"], strict=True):
+                ax.annotate(name.lstrip("+"), (xv, yv), fontsize=6, xytext=(2, 3), textcoords="offset points",
+                            color=palette[mode])
+        ax.set_xlabel("SE multiply-adds removed (% of all SE blocks')")
+        ax.set_ylabel("top-1 (%)" if result.scored else "agreement with the full network (%)")
+        band = f"\n(band: {int(100 * result.level)} % paired-bootstrap interval of the change)"
+        ax.set_title(f"{result.network.name}: removing SE blocks one after another" + (band if result.scored else ""),
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return save_figure(fig, path)
 
 
 def write_outputs(result: AblationResult, out: str | os.PathLike) -> list[Path]:
@@ -197,3 +190,49 @@ def write_outputs(result: AblationResult, out: str | os.PathLike) -> list[Path]:
         written += figure_blocks(result, out / "blocks")
         written += figure_cumulative(result, out / "cumulative")
     return written
+
+
+def calibration_text(result: AblationResult) -> str:
+    """Where the ``mean`` mode's calibration images came from, in words."""
+    cal = result.calibration
+    if cal is None:
+        return ""
+    if cal.source.per_class is not None:
+        text = (f"{cal.source.per_class} image(s) per class taken out of the evaluation data ({cal.images} images), "
+                f"disjoint from the {cal.evaluation} evaluation images")
+    else:
+        text = f"a separate calibration set of {cal.images} images ({cal.layout})"
+        text += (f", sharing {cal.overlap} images with the evaluation set (overlap allowed)" if cal.overlap
+                 else ", disjoint from the evaluation images")
+    if cal.source.views > 1:
+        text += f"; {cal.source.views} views each (the evaluation crop and augmented crops)"
+    return text
+
+
+def notes(result: AblationResult) -> list[str]:
+    """What a reader of the table must know: untrained weights, unscored labels, skipped images, the noise."""
+    out = []
+    if result.network.random:
+        out.append("WARNING: random weights: what an untrained network's SE blocks are worth says nothing about a "
+                   "trained one")
+    if result.mean_skipped:
+        out.append("mode mean was not run: it needs calibration images (images per class taken out of the data, or "
+                   "a separate folder)")
+    if not result.scored:
+        out.append("the labels do not index the model's outputs (not ImageNet-1k labels for a 1000-way "
+                   "classifier): accuracy is not scored; agreement and KL compare with the full network")
+    if result.failed:
+        out.append(f"{len(set(result.failed))} unreadable images were skipped")
+    n = result.evaluated
+    if result.scored and n:
+        out.append(f"on {n} images one image is {100 / n:.2f} % of accuracy; a change whose "
+                   f"{int(100 * result.level)} % interval (paired bootstrap over images, {result.bootstrap} "
+                   f"resamples, seed {result.seed}) contains 0 is within noise")
+    return out
+
+
+def text(result: AblationResult) -> str:
+    """The terminal view: one row per ablation, then the notes."""
+    lines = [display_table(result).to_string(index=False)]
+    lines += [f"Note: {n}." for n in notes(result)]
+    return "\n".join(lines) + "\n"
