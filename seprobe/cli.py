@@ -328,18 +328,17 @@ def complexity_cmd(
     if fmt == "csv" and output is None and (per_block or time_it):
         raise SeprobeError("--format csv prints one table, and --per-block / --time add more; valid: --output "
                            "FILE.csv (one file per table), or --format json")
-    timing = None
-    if time_it:
-        from .cost.timing import TimingSetup
+    from .cost.timing import TimingSetup
 
-        timing = TimingSetup(device=device, batch_size=batch_size, dtype=dtype, channels_last=channels_last,
-                             compile=compile_, warmup=warmup, repeats=repeats, auto_batch=auto_batch)
+    # checked whether or not --time is given: a nonsense value is an error either way
+    timing = TimingSetup(device=device, batch_size=batch_size, dtype=dtype, channels_last=channels_last,
+                         compile=compile_, warmup=warmup, repeats=repeats, auto_batch=auto_batch)
     from .cost.flops import FlopConvention
 
     convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling,
                                 muls=count_muls)
     report = api.complexity(model or _default_model(), input_size=input_size, convention=convention,
-                            per_block=per_block, time=timing, progress=_err, **knobs)
+                            per_block=per_block, time=timing if time_it else None, progress=_err, **knobs)
     for knob, names in report.ignored.items():
         _err(f"seprobe: warning: {flag(knob)} does not apply to {', '.join(names)} (no SE, or not an seprobe model): "
              "ignored there")
