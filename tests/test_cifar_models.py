@@ -3,7 +3,12 @@ SE's additions against the closed form, option A and the pre-activation units ag
 knobs and errors, and the paper's CIFAR errors as data."""
 
 import functools
+import json
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -276,3 +281,21 @@ def test_paper_cifar_errors_are_the_reference_files():
     with pytest.raises(SeprobeError, match="unknown dataset 'imagenet'; valid: 'cifar10', 'cifar100'"):
         paper_accuracy("wrn16_8_cifar", "imagenet")
 
+
+
+
+@pytest.mark.slow
+def test_cli_complexity_measures_at_32x32(tmp_path):
+    """`seprobe complexity --model se_resnet20_cifar --per-block`: the 32x32 input and the block names."""
+    root = pathlib.Path(__file__).resolve().parents[1]  # this checkout's seprobe, not another installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "seprobe", "complexity", "--model", "se_resnet20_cifar",
+                           "--per-block", "--format", "json", "--output", str(tmp_path / "c.json")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    tables = json.loads((tmp_path / "c.json").read_text())["tables"]
+    (row,) = tables["summary"]
+    assert (row["input_size"], row["params"], row["params_without_se"]) == (32, 272_095, 269_722)
+    assert round(row["gflops_without_se"] * 1e9) == hc.cifar_macs("resnet20_cifar")
+    assert [b["block"] for b in tables["blocks.se_resnet20_cifar"]] == [f"SE_{s}_{i}" for s in (1, 2, 3)
+                                                                        for i in (1, 2, 3)]

@@ -6,13 +6,15 @@ Three families, each a 3x3 stem of 16 channels and three stages of residual unit
   ``6n + 2``: ``n`` basic blocks (conv-BN-ReLU, conv-BN, sum, ReLU: :class:`~seprobe.models.resnet.SEBasicBlock`)
   per stage at 16, 32, 64 channels. Where the shape changes the shortcut is the parameter-free "option A"
   (:class:`OptionAShortcut`): the stride-2 subsampling ``x[:, :, ::2, ::2]`` and zero channels appended after
-  the existing ones (as the authors' Torch code concatenates ``x`` and ``0 * x``). The stem is conv-BN-ReLU.
+  the existing ones (as fb.resnet.torch's shortcut type A concatenates ``x`` and ``0 * x``; some PyTorch ports
+  pad both sides instead, which changes no count). The stem is conv-BN-ReLU.
 * the pre-activation ResNets of He et al. 2016 ("Identity Mappings", Fig. 4e): ResNet-110 (basic units,
   ``n = 18``) and ResNet-164 (bottleneck units 1x1-3x3-1x1 with 4x expansion, ``n = 18``, outputs 64/128/256,
   the stride in the 3x3 conv). Each unit is BN-ReLU-conv, twice (three times), plus the shortcut, with nothing
   after the sum; the stem is a bare conv and the network ends with BN-ReLU before the pooling. Where the shape
-  changes the shortcut is a 1x1 projection (no BN) of the unit's pre-activated input ``relu(bn1(x))``, which the
-  authors' code, the WRN code and timm's ``ResNetV2`` share between the two branches.
+  changes the shortcut is a 1x1 projection (no BN) of the unit's pre-activated input ``relu(bn1(x))``, shared
+  by the two branches as in the authors' Torch code (``both_preact``), the WRN code and timm's ``ResNetV2``
+  (elsewhere the shortcut is ``x`` itself).
 * WRN-16-8 (Zagoruyko & Komodakis 2016): the same pre-activation basic units at 16*8 = 128, 256, 512 channels,
   ``n = (16 - 4) / 6 = 2`` per stage, 1x1 projections where the shape changes (also in stage 1: 16 -> 128),
   no dropout.
