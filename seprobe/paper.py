@@ -3,12 +3,17 @@
 GFLOPs are the paper's multiply-adds of one 224x224 image; parameters are in millions. A figure matches a
 model when the model name and the knobs that change complexity agree; FC biases are not compared (the paper's
 ablations drop them: at most 0.02 M parameters and 0.0001 GFLOPs for SE-ResNet-50).
+
+The CIFAR errors of Tables 4 (CIFAR-10) and 5 (CIFAR-100) are accuracy figures of trained networks, a separate
+kind of data: :data:`ACCURACIES`, looked up with :func:`paper_accuracy`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import check_choice
 
 _R101_152 = ("the paper's ResNet-101/152 base figures are the ResNet paper's rounded totals (7.6 and 11.3 G); "
              "the conv+fc multiply-adds of the Caffe architecture are 7.570 and 11.282 G; SE's increment (+0.014 "
@@ -115,3 +120,48 @@ def paper_figure(model: str, knobs: dict[str, Any]) -> PaperFigure | None:
         if fig.model == model and _normalise(fig.knobs) == knobs:
             return fig
     return None
+
+
+DATASETS = ("cifar10", "cifar100")
+
+_PREACT = ("the paper's baseline is He et al. 2016's pre-activation network (\"Identity Mappings\"), its median "
+           "of 5 runs")
+_SHAKE = ("Shake-Shake 26 2x96d + Cutout on CIFAR-10, Shake-Even 29 2x4x64d + Cutout on CIFAR-100; seprobe has "
+          "no Shake-Shake network")
+
+
+@dataclass(frozen=True)
+class PaperAccuracy:
+    """A top-1 error (%) the paper prints for a network trained on CIFAR; ``model`` is the seprobe model it
+    describes (``None`` where seprobe has none)."""
+
+    table: str
+    label: str
+    model: str | None
+    dataset: str
+    top1_err: float
+    note: str = ""
+
+
+def _cifar(label: str, model: str | None, c10: tuple[float, float], c100: tuple[float, float],
+           note: str = "") -> tuple[PaperAccuracy, ...]:
+    """A row of Tables 4 and 5: (original, with SE) errors on CIFAR-10 and on CIFAR-100."""
+    rows = []
+    for table, dataset, (plain, with_se) in (("Table 4", "cifar10", c10), ("Table 5", "cifar100", c100)):
+        rows.append(PaperAccuracy(table, label, model, dataset, plain, note))
+        rows.append(PaperAccuracy(table, f"SE-{label}", model and f"se_{model}", dataset, with_se, note))
+    return tuple(rows)
+
+
+ACCURACIES: tuple[PaperAccuracy, ...] = (
+    *_cifar("ResNet-110", "preact_resnet110_cifar", (6.37, 5.21), (26.88, 23.85), _PREACT),
+    *_cifar("ResNet-164", "preact_resnet164_cifar", (5.46, 4.39), (24.33, 21.31), _PREACT),
+    *_cifar("WRN-16-8", "wrn16_8_cifar", (4.27, 3.88), (20.43, 19.14)),
+    *_cifar("Shake-Shake + Cutout", None, (2.56, 2.12), (15.85, 15.41), _SHAKE),
+)
+
+
+def paper_accuracy(model: str, dataset: str) -> PaperAccuracy | None:
+    """The paper's top-1 error for a seprobe model on ``"cifar10"`` or ``"cifar100"``, if the paper prints one."""
+    check_choice("dataset", dataset, DATASETS)
+    return next((a for a in ACCURACIES if a.model == model and a.dataset == dataset), None)

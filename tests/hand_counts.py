@@ -1,7 +1,8 @@
 """Multiply-adds and parameters counted by hand from each paper's architecture table, for the tests.
 
 Nothing here imports seprobe: every figure is written out from the published layer lists (ResNet/ResNeXt Table 1,
-VGG-16 configuration D, MobileNet Table 1, ShuffleNet Table 1, BN-Inception Table 1), one
+VGG-16 configuration D, MobileNet Table 1, ShuffleNet Table 1, BN-Inception Table 1, the CIFAR ResNets of He et al.
+2015 Sec. 4.2 and 2016, WRN-16-8 of Zagoruyko & Komodakis Table 1), one
 ``C_in / groups * C_out * k_h * k_w * H_out * W_out`` per convolution, ``in * out`` per FC layer. SE adds
 ``2 * C * (C // r)`` multiply-adds for its FCs and ``C * H * W`` for its scale (Eq. 4) per block.
 """
@@ -175,3 +176,81 @@ def mobilenet_params():
         total += cin * 9 + 2 * cin + cin * cout + 2 * cout
         cin = cout
     return total + 1024 * 1000 + 1000
+
+
+# CIFAR networks at 32x32: a 3x3 stem of 16 channels, three stages at sides 32, 16, 8 (strides 1, 2, 2).
+CIFAR_SIDES = (32, 16, 8)
+#: name -> (unit, units per stage, stage output channels). "basic_a": He et al. 2015 Sec. 4.2 (conv-BN-ReLU stem,
+#: two 3x3 conv + BN per unit, option-A shortcuts: no parameters); "preact_basic" / "preact_bottleneck": He et
+#: al. 2016 and WRN (bare conv stem, BN before every conv, 1x1 projection shortcuts where the shape changes, a final
+#: BN); a bottleneck is 1x1 to out/4, 3x3 (with the stride), 1x1 to out.
+CIFAR_NETS = {
+    **{f"resnet{6 * n + 2}_cifar": ("basic_a", n, (16, 32, 64)) for n in (3, 5, 7, 9, 18)},
+    "preact_resnet110_cifar": ("preact_basic", 18, (16, 32, 64)),
+    "preact_resnet164_cifar": ("preact_bottleneck", 18, (64, 128, 256)),   # depth 9n + 2
+    "wrn16_8_cifar": ("preact_basic", 2, (16 * 8, 32 * 8, 64 * 8)),        # n = (16 - 4) / 6
+}
+
+
+def cifar_units(name):
+    """(stage, block, cin, width, out, side_in, side) of every residual unit, in network order."""
+    kind, n, outs = CIFAR_NETS[name]
+    cin, side_in = 16, 32
+    for stage, (out, side) in enumerate(zip(outs, CIFAR_SIDES, strict=True), start=1):
+        width = out // 4 if kind == "preact_bottleneck" else out
+        for block in range(1, n + 1):
+            yield stage, block, cin, width, out, side_in if block == 1 else side, side
+            cin = out
+        side_in = side
+
+
+def _projects(kind, cin, out, side_in, side):
+    return kind != "basic_a" and (cin != out or side_in != side)
+
+
+def cifar_params(name, num_classes=10):
+    """Conv weights (no biases), BN (2 per channel), the FC; option A adds nothing, a projection cin * out."""
+    kind, _, outs = CIFAR_NETS[name]
+    total = 3 * 16 * 9 + (2 * 16 if kind == "basic_a" else 0)
+    for _, _, cin, width, out, side_in, side in cifar_units(name):
+        if kind == "basic_a":
+            total += cin * out * 9 + 2 * out + out * out * 9 + 2 * out
+        elif kind == "preact_basic":
+            total += 2 * cin + cin * out * 9 + 2 * out + out * out * 9
+        else:
+            total += 2 * cin + cin * width + 2 * width + width * width * 9 + 2 * width + width * out
+        if _projects(kind, cin, out, side_in, side):
+            total += cin * out
+    if kind != "basic_a":
+        total += 2 * outs[-1]  # the final BN before pooling
+    return total + outs[-1] * num_classes + num_classes
+
+
+def cifar_macs(name, num_classes=10):
+    """Conv + FC multiply-adds at 32x32 (a downsampling unit's first conv runs at the new side, a bottleneck's
+    first 1x1 at the old one)."""
+    kind, _, outs = CIFAR_NETS[name]
+    macs = conv(3, 16, 3, 32)
+    for _, _, cin, width, out, side_in, side in cifar_units(name):
+        if kind == "preact_bottleneck":
+            macs += conv(cin, width, 1, side_in) + conv(width, width, 3, side) + conv(width, out, 1, side)
+        else:
+            macs += conv(cin, out, 3, side) + conv(out, out, 3, side)
+        if _projects(kind, cin, out, side_in, side):
+            macs += conv(cin, out, 1, side)
+    return macs + outs[-1] * num_classes
+
+
+def cifar_se_blocks(name, integration="standard", stages=(1, 2, 3)):
+    """(channels, side) of the map each SE block recalibrates: the unit's output (standard, post, identity), its
+    input (pre, at the input's side) or the 3x3 conv's width (3x3)."""
+    out = []
+    for stage, _, cin, width, cout, side_in, side in cifar_units(name):
+        if stage in stages:
+            out.append({"pre": (cin, side_in), "3x3": (width, side)}.get(integration, (cout, side)))
+    return out
+
+
+def se_params(blocks, r=16, bias=True):
+    """SE's parameters on (channels, side) maps: ``2 * C * (C // r)`` weights, plus ``C // r + C`` biases."""
+    return sum(2 * c * (c // r) + (c // r + c if bias else 0) for c, _ in blocks)

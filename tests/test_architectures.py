@@ -146,15 +146,19 @@ def test_models_table_counts_every_model_independently():
         plain |= {"resnext101_32x4d": n_params(timm.create_model("resnext101_32x4d")),
                   "mobilenet_v1": n_params(timm.create_model("mobilenetv1_100")),
                   "inception_resnet_v2": n_params(timm.create_model("inception_resnet_v2"))}
-    from .hand_counts import shufflenet_params
+    from .hand_counts import CIFAR_NETS, cifar_params, cifar_se_blocks, shufflenet_params
+    from .hand_counts import se_params as cifar_se_params
 
     plain["shufflenet_v1_g3"] = shufflenet_params()
     plain["bn_inception"] = 11_285_224  # hand count: test_bn_inception_matches_a_hand_count
+    plain |= {name: cifar_params(name) for name in CIFAR_NETS}  # hand counts of the CIFAR papers' layer lists
     basic = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}  # blocks per stage, output 64..512 channels
     bottleneck = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3),
                   "resnext50_32x4d": (3, 4, 6, 3), "resnext101_32x4d": (3, 4, 23, 3)}
 
     def se_params(base):
+        if base in CIFAR_NETS:
+            return cifar_se_params(cifar_se_blocks(base))
         if base in SE_CHANNELS:
             return sum(2 * c * (c // 16) + c // 16 + c for c in SE_CHANNELS[base])
         if base in basic:
@@ -169,7 +173,7 @@ def test_models_table_counts_every_model_independently():
         expected = plain[base] + (se_params(base) if row["se"] else 0)
         assert row["params"] == expected, name
         assert row["se"] == name.startswith("se_") and row["without_se"] == base
-        assert row["input_size"] == (299 if base == "inception_resnet_v2" else 224)
+        assert row["input_size"] == {"inception_resnet_v2": 299}.get(base, 32 if base in CIFAR_NETS else 224)
 
 
 @pytest.mark.parametrize("name", sorted(SE_CHANNELS))

@@ -18,7 +18,8 @@ def fwd_bwd(model, size=64):
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-QUICK_MODELS = ("resnet18", "se_resnet18", "mobilenet_v1", "se_mobilenet_v1", "shufflenet_v1_g3", "se_shufflenet_v1_g3")
+QUICK_MODELS = ("resnet18", "se_resnet18", "mobilenet_v1", "se_mobilenet_v1", "shufflenet_v1_g3", "se_shufflenet_v1_g3",
+                "resnet20_cifar", "se_resnet20_cifar")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in QUICK_MODELS else [pytest.mark.slow])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import SeprobeError
+from . import cifar_resnet
 from .inception import BNInception, InceptionResNetV2
 from .mobilenet_v1 import MobileNetV1
 from .resnet import SEBasicBlock, SEBottleneck, SEResNet
@@ -100,6 +101,23 @@ def _register_others() -> None:
                            size, smallest))
 
 
+def _register_cifar() -> None:
+    """The CIFAR networks of Tables 4 and 5 (:mod:`~seprobe.models.cifar_resnet`), measured at 32x32; they take
+    ``num_classes`` (10 by default) and the SE knobs, with stages 1..3."""
+    for name, (*_, title) in cifar_resnet.CIFAR_MODELS.items():
+
+        def plain(name=name, num_classes=10):
+            return cifar_resnet.cifar_resnet(name, num_classes=num_classes)
+
+        def with_se(name=name, num_classes=10, **knobs):
+            return cifar_resnet.cifar_resnet(name, num_classes=num_classes, se=cifar_resnet.se_config(**knobs))
+
+        size, smallest = 32, cifar_resnet.MIN_INPUT_SIZE
+        register(ModelSpec(name, "cifar_resnet", False, name, plain, ("num_classes",), title, size, smallest))
+        register(ModelSpec(f"se_{name}", "cifar_resnet", True, name, with_se, ("num_classes",) + SE_KNOBS,
+                           f"SE-{title}", size, smallest))
+
+
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in _MODELS:
         raise ValueError(f"model {spec.name!r} is already registered")
@@ -158,6 +176,7 @@ def plain_counterpart(name: str, knobs: dict[str, Any]) -> tuple[str, dict[str, 
 
 _register_resnets()
 _register_others()
+_register_cifar()
 
 
 def models_table(**knobs: Any):
