@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from seprobe import SeprobeError, build_model, plain_counterpart, se_blocks
 from seprobe.cost import complexity
-from seprobe.cost.complexity import block_table, stage_table
+from seprobe.report.complexity import block_table, stage_table
 from seprobe.models.cifar_resnet import OptionAShortcut, PreActBasicBlock, PreActBottleneck
 from seprobe.models.registry import get_spec, list_models
 from seprobe.models.se_config import SEConfig

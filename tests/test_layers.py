@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seprobe"
 
 #: lower layers first; a module may import only from its own layer or below
 LAYERS = (
-    {"errors", "choices", "defaults", "io", "config", "devices", "distributed", "tables"},
+    {"errors", "choices", "defaults", "io", "config", "devices", "distributed", "tables", "figures"},
     {"data"},
     {"models", "paper"},
     {"cost", "probe", "training"},

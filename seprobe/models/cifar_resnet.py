@@ -47,10 +47,14 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import conv1x1, conv3x3
 
+from ..data.images import Preprocessing
 from ..errors import SeprobeError
 from .resnet import SEBasicBlock
 from .se_config import SEConfig, parse_stages
 
+#: the evaluation transform of a CIFAR network: the 32x32 image as it is, normalised by CIFAR-10's training-set
+#: per-channel mean and standard deviation (of the original images; the JPEG copy in shared/ differs by < 0.003)
+EVALUATION = Preprocessing(resize=32, crop=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 CIFAR_STAGES = (1, 2, 3)  # the three maps of a CIFAR ResNet: 32x32, 16x16, 8x8 at 32x32 input
 STEM_WIDTH = 16
 #: The smallest side measured: stage 3 at one pixel, as the ImageNet models' 32 puts stage 5 at one pixel. (The

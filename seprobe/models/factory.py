@@ -189,8 +189,7 @@ def load_model(name: str, weights: str | os.PathLike | None, **knobs: Any) -> Ne
 
 
 def _network(source: ModelSource, model: nn.Module) -> Network:
-    spec = source.spec
-    pre = evaluation_preprocessing(source.name, model, spec.input_size if spec else None)
+    pre = evaluation_preprocessing(source.name, model)
     return Network(model.eval(), source.name, pre, source, random=source.kind == "random")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.images import Preprocessing
 from ..errors import SeprobeError
 from . import cifar_resnet
 from .inception import BNInception, InceptionResNetV2
@@ -42,6 +43,7 @@ class ModelSpec:
     description: str
     input_size: int = 224      # the side the model is measured at (the paper's)
     min_input_size: int = 32   # the smallest side its forward pass accepts
+    evaluation: Preprocessing | None = None  # its evaluation transform, where not ImageNet's usual one
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -113,9 +115,10 @@ def _register_cifar() -> None:
             return cifar_resnet.cifar_resnet(name, num_classes=num_classes, se=cifar_resnet.se_config(**knobs))
 
         size, smallest = 32, cifar_resnet.MIN_INPUT_SIZE
-        register(ModelSpec(name, "cifar_resnet", False, name, plain, ("num_classes",), title, size, smallest))
+        pre = cifar_resnet.EVALUATION
+        register(ModelSpec(name, "cifar_resnet", False, name, plain, ("num_classes",), title, size, smallest, pre))
         register(ModelSpec(f"se_{name}", "cifar_resnet", True, name, with_se, ("num_classes",) + SE_KNOBS,
-                           f"SE-{title}", size, smallest))
+                           f"SE-{title}", size, smallest, pre))
 
 
 def register(spec: ModelSpec) -> ModelSpec:

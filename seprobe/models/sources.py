@@ -13,7 +13,7 @@ from torch import nn
 from ..data.images import Preprocessing
 from ..errors import SeprobeError, suggest
 from .checkpoints import pretrained_download
-from .registry import build_model, list_models
+from .registry import build_model, get_spec, list_models
 
 TIMM, TORCHVISION = "timm:", "torchvision:"
 #: pretrained downloads of each library come from this host (for the offline check)
@@ -95,10 +95,10 @@ def build_architecture(name: str, knobs: Mapping[str, Any] | None = None, *, pre
     return pretrained_download(build, f"the pretrained weights of {name}", host=HOSTS[f"{lib}:"])
 
 
-def evaluation_preprocessing(name: str, model: nn.Module, input_size: int | None = None) -> Preprocessing:
+def evaluation_preprocessing(name: str, model: nn.Module) -> Preprocessing:
     """The evaluation transform ``name`` is published with: timm's data config, torchvision's weight
-    transforms (ImageNet's default without them); for seprobe models, resize to ``input_size / 0.875`` and
-    centre-crop ``input_size`` (ImageNet's usual evaluation)."""
+    transforms (ImageNet's default without them); for seprobe models, their registry entry's, else resize to
+    ``input_size / 0.875`` and centre-crop ``input_size`` (ImageNet's usual evaluation)."""
     lib = library(name)
     if lib == "timm":
         from timm.data import resolve_data_config
@@ -116,5 +116,7 @@ def evaluation_preprocessing(name: str, model: nn.Module, input_size: int | None
             return Preprocessing()
         return Preprocessing(resize=t.resize_size[0], crop=t.crop_size[0], mean=tuple(t.mean), std=tuple(t.std),
                              interpolation=t.interpolation.value)
-    size = input_size or 224
-    return Preprocessing(resize=round(size / 0.875), crop=size)
+    spec = get_spec(name)
+    if spec.evaluation is not None:
+        return spec.evaluation
+    return Preprocessing(resize=round(spec.input_size / 0.875), crop=spec.input_size)

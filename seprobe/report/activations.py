@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_write, atomic_write_text
 from ..probe.activations import ActivationRun
-from .figures import new_figure, save_figure
+from ..figures import new_figure, save_figure
 
 ALL = "all classes"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..io import atomic_write
+from .io import atomic_write
 
 
 @contextmanager
