@@ -425,7 +425,6 @@ def test_imagenet_wnid_folders_keep_imagenet_indices_and_a_1000_way_head(tmp_pat
     assert data.train.labels.tolist() == [1, 1, 254, 254] and data.val.labels.tolist() == [1, 254]
 
 
-@pytest.mark.slow
 def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_path):
     from seprobe.probe.images import Preprocessing
 
