@@ -282,10 +282,11 @@ class _Hook:
         return None
 
 
-def test_ctrl_c_checkpoints_the_step_and_the_resumed_run_is_the_uninterrupted_one(images, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_checkpoints_the_step_and_the_resumed_run_is_the_uninterrupted_one(images, tmp_path, signum):
     train(tiny_net(), TrainData(images), small(), tmp_path / "whole", progress=False)
     model = tiny_net()
-    model.register_forward_hook(_Hook(6, lambda out: signal.raise_signal(signal.SIGINT)))
+    model.register_forward_hook(_Hook(6, lambda out: signal.raise_signal(signum)))
     with pytest.raises(KeyboardInterrupt):
         train(model, TrainData(images), small(), tmp_path / "cut", progress=False)
     saved = torch.load(tmp_path / "cut" / "checkpoint.pth", weights_only=True)
@@ -520,6 +521,15 @@ def test_two_ranks_train_the_weights_of_one_process(images, tmp_path):
         np.testing.assert_allclose(history["train_loss"], one.history["train_loss"], rtol=1e-5)
         assert list(history["train_top1"]) == list(one.history["train_top1"])
     assert not (tmp_path / "two" / "rank1").exists()
+
+
+@pytest.mark.parametrize("options", [dict(dtype="bfloat16", channels_last=True, no_decay_bn_bias=True),
+                                     dict(dtype="float16", schedule="cosine", warmup_epochs=1, label_smoothing=0.1)])
+def test_mixed_precision_and_channels_last_train_on_the_cpu(images, tmp_path, options):
+    data = load_data(TrainData(images))  # loaded once, as a caller sizing the head does
+    result = train(tiny_net(classes=data.num_classes), data, small(**options), tmp_path / "run", progress=False)
+    assert np.isfinite(result.history["train_loss"]).all() and len(result.history) == 2
+    assert all(v.dtype != torch.bfloat16 for v in final_weights(tmp_path / "run").values())
 
 
 def test_recipe_is_plain_data():

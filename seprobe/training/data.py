@@ -24,7 +24,7 @@ from __future__ import annotations
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,7 @@ class Datasets:
     std: tuple[float, ...]
     decode_seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    spec: TrainData | None = None  # what was asked for (the loop reads preprocessing and num_workers from it)
 
     @property
     def in_memory(self) -> bool:
@@ -120,7 +121,14 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
 
 
 def load_data(spec: TrainData, progress: bool = False) -> Datasets:
-    """The images of ``spec``: every layout problem is one :class:`SeprobeError`, raised before decoding."""
+    """The images of ``spec``: every layout problem is one :class:`SeprobeError`, raised before decoding.
+
+    A caller that must size the model's head first loads the data, builds the model with ``num_classes`` and
+    passes these ``Datasets`` to :func:`~seprobe.training.train` (the images are decoded once)."""
+    return replace(_load(spec, progress), spec=spec)
+
+
+def _load(spec: TrainData, progress: bool) -> Datasets:
     root = Path(spec.train)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"

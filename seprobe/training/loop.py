@@ -36,6 +36,8 @@ from .recipe import Recipe, learning_rate
 from .steps import Stepper
 
 CHECKPOINT, FINAL, HISTORY = "checkpoint.pth", "final.pth", "history.csv"
+#: history.csv: ``lr`` is the learning rate of the epoch's last step; ``train_*`` are running figures over the
+#: epoch's steps (the network changing as it goes), ``val_*`` those of the network at the epoch's end.
 COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "seconds", "images_per_s"]
 TIMING = ["seconds", "images_per_s"]
 SYNC_EVERY = 20  # steps between reading the losses back from the device (and the progress bar's update)
@@ -105,9 +107,9 @@ def _stop_requests():
 class _Run:
     """The state of one training run on this rank, and the steps that move it."""
 
-    def __init__(self, model: nn.Module, datasets: Datasets, data: TrainData, recipe: Recipe, out: Path,
-                 world: World, record: dict, progress: bool):
-        self.recipe, self.data, self.out, self.world, self.record = recipe, data, out, world, record
+    def __init__(self, model: nn.Module, datasets: Datasets, recipe: Recipe, out: Path, world: World, record: dict,
+                 progress: bool):
+        self.recipe, self.data, self.out, self.world, self.record = recipe, datasets.spec, out, world, record
         self.progress = progress and world.is_main
         self.device = torch.device(world.device)
         self.datasets = datasets
@@ -263,24 +265,26 @@ def _progress_bar(run: _Run):
                 disable=not run.progress, leave=False)
 
 
-def train(model: nn.Module, data: TrainData, recipe: Recipe, out: str | Path, *, world: World | None = None,
-          resume: bool = False, progress: bool = True, meta: dict | None = None) -> TrainResult:
+def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str | Path, *,
+          world: World | None = None, resume: bool = False, progress: bool = True,
+          meta: dict | None = None) -> TrainResult:
     """Train ``model`` (built by the caller, its head sized for ``load_data(data).num_classes``) on ``data``
-    with ``recipe``, writing into ``out`` (see the module docstring). ``meta``: a plain record of the model
-    (name, knobs) kept with the run and compared on resume. ``world``: the torchrun world (default: the current
+    (a :class:`TrainData`, or the :class:`Datasets` :func:`load_data` made of one) with ``recipe``, writing into
+    ``out`` (see the module docstring). ``meta``: a plain record of the model (name, knobs) kept with the run
+    and compared on resume. ``world``: the torchrun world (default: the current
     :func:`~seprobe.distributed.distributed_session`'s, or one process on the CPU)."""
     world = world if world is not None else current_world()
     out, meta = Path(out), dict(meta or {})
     _check_start(out, resume, world, recipe, meta)
     saved = checkpoint.load(out / CHECKPOINT) if resume else None
-    datasets = load_data(data, progress=progress and world.is_main)
+    datasets = data if isinstance(data, Datasets) else load_data(data, progress=progress and world.is_main)
     steps_per_epoch(len(datasets.train), recipe.batch_size)
     record = {"recipe": asdict(recipe), "meta": meta, "data": datasets.describe()}
     if saved is not None:
         checkpoint.check_same_run(saved["record"], record)
     else:
         torch.manual_seed(recipe.seed + world.rank)
-    run = _Run(model, datasets, data, recipe, out, world, record, progress)
+    run = _Run(model, datasets, recipe, out, world, record, progress)
     if saved is not None:
         run.restore(saved)
     with _stop_requests() as stop:
