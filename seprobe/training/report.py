@@ -61,6 +61,7 @@ def save_curves(history: pd.DataFrame, path: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
     try:
@@ -70,6 +71,8 @@ def save_curves(history: pd.DataFrame, path: Path) -> list[Path]:
             acc.plot(history["epoch"], 100 * history[column], marker="o", label=label)
         acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
         acc.legend()
+        for ax in (loss, acc):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.tight_layout()
         return save_figure(fig, path)
     finally:
