@@ -219,10 +219,11 @@ def test_a_bad_world_is_one_clear_error(monkeypatch):
 
 # --- two processes ------------------------------------------------------------------------------------------------
 
-def _torchrun_two(mode: str, data, checkpoint, out) -> None:
-    """This file's worker ``mode`` on two ranks, as ``torchrun --standalone --nproc-per-node 2`` starts them."""
+def _torchrun_two(mode: str, *args, script: str = __file__) -> None:
+    """``script``'s worker ``mode`` (this file's by default) on two ranks, as ``torchrun --standalone
+    --nproc-per-node 2`` starts them."""
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           __file__, mode, str(data), str(checkpoint), str(out)],
+                           script, mode, *(str(a) for a in args)],
                           capture_output=True, text=True, env=_env(), timeout=180)
     assert proc.returncode == 0, proc.stderr
 

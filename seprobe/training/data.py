@@ -1,0 +1,304 @@
+"""Training and validation images, from the layouts users have, as the training loop consumes them.
+
+Layouts (:func:`load_data`, ``TrainData.train`` and ``TrainData.val``):
+
+* ``DIR`` with ``DIR/train`` and ``DIR/test`` (or ``DIR/val``) class folders (``shared/data/cifar10``, copies of
+  ImageFolder trees) and no ``val``;
+* separate ``train`` and ``val`` folders, in any layout :func:`~seprobe.probe.images.discover` reads (with the
+  label files ``train_labels`` / ``val_labels``);
+* torchvision's CIFAR files: ``cifar-10-batches-py/`` or ``cifar-100-python/`` (or ``DIR`` above them),
+  recognised by their file names, read with an unpickler that admits numpy arrays only.
+
+Classes: ImageNet wnids (``discover`` tells) keep their ImageNet-1k indices and a 1000-way head; other class
+folders are numbered 0..K-1 in sorted name order, and the caller sizes the head from ``num_classes``.
+
+Small images (side <= 64: CIFAR, Tiny ImageNet) are decoded once into a uint8 N x C x H x W tensor that lives
+on the training device, augmented there (:mod:`.augment`) and normalised with the training set's per-channel
+mean and std. Larger images are read by a ``DataLoader`` with workers: a random resized crop and a flip at
+training (each image's randomness seeded by seed, epoch and image, so any worker count gives the same batches),
+the evaluation preprocessing (resize + centre crop, ImageNet mean / std) at validation.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SeprobeError
+from ..probe.images import LabelledImages, Preprocessing, check_readable, discover, select, to_rgb
+from .recipe import SMALL_SIDE
+
+CIFAR_FILES = {"cifar-10-batches-py": ("batches.meta", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
+               "cifar-100-python": ("meta", ["train"], "test")}
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Where the images are (see the module docstring) and how many to take: the first ``samples_per_class``
+    / ``val_samples_per_class`` of each class, in sorted file order (file order for CIFAR's files).
+    ``preprocessing``: the model's evaluation transform for large images (ImageNet's by default);
+    ``num_workers``: loader processes for large images (may change on resume)."""
+
+    train: str | Path
+    val: str | Path | None = None
+    train_labels: str | Path | None = None
+    val_labels: str | Path | None = None
+    samples_per_class: int | None = None
+    val_samples_per_class: int | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    num_workers: int = 4
+
+    def __post_init__(self):
+        for name in ("samples_per_class", "val_samples_per_class"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SeprobeError(f"invalid {name} {value!r}; valid: an integer >= 1, or None (all)")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise SeprobeError(f"invalid num_workers {self.num_workers!r}; valid: an integer >= 0")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One side of the data: ``images`` a uint8 N x C x H x W tensor (small images), or ``files`` (large)."""
+
+    labels: torch.Tensor
+    images: torch.Tensor | None = None
+    files: LabelledImages | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Datasets:
+    train: Split
+    val: Split
+    num_classes: int              # the head's size: 1000 for ImageNet classes
+    imagenet: bool
+    class_names: tuple[str, ...]
+    layout: str
+    side: int                     # the training images' side (the crop for large images)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    decode_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+    spec: TrainData | None = None  # what was asked for (the loop reads preprocessing and num_workers from it)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.train.images is not None
+
+    def describe(self) -> dict:
+        """The record of the data kept with a run (no paths: a moved data folder may resume)."""
+        return {"layout": self.layout, "train_images": len(self.train), "val_images": len(self.val),
+                "num_classes": self.num_classes, "imagenet": self.imagenet, "side": self.side,
+                "in_memory": self.in_memory, "classes": list(self.class_names) if not self.imagenet else "imagenet"}
+
+
+# --- layouts -------------------------------------------------------------------------------------------------------
+
+def _cifar_root(path: Path) -> Path | None:
+    for name, (meta, _, _) in CIFAR_FILES.items():
+        for candidate in (path, path / name):
+            if candidate.name == name and (candidate / meta).is_file():
+                return candidate
+    return None
+
+
+def _split_folders(root: Path) -> tuple[Path, Path] | None:
+    if not (root / "train").is_dir():
+        return None
+    for name in ("test", "val"):
+        if (root / name).is_dir():
+            return root / "train", root / name
+    return None
+
+
+def load_data(spec: TrainData, progress: bool = False) -> Datasets:
+    """The images of ``spec``: every layout problem is one :class:`SeprobeError`, raised before decoding.
+
+    A caller that must size the model's head first loads the data, builds the model with ``num_classes`` and
+    passes these ``Datasets`` to :func:`~seprobe.training.train` (the images are decoded once)."""
+    return replace(_load(spec, progress), spec=spec)
+
+
+def _load(spec: TrainData, progress: bool) -> Datasets:
+    root = Path(spec.train)
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise SeprobeError(f"train folder {str(root)!r} {what}; valid: a folder of class folders, DIR with "
+                           "train/ and test/ (or val/), or torchvision's CIFAR files")
+    cifar = _cifar_root(root) if spec.val is None else None
+    if cifar is not None:
+        return _cifar_datasets(cifar, spec)
+    if spec.val is None:
+        folders = _split_folders(root)
+        if folders is None:
+            raise SeprobeError(f"train folder {str(root)!r} holds neither train/ + test/ (or val/) nor CIFAR's "
+                               "files; valid: give val, or such a folder")
+        train_dir, val_dir, layout = *folders, f"{root.name}/{{{folders[0].name},{folders[1].name}}}"
+    else:
+        train_dir, val_dir, layout = root, Path(spec.val), "train + val folders"
+    train = select(discover(train_dir, spec.train_labels), spec.samples_per_class)
+    val = select(discover(val_dir, spec.val_labels), spec.val_samples_per_class)
+    _check_same_classes(train, val)
+    return _file_datasets(train, val, spec, f"{layout} ({train.layout})", progress)
+
+
+def _check_same_classes(train: LabelledImages, val: LabelledImages) -> None:
+    if train.imagenet != val.imagenet:
+        which = "train" if train.imagenet else "val"
+        raise SeprobeError(f"only the {which} images have ImageNet classes; valid: ImageNet wnids on both sides "
+                           "or the same class folders on both")
+    if not train.imagenet and train.class_names != val.class_names:
+        differ = sorted(set(train.class_names) ^ set(val.class_names)) or [next(
+            a for a, b in zip(train.class_names, val.class_names, strict=False) if a != b)]
+        raise SeprobeError(f"the val classes differ from the train classes (e.g. {differ[0]!r}); valid: the same "
+                           "class folders in train and val")
+
+
+# --- CIFAR's own files -----------------------------------------------------------------------------------------------
+
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR's pickles hold dicts of lists and numpy arrays: anything else (code) is refused."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+        return super().find_class(module, name)
+
+
+def _read_pickle(path: Path) -> dict:
+    if not path.is_file():
+        raise SeprobeError(f"CIFAR file {str(path)!r} is missing; valid: the folder torchvision's CIFAR10 / "
+                           "CIFAR100 download leaves, complete")
+    try:
+        with open(path, "rb") as f:
+            return _ArraysOnly(f, encoding="latin1").load()
+    except Exception as e:  # truncated or foreign files raise many types
+        raise SeprobeError(f"CIFAR file {str(path)!r} cannot be read ({type(e).__name__}: {e}); valid: the "
+                           "pickles torchvision's CIFAR10 / CIFAR100 download leaves") from None
+
+
+def _cifar_part(root: Path, files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for name in files:
+        d = _read_pickle(root / name)
+        key = "labels" if "labels" in d else "fine_labels"
+        if "data" not in d or key not in d:
+            raise SeprobeError(f"CIFAR file {str(root / name)!r} lacks 'data' or '{key}'; valid: torchvision's "
+                               "CIFAR pickles")
+        images.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(int(v) for v in d[key])
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def _first_per_class(labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
+    """Indices of the first ``per_class`` items of each label, in order."""
+    if per_class is None:
+        return torch.arange(len(labels))
+    keep, taken = [], {}
+    for i, lab in enumerate(labels.tolist()):
+        if taken.get(lab, 0) < per_class:
+            taken[lab] = taken.get(lab, 0) + 1
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def _cifar_datasets(root: Path, spec: TrainData) -> Datasets:
+    meta_name, train_files, test_file = CIFAR_FILES[root.name]
+    meta = _read_pickle(root / meta_name)
+    names = tuple(meta.get("label_names") or meta.get("fine_label_names") or ())
+    parts = []
+    for files, per_class in ((train_files, spec.samples_per_class), ([test_file], spec.val_samples_per_class)):
+        images, labels = _cifar_part(root, files)
+        keep = _first_per_class(labels, per_class)
+        parts.append(Split(labels[keep], images=images[keep]))
+    return _memory_datasets(parts[0], parts[1], names, f"torchvision {root.name}", 0.0)
+
+
+# --- decoding small images once ---------------------------------------------------------------------------------
+
+def _side(images: LabelledImages) -> int:
+    from PIL import Image
+
+    with Image.open(images.paths[0]) as im:
+        return max(im.size)
+
+
+def _decode_one(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(to_rgb(im))
+
+
+def decode_all(images: LabelledImages, threads: int = 4, progress: bool = False) -> torch.Tensor:
+    """Every image of ``images`` as one uint8 N x 3 x H x W tensor (all of one size, else a SeprobeError)."""
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(threads) as pool:
+        arrays = list(tqdm(pool.map(_decode_one, images.paths, chunksize=64), total=len(images.paths),
+                           desc="decoding", unit="img", disable=not progress, leave=False))
+    shape = arrays[0].shape
+    odd = next((k for k, a in enumerate(arrays) if a.shape != shape), None)
+    if odd is not None:
+        raise SeprobeError(f"image {str(images.paths[odd])!r} is {arrays[odd].shape[1]}x{arrays[odd].shape[0]} "
+                           f"but {images.paths[0].name} is {shape[1]}x{shape[0]}; valid: small images (side <= "
+                           f"{SMALL_SIDE}) all of one size")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _file_datasets(train: LabelledImages, val: LabelledImages, spec: TrainData, layout: str,
+                   progress: bool) -> Datasets:
+    notes = train.notes + val.notes
+    for part in (train, val):
+        failed = check_readable(part)
+        if failed:
+            raise SeprobeError(f"{len(failed)} image(s) cannot be read (e.g. {failed[0]}); valid: every training "
+                               "and validation image readable")
+    side = _side(train)
+    if side > SMALL_SIDE:
+        pre = spec.preprocessing
+        return Datasets(Split(torch.tensor(train.labels), files=train), Split(torch.tensor(val.labels), files=val),
+                        1000 if train.imagenet else len(train.class_names), train.imagenet, train.class_names, layout,
+                        pre.crop, tuple(pre.mean), tuple(pre.std), notes=notes)
+    start = time.perf_counter()
+    splits = [Split(torch.tensor(p.labels), images=decode_all(p, progress=progress)) for p in (train, val)]
+    return _memory_datasets(*splits, train.class_names, layout, time.perf_counter() - start, train.imagenet, notes)
+
+
+def _memory_datasets(train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
+                     imagenet: bool = False, notes: tuple[str, ...] = ()) -> Datasets:
+    if train.images.shape[1:] != val.images.shape[1:]:
+        raise SeprobeError(f"train images are {tuple(train.images.shape[1:])} but val images "
+                           f"{tuple(val.images.shape[1:])}; valid: both of one size")
+    mean, std = channel_stats(train.images)
+    num_classes = 1000 if imagenet else (len(names) or int(train.labels.max()) + 1)
+    return Datasets(train, val, num_classes, imagenet, names, layout, int(train.images.shape[-1]), mean, std,
+                    seconds, notes)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, in 0-1, over every pixel (exact integer sums,
+    taken in chunks so that 50,000 CIFAR images need no float copy)."""
+    sums = torch.zeros(images.shape[1], dtype=torch.int64)
+    squares = torch.zeros(images.shape[1], dtype=torch.int64)
+    for part in images.split(chunk):
+        wide = part.long()
+        sums += wide.sum((0, 2, 3))
+        squares += (wide * wide).sum((0, 2, 3))
+    count = images.numel() // images.shape[1]
+    mean = sums.double() / count
+    var = squares.double() / count - mean * mean
+    return tuple((mean / 255).tolist()), tuple((var.clamp(min=0).sqrt() / 255).tolist())

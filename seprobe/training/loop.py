@@ -1,0 +1,318 @@
+"""``train``: a model, data folders and a recipe in; weights, a history and a summary out; resumable bitwise.
+
+What one call does, in order: validate the recipe against the world and the out folder, list and check the
+data, then (only then) decode the images, move the model to the device and train ``recipe.epochs`` epochs of
+``N // batch_size`` steps (:mod:`.batches`), evaluating on every validation image after each epoch.
+
+Outputs in ``out`` (rank 0 writes, each file atomically): ``checkpoint.pth`` at each epoch's end, every
+``checkpoint_every`` steps and on Ctrl-C / SIGTERM (then ``KeyboardInterrupt`` propagates); ``history.csv``
+after each epoch; at the end ``final.pth`` (the model's bare ``state_dict()``), ``summary.md`` and
+``curves.png`` / ``curves.svg``. A new run refuses a non-empty ``out``; ``resume=True`` continues from its
+checkpoint, and on the CPU ends with the weights and history (timing columns aside) of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..distributed import World, current_world
+from ..errors import SeprobeError
+from ..io import atomic_write, atomic_write_text, check_output_dir, output_set
+from . import checkpoint
+from .batches import epoch_order, eval_batches, files_train, memory_train
+from .data import Datasets, Split, TrainData, load_data
+from .recipe import Recipe, learning_rate
+from .steps import Stepper
+
+CHECKPOINT, FINAL, HISTORY = "checkpoint.pth", "final.pth", "history.csv"
+#: history.csv: ``lr`` is the learning rate of the epoch's last step; ``train_*`` are running figures over the
+#: epoch's steps (the network changing as it goes), ``val_*`` those of the network at the epoch's end.
+COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "seconds", "images_per_s"]
+TIMING = ["seconds", "images_per_s"]
+SYNC_EVERY = 20  # steps between reading the losses back from the device (and the progress bar's update)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    history: pd.DataFrame          # one row per epoch, COLUMNS
+    paths: dict[str, Path]         # what was written, by name
+    final: dict                    # the last epoch's row
+    best: dict                     # the row of the best val_top1
+    data: dict                     # Datasets.describe(), with decode_seconds
+
+
+# --- checks before any work ----------------------------------------------------------------------------------------
+
+def _check_start(out: Path, resume: bool, world: World, recipe: Recipe, meta: dict) -> None:
+    check_output_dir(out, "out")
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume=True to "
+                           "continue the run in it")
+    if recipe.batch_size % world.size:
+        raise SeprobeError(f"invalid batch_size {recipe.batch_size} for {world.size} ranks; valid: a multiple of "
+                           f"the world size {world.size} (batch_size is the global batch)")
+    if recipe.sync_bn and not world.device.startswith("cuda"):
+        raise SeprobeError(f"sync_bn=True on device {world.device!r}; valid: sync_bn=False, or CUDA")
+    try:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise SeprobeError(f"invalid meta ({e}); valid: a dict of plain values (str, numbers, bools, lists, "
+                           "dicts)") from None
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    if images < batch_size:
+        raise SeprobeError(f"invalid batch_size {batch_size} for {images} training images; valid: at most "
+                           f"{images} (the last incomplete batch of an epoch is dropped)")
+    return images // batch_size
+
+
+# --- signals -------------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _stop_requests():
+    """SIGINT / SIGTERM set a flag (the loop checkpoints, then raises KeyboardInterrupt); a second one raises
+    at once. Outside the main thread no handler is installed."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+
+class _Run:
+    """The state of one training run on this rank, and the steps that move it."""
+
+    def __init__(self, model: nn.Module, datasets: Datasets, recipe: Recipe, out: Path, world: World, record: dict,
+                 progress: bool):
+        self.recipe, self.data, self.out, self.world, self.record = recipe, datasets.spec, out, world, record
+        self.progress = progress and world.is_main
+        self.device = torch.device(world.device)
+        self.datasets = datasets
+        self.train_split, self.val_split = (_to(s, self.device) for s in (datasets.train, datasets.val))
+        self.spe = steps_per_epoch(len(datasets.train), recipe.batch_size)
+        self.net = model.to(self.device)
+        if recipe.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        runner = self._wrapped()  # may replace self.net (SyncBatchNorm): the optimiser takes the final modules
+        self.stepper = Stepper(self.net, runner, recipe, self.device)
+        self.epoch, self.step, self.history = 0, 0, []
+        self.sums = {"loss": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
+        self.generator_state: torch.Tensor | None = None
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+
+    def _wrapped(self) -> nn.Module:
+        runner = self.net
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if self.world.distributed:
+            if self.recipe.sync_bn:
+                self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            runner = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        return torch.compile(runner) if self.recipe.compile else runner
+
+    # --- checkpoints ---
+
+    def state(self) -> dict:
+        return {"record": self.record, "model": self.net.state_dict(),
+                "optimizer": self.stepper.optimizer.state_dict(), "scaler": self.stepper.scaler.state_dict(),
+                "rng": self.world.gather(checkpoint.rng_state()), "generator": self.generator_state,
+                "epoch": self.epoch, "step": self.step, "sums": dict(self.sums), "history": list(self.history),
+                "world_size": self.world.size}
+
+    def save(self) -> None:
+        state = self.state()  # every rank: the random states are gathered
+        if self.world.is_main:
+            checkpoint.save(self.out / CHECKPOINT, state)
+
+    def restore(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.stepper.optimizer.load_state_dict(state["optimizer"])
+        self.stepper.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        checkpoint.set_rng_state(rng[self.world.rank] if len(rng) == self.world.size else rng[0])
+        self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
+        self.sums, self.generator_state = dict(state["sums"]), state["generator"]
+
+    # --- training ---
+
+    def batches(self, order: torch.Tensor, generator: torch.Generator):
+        steps = range(self.step, self.spe)
+        if self.train_split.images is not None:
+            return memory_train(self.train_split, self.datasets, order, generator, steps, self.recipe.batch_size,
+                                self.world, self.device)
+        loader = files_train(self.train_split, self.data.preprocessing, self.recipe.seed, self.epoch, order, steps,
+                             self.recipe.batch_size, self.world, self.data.num_workers, self.device)
+        return ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in loader)
+
+    def flush(self) -> None:
+        """Read the pending losses back: add them to the epoch's sums (over all ranks), stop at a non-finite one."""
+        if not self.pending:
+            return
+        losses = torch.stack([loss for loss, _, _ in self.pending]).double().cpu().tolist()
+        counts = [n for _, _, n in self.pending]
+        hits = int(torch.stack([h for _, h, _ in self.pending]).sum())
+        first = self.step - len(self.pending)
+        per_rank = self.world.gather([v * n for v, n in zip(losses, counts, strict=True)])
+        (hits,) = self.world.sum(hits)
+        self.pending = []
+        for k, values in enumerate(zip(*per_rank, strict=True)):
+            total = sum(values)
+            if not math.isfinite(total):
+                raise SeprobeError(f"non-finite training loss at epoch {self.epoch + 1}, step {first + k + 1} of "
+                                   f"{self.spe}; valid: a finite loss (try a lower lr, float32 or a warm-up); "
+                                   f"{CHECKPOINT} holds the last good state")
+            self.sums["loss"] += total
+        self.sums["hits"] += hits
+        self.sums["seen"] += sum(counts) * self.world.size
+
+    def train_epoch(self, stop: dict, bar) -> None:
+        order, generator = epoch_order(self.recipe.seed, self.epoch, len(self.train_split))
+        if self.step and self.generator_state is not None:
+            generator.set_state(self.generator_state)
+        self.net.train()
+        start = began = time.perf_counter()
+        done_before = self.sums["seen"]
+        every = self.recipe.checkpoint_every
+        for x, y in self.batches(order, generator):
+            lr = learning_rate(self.recipe, self.epoch * self.spe + self.step, self.spe)
+            loss, hits = self._step(x, y, lr)
+            self.pending.append((loss, hits, len(y)))
+            self.step += 1
+            global_step = self.epoch * self.spe + self.step
+            stopping = bool(self.world.heartbeat(int(stop["stop"]))) if self.world.distributed else stop["stop"]
+            save = stopping or (every is not None and global_step % every == 0 and self.step < self.spe)
+            if save or self.step % SYNC_EVERY == 0 or self.step == self.spe:
+                self.flush()
+                bar.update(self.step - bar.n)
+                rate = (self.sums["seen"] - done_before) / max(time.perf_counter() - began, 1e-9)
+                bar.set_postfix(loss=f"{self.sums['loss'] / max(self.sums['seen'], 1):.4f}", img_s=f"{rate:.0f}")
+            if save:
+                self.generator_state = generator.get_state()
+                self.sums["seconds"] += time.perf_counter() - start
+                start = time.perf_counter()
+                self.save()
+                if stopping:
+                    raise KeyboardInterrupt
+        self.sums["seconds"] += time.perf_counter() - start
+
+    def _step(self, x, y, lr):
+        try:
+            return self.stepper.step(x, y, lr)
+        except torch.OutOfMemoryError:
+            raise SeprobeError(f"out of memory on {self.device} at batch_size {self.recipe.batch_size} "
+                               f"({self.recipe.batch_size // self.world.size} per rank); valid: a smaller "
+                               "batch_size") from None
+
+    def end_epoch(self) -> dict:
+        start = time.perf_counter()
+        hits1, hits5, seen = self.stepper.evaluate(eval_batches(
+            self.val_split, self.datasets, self.data.preprocessing, self.recipe.batch_size, self.world,
+            self.data.num_workers, self.device))
+        hits1, hits5, seen = self.world.sum(hits1, hits5, seen)
+        train_seconds = self.sums["seconds"]
+        row = {"epoch": self.epoch + 1, "train_loss": self.sums["loss"] / self.sums["seen"],
+               "train_top1": self.sums["hits"] / self.sums["seen"], "val_top1": hits1 / seen,
+               "val_top5": hits5 / seen, "lr": learning_rate(self.recipe, (self.epoch + 1) * self.spe - 1, self.spe),
+               "seconds": train_seconds + time.perf_counter() - start,
+               "images_per_s": self.sums["seen"] / max(train_seconds, 1e-9)}
+        self.history.append(row)
+        self.epoch, self.step, self.generator_state = self.epoch + 1, 0, None
+        self.sums = {"loss": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
+        self.save()
+        if self.world.is_main:
+            atomic_write_text(self.out / HISTORY, self.frame().to_csv(index=False))
+        return row
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history, columns=COLUMNS)
+
+
+def _to(split: Split, device: torch.device) -> Split:
+    images = split.images.to(device) if split.images is not None else None
+    return Split(split.labels.to(device), images=images, files=split.files)
+
+
+def _progress_bar(run: _Run):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=run.spe, initial=run.step, desc=f"epoch {run.epoch + 1}/{run.recipe.epochs}", unit="step",
+                disable=not run.progress, leave=False)
+
+
+def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str | Path, *,
+          world: World | None = None, resume: bool = False, progress: bool = True,
+          meta: dict | None = None) -> TrainResult:
+    """Train ``model`` (built by the caller, its head sized for ``load_data(data).num_classes``) on ``data``
+    (a :class:`TrainData`, or the :class:`Datasets` :func:`load_data` made of one) with ``recipe``, writing into
+    ``out`` (see the module docstring). ``meta``: a plain record of the model (name, knobs) kept with the run
+    and compared on resume. ``world``: the torchrun world (default: the current
+    :func:`~seprobe.distributed.distributed_session`'s, or one process on the CPU)."""
+    world = world if world is not None else current_world()
+    out, meta = Path(out), dict(meta or {})
+    _check_start(out, resume, world, recipe, meta)
+    saved = checkpoint.load(out / CHECKPOINT) if resume else None
+    datasets = data if isinstance(data, Datasets) else load_data(data, progress=progress and world.is_main)
+    steps_per_epoch(len(datasets.train), recipe.batch_size)
+    record = {"recipe": asdict(recipe), "meta": meta, "data": datasets.describe()}
+    if saved is not None:
+        checkpoint.check_same_run(saved["record"], record)
+    else:
+        torch.manual_seed(recipe.seed + world.rank)
+    run = _Run(model, datasets, recipe, out, world, record, progress)
+    if saved is not None:
+        run.restore(saved)
+    with _stop_requests() as stop:
+        while run.epoch < recipe.epochs:
+            with _progress_bar(run) as bar:
+                run.train_epoch(stop, bar)
+            row = run.end_epoch()
+            if run.progress:
+                from .report import epoch_line
+
+                bar.write(epoch_line(row, recipe.epochs))
+            if stop["stop"]:
+                raise KeyboardInterrupt
+    return _finish(run)
+
+
+def _finish(run: _Run) -> TrainResult:
+    from .report import save_curves, summary_markdown
+
+    history = run.frame()
+    best = history.loc[history["val_top1"].idxmax()].to_dict()
+    data = {**run.datasets.describe(), "decode_seconds": run.datasets.decode_seconds}
+    paths = {"checkpoint": run.out / CHECKPOINT, "history": run.out / HISTORY, "final": run.out / FINAL,
+             "summary": run.out / "summary.md"}
+    if run.world.is_main:
+        with output_set():
+            atomic_write(paths["final"], lambda tmp: torch.save(run.net.state_dict(), tmp))
+            figures = save_curves(history, run.out / "curves")
+            atomic_write_text(paths["summary"], summary_markdown(run.record, history, data, str(run.device)))
+        paths.update(curves_png=figures[0], curves_svg=figures[1])
+    return TrainResult(history, paths, history.iloc[-1].to_dict(), best, data)

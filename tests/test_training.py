@@ -1,0 +1,541 @@
+"""The training engine: recipe checks, the learning-rate curve, the in-memory augmentation, the step against a
+hand-written PyTorch loop, bitwise resume after SIGKILL, two ranks against one, and every refusal.
+
+Run as a script, this file is the worker of the subprocess tests: ``python tests/test_training.py MODE ...``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from seprobe.distributed import World, distributed_session
+from seprobe.errors import SeprobeError
+from seprobe.training import Recipe, TrainData, default_recipe, learning_rate, load_data, train
+from seprobe.training.augment import crop_params, pad_crop_flip
+from seprobe.training.loop import TIMING
+from seprobe.training.steps import Stepper, param_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDE, TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 16, 5
+
+
+def tiny_net(batchnorm: bool = True, classes: int = 2) -> nn.Module:
+    """A few hundred parameters: conv (+ BN) + ReLU + pool + linear; seeded, so every process builds the same."""
+    torch.manual_seed(0)
+    norm = [nn.BatchNorm2d(6)] if batchnorm else []
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), *norm, nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(24, classes))
+
+
+def write_images(root: Path, per_class: dict[str, int], side: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for name, count in per_class.items():
+        (root / name).mkdir(parents=True)
+        for k in range(count):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / name / f"{k:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """DIR/train and DIR/test with two classes of random 12 x 12 images."""
+    root = tmp_path_factory.mktemp("train-data")
+    write_images(root / "train", {"cat": TRAIN_PER_CLASS, "dog": TRAIN_PER_CLASS}, SIDE)
+    write_images(root / "test", {"cat": VAL_PER_CLASS, "dog": VAL_PER_CLASS}, SIDE, seed=1)
+    return root
+
+
+def small(**changes) -> Recipe:
+    return Recipe(**{"epochs": 2, "batch_size": 8, "lr": 0.05, **changes})
+
+
+def final_weights(out: Path) -> dict:
+    return torch.load(out / "final.pth", weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# --- the recipe ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "invalid epochs 0; valid: an integer >= 1"),
+    ("batch_size", 0, "invalid batch_size 0; valid: an integer >= 1"),
+    ("batch_size", 2.5, "invalid batch_size 2.5"),
+    ("lr", 0, "invalid lr 0; valid: a finite number > 0"),
+    ("lr", math.inf, "invalid lr inf"),
+    ("momentum", 1.0, "invalid momentum 1.0; valid: a finite number >= 0 and < 1"),
+    ("weight_decay", -1e-4, "invalid weight_decay -0.0001"),
+    ("schedule", "poly", "unknown schedule 'poly'; valid: 'step', 'cosine', 'onecycle'"),
+    ("dtype", "float64", "unknown dtype 'float64'"),
+    ("label_smoothing", 1.0, "invalid label_smoothing 1.0"),
+    ("warmup_epochs", 200, "invalid warmup_epochs 200; valid: fewer than epochs"),
+    ("milestones", (0.75, 0.5), "invalid milestones (0.75, 0.5); valid: increasing fractions"),
+    ("milestones", (1.5,), "invalid milestone 1.5"),
+    ("checkpoint_every", 0, "invalid checkpoint_every 0"),
+    ("seed", -1, "invalid seed -1"),
+    ("compile", "yes", "invalid compile 'yes'; valid: True or False"),
+])
+def test_every_bad_recipe_value_is_one_line_naming_the_argument(field, value, message):
+    with pytest.raises(SeprobeError) as e:
+        Recipe(**{field: value})
+    assert message in str(e.value) and "\n" not in str(e.value) and "--" not in str(e.value)
+
+
+def test_onecycle_refuses_a_warmup_of_its_own():
+    with pytest.raises(SeprobeError, match="warmup_epochs 1 with schedule 'onecycle'"):
+        Recipe(schedule="onecycle", warmup_epochs=1)
+
+
+def test_default_recipes_are_the_published_ones():
+    cifar = default_recipe(32)
+    assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.momentum, cifar.weight_decay, cifar.schedule,
+            cifar.milestones) == (164, 128, 0.1, 0.9, 1e-4, "step", (0.5, 0.75))
+    # 64k iterations at 391 steps per epoch (50,000 / 128, the last batch dropped): milestones near 32k and 48k
+    assert round(0.5 * 164 * 390) == 31980 and round(0.75 * 164 * 390) == 47970
+    imagenet = default_recipe(224, batch_size=512)
+    assert (imagenet.epochs, imagenet.batch_size, imagenet.lr) == (90, 512, 0.2)
+    assert [round(m * 90) for m in imagenet.milestones] == [30, 60]
+    assert default_recipe(32, epochs=3).epochs == 3
+
+
+# --- the learning rate -------------------------------------------------------------------------------------------
+
+def _torch_curve(recipe: Recipe, total: int, make) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    scheduler = make(opt)
+    curve = []
+    for _ in range(total):
+        curve.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return curve
+
+
+def test_learning_rate_is_the_closed_form_at_every_step():
+    spe = 7
+    step = Recipe(epochs=8, lr=0.1, milestones=(0.5, 0.75))
+    total = 8 * spe
+    expected = _torch_curve(step, total, lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [28, 42], 0.1))
+    np.testing.assert_allclose([learning_rate(step, s, spe) for s in range(total)], expected, rtol=1e-12)
+    one = Recipe(epochs=8, lr=0.4, schedule="onecycle")
+    expected = _torch_curve(one, total, lambda o: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=0.4, total_steps=total, cycle_momentum=False))
+    np.testing.assert_allclose([learning_rate(one, s, spe) for s in range(total)], expected, rtol=1e-12)
+    cosine = Recipe(epochs=8, lr=0.2, schedule="cosine", warmup_epochs=2)   # 14 warm-up steps
+    assert learning_rate(cosine, 0, spe) == pytest.approx(0.2 / 14)
+    assert learning_rate(cosine, 6, spe) == pytest.approx(0.2 * 7 / 14)
+    assert learning_rate(cosine, 14, spe) == pytest.approx(0.2)
+    assert learning_rate(cosine, 14 + 21, spe) == pytest.approx(0.1)      # half-way through the 42 cosine steps
+    assert learning_rate(cosine, total - 1, spe) == pytest.approx(0.1 * (1 + math.cos(math.pi * 41 / 42)))
+    warm_step = Recipe(epochs=8, lr=0.1, warmup_epochs=1, milestones=(0.5,))
+    assert [learning_rate(warm_step, s, spe) for s in (0, 6, 7, 27, 28)] == pytest.approx(
+        [0.1 / 7, 0.1, 0.1, 0.1, 0.01])
+
+
+# --- parameter groups, gradients, the step --------------------------------------------------------------------------
+
+def test_no_decay_group_holds_exactly_the_batchnorm_and_bias_parameters():
+    from seprobe.models.registry import build_model
+
+    model = build_model("se_resnet18", num_classes=10)
+    decayed, exempt = param_groups(model, 1e-4, True)
+    assert (decayed["weight_decay"], exempt["weight_decay"]) == (1e-4, 0.0)
+    expected = {n for n, _ in model.named_parameters() if n.endswith(".bias")} | {
+        f"{m}.{p}" for m, mod in model.named_modules() if isinstance(mod, nn.BatchNorm2d) for p in ("weight", "bias")}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in exempt["params"]} == expected
+    assert len(decayed["params"]) + len(exempt["params"]) == len(list(model.parameters()))
+    assert any(".se." in n or "se" in n.split(".") for n in expected)  # the SE convolutions' biases are exempt
+    assert len(param_groups(model, 1e-4, False)) == 1
+
+
+def test_se_parameters_receive_gradients():
+    from seprobe.models.registry import build_model
+    from seprobe.models.se_block import SqueezeExcite
+
+    model = build_model("se_resnet18", num_classes=10)
+    stepper = Stepper(model, model, Recipe(), torch.device("cpu"))
+    stepper.step(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), 0.1)
+    se = [(n, p) for m in model.modules() if isinstance(m, SqueezeExcite) for n, p in m.named_parameters()]
+    assert len(se) == 8 * 4
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for _, p in se)
+
+
+def test_a_few_steps_lower_the_loss_of_a_fixed_batch():
+    model = tiny_net(classes=4)
+    x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 4
+    stepper = Stepper(model, model, Recipe(lr=0.1, weight_decay=0.0), torch.device("cpu"))
+    losses = [float(stepper.step(x, y, 0.1)[0]) for _ in range(15)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+# --- the in-memory augmentation ----------------------------------------------------------------------------------
+
+def test_crop_of_the_padded_image_and_flip_are_the_hand_computed_slices():
+    images = torch.randint(0, 256, (6, 3, 5, 7), dtype=torch.uint8)
+    offsets = torch.tensor([[0, 0], [8, 8], [3, 5], [4, 4], [0, 8], [8, 1]])
+    flips = torch.tensor([False, True, False, True, True, False])
+    cut = pad_crop_flip(images, offsets, flips, pad=4)
+    for k in range(6):
+        padded = torch.zeros(3, 13, 15, dtype=torch.uint8)
+        padded[:, 4:9, 4:11] = images[k]
+        window = padded[:, offsets[k, 0]:offsets[k, 0] + 5, offsets[k, 1]:offsets[k, 1] + 7]
+        assert torch.equal(cut[k], window.flip(-1) if flips[k] else window)
+    assert torch.equal(pad_crop_flip(images, torch.full((6, 2), 4), torch.zeros(6, dtype=torch.bool), 4), images)
+    o, f = crop_params(torch.Generator().manual_seed(0), 1000, 4)
+    assert o.min() == 0 and o.max() == 8 and 400 < int(f.sum()) < 600
+
+
+# --- the engine against a hand-written loop ----------------------------------------------------------------------
+
+def _reference_run(data: Path, recipe: Recipe) -> dict:
+    """The CIFAR recipe in plain PyTorch: the same order, crops and flips drawn from the same seeded generator."""
+    paths = [p for c in ("cat", "dog") for p in sorted((data / "train" / c).iterdir())]
+    labels = torch.tensor([0] * TRAIN_PER_CLASS + [1] * TRAIN_PER_CLASS)
+    pixels = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
+                          for p in paths])
+    mean = (pixels.double() / 255).mean((0, 2, 3)).float()
+    std = (pixels.double() / 255).std((0, 2, 3), correction=0).float()
+    model = tiny_net()
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+    steps = len(paths) // recipe.batch_size
+    for epoch in range(recipe.epochs):
+        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(paths), generator=g)
+        for s in range(steps):
+            offsets = torch.randint(0, 9, (recipe.batch_size, 2), generator=g)
+            flips = torch.randint(0, 2, (recipe.batch_size,), generator=g)
+            index = order[s * recipe.batch_size:(s + 1) * recipe.batch_size]
+            crops = []
+            for k, i in enumerate(index):
+                padded = F.pad(pixels[i], (4, 4, 4, 4))
+                crop = padded[:, offsets[k, 0]:offsets[k, 0] + SIDE, offsets[k, 1]:offsets[k, 1] + SIDE]
+                crops.append(crop.flip(-1) if flips[k] else crop)
+            x = (torch.stack(crops).float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
+            for group in opt.param_groups:
+                group["lr"] = recipe.lr * (0.1 if epoch * steps + s >= recipe.epochs * steps // 2 else 1)
+            loss = F.cross_entropy(model(x), labels[index])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.state_dict()
+
+
+def test_the_engine_trains_the_weights_of_a_hand_written_loop(images, tmp_path):
+    recipe = small(milestones=(0.5,))
+    result = train(tiny_net(), TrainData(images), recipe, tmp_path / "run", progress=False)
+    reference = _reference_run(images, recipe)
+    engine = final_weights(tmp_path / "run")
+    assert engine.keys() == reference.keys()
+    for k in engine:
+        torch.testing.assert_close(engine[k], reference[k], rtol=1e-5, atol=1e-6)
+    assert len(result.history) == 2 and list(result.history["lr"]) == pytest.approx([0.05, 0.005])
+
+
+# --- outputs, interruption, failures -----------------------------------------------------------------------------
+
+def test_outputs_are_written_and_final_weights_have_the_model_own_keys(images, tmp_path):
+    model = tiny_net()
+    result = train(model, TrainData(images), small(), tmp_path / "run", progress=False, meta={"model": "tiny"})
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["checkpoint.pth", "curves.png", "curves.svg", "final.pth", "history.csv", "summary.md"]
+    assert list(final_weights(tmp_path / "run")) == list(model.state_dict())
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "seconds",
+                                     "images_per_s"]
+    assert list(history["epoch"]) == [1, 2] and (history["val_top5"] == 1.0).all()  # 2 classes: top-5 is all
+    assert result.data["train_images"] == 32 and result.data["val_images"] == 10
+    assert "tiny" in (tmp_path / "run" / "summary.md").read_text()
+    saved = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert saved["format"] == "seprobe-train/1" and saved["epoch"] == 2 and saved["record"]["meta"] == {"model": "tiny"}
+
+
+class _Hook:
+    """A forward hook that acts at the ``at``-th training forward pass."""
+
+    def __init__(self, at: int, action):
+        self.calls, self.at, self.action = 0, at, action
+
+    def __call__(self, module, inputs, output):
+        if module.training:
+            self.calls += 1
+            if self.calls == self.at:
+                return self.action(output)
+        return None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_checkpoints_the_step_and_the_resumed_run_is_the_uninterrupted_one(images, tmp_path, signum):
+    train(tiny_net(), TrainData(images), small(), tmp_path / "whole", progress=False)
+    model = tiny_net()
+    model.register_forward_hook(_Hook(6, lambda out: signal.raise_signal(signum)))
+    with pytest.raises(KeyboardInterrupt):
+        train(model, TrainData(images), small(), tmp_path / "cut", progress=False)
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pth", weights_only=True)
+    assert (saved["epoch"], saved["step"]) == (1, 2)   # 4 steps an epoch: the 6th is epoch 2, step 2
+    resumed = train(tiny_net(), TrainData(images), small(), tmp_path / "cut", resume=True, progress=False)
+    assert_same_weights(final_weights(tmp_path / "cut"), final_weights(tmp_path / "whole"))
+    whole = pd.read_csv(tmp_path / "whole" / "history.csv")
+    pd.testing.assert_frame_equal(resumed.history.drop(columns=TIMING), whole.drop(columns=TIMING),
+                                  check_exact=True, check_dtype=False)
+
+
+def test_a_non_finite_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoint(images, tmp_path):
+    model = tiny_net()
+    model.register_forward_hook(_Hook(7, lambda out: out * float("nan")))
+    with pytest.raises(SeprobeError, match=r"non-finite training loss at epoch 2, step 3 of 4") as e:
+        train(model, TrainData(images), small(checkpoint_every=1), tmp_path / "run", progress=False)
+    assert "\n" not in str(e.value)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert (saved["epoch"], saved["step"]) == (1, 2)
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+# --- refusals before any work ------------------------------------------------------------------------------------
+
+def _files(folder: Path) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def _refused(tmp_path, data: TrainData, recipe: Recipe = None, out=None, **options) -> str:
+    out = out or tmp_path / "out"
+    model = tiny_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    files = _files(out)
+    with pytest.raises(SeprobeError) as e:
+        train(model, data, recipe or small(), out, progress=False, **options)
+    assert_same_weights(model.state_dict(), before)
+    assert _files(out) == files  # nothing written, nothing replaced
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_bad_data_folders_are_refused_before_any_work(images, tmp_path):
+    assert "does not exist" in _refused(tmp_path, TrainData(tmp_path / "missing"))
+    assert "neither train/ + test/" in _refused(tmp_path, TrainData(images / "train"))
+    other = tmp_path / "other"
+    write_images(other, {"cat": 2, "cow": 2}, SIDE)
+    assert "val classes differ" in _refused(tmp_path, TrainData(images / "train", val=other))
+    mixed = tmp_path / "mixed"
+    write_images(mixed / "train", {"cat": 2}, SIDE)
+    write_images(mixed / "test", {"cat": 2}, SIDE)
+    Image.new("RGB", (SIDE + 2, SIDE)).save(mixed / "train" / "cat" / "wide.png")
+    assert "all of one size" in _refused(tmp_path, TrainData(mixed), small(batch_size=1))
+    broken = tmp_path / "broken"
+    write_images(broken / "train", {"cat": 2}, SIDE)
+    write_images(broken / "test", {"cat": 2}, SIDE)
+    (broken / "train" / "cat" / "bad.png").write_bytes(b"not an image")
+    assert "cannot be read" in _refused(tmp_path, TrainData(broken), small(batch_size=1))
+    assert "invalid samples_per_class 0" in str(pytest.raises(SeprobeError, TrainData, images,
+                                                              samples_per_class=0).value)
+
+
+def test_bad_runs_are_refused_before_any_work(images, tmp_path):
+    data = TrainData(images)
+    assert "batch_size 64 for 32 training images" in _refused(tmp_path, data, small(batch_size=64))
+    assert "batch_size 8 for 3 ranks" in _refused(tmp_path, data, world=World(size=3))
+    assert "sync_bn=True on device 'cpu'" in _refused(tmp_path, data, small(sync_bn=True))
+    assert "invalid meta" in _refused(tmp_path, data, meta={"model": object()})
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    assert "is not empty" in _refused(tmp_path, data, out=full)
+    assert (full / "notes.txt").read_text() == "mine"
+    assert "does not exist" in _refused(tmp_path, data, out=tmp_path / "new", resume=True)
+
+
+def test_resume_refuses_another_recipe_and_foreign_or_truncated_checkpoints(images, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_net(), TrainData(images), small(epochs=1), out, progress=False, meta={"model": "tiny"})
+    message = _refused(tmp_path, TrainData(images), small(epochs=1, lr=0.5), out=out, resume=True,
+                       meta={"model": "tiny"})
+    assert message.startswith("cannot resume: recipe.lr is 0.5 but the run was started with 0.05")
+    assert "meta.model" in _refused(tmp_path, TrainData(images), small(epochs=1), out=out, resume=True,
+                                    meta={"model": "other"})
+    (out / "final.pth").unlink()
+    blob = (out / "checkpoint.pth").read_bytes()
+    (out / "checkpoint.pth").write_bytes(blob[:len(blob) // 2])
+    assert "cannot be read" in _refused(tmp_path, TrainData(images), out=out, resume=True)
+    torch.save({"format": "other/2"}, out / "checkpoint.pth")
+    assert "format 'other/2'; valid: 'seprobe-train/1'" in _refused(tmp_path, TrainData(images), out=out,
+                                                                   resume=True)
+
+
+# --- layouts -------------------------------------------------------------------------------------------------------
+
+def _fake_cifar(root: Path, classes: int = 3, per_batch: int = 6) -> torch.Tensor:
+    """torchvision's cifar-10-batches-py layout with tiny batches: the pickles hold numpy arrays, as its own do."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    everything = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = [k % classes for k in range(per_batch)]
+        everything.append((data, labels))
+        with open(folder / name, "wb") as f:
+            pickle.dump({"batch_label": name, "labels": labels, "data": data, "filenames": []}, f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{k}" for k in range(classes)], "num_vis": 3072}, f, protocol=2)
+    return everything
+
+
+def test_torchvision_cifar_files_are_read_by_their_layout(tmp_path):
+    batches = _fake_cifar(tmp_path)
+    data = load_data(TrainData(tmp_path, samples_per_class=7))
+    assert data.layout == "torchvision cifar-10-batches-py" and data.class_names == ("c0", "c1", "c2")
+    pixels = np.concatenate([d for d, _ in batches[:5]]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([lab for _, lab in batches[:5]])
+    first = [i for c in range(3) for i in np.flatnonzero(labels == c)[:7]]
+    assert torch.equal(data.train.labels, torch.from_numpy(labels[sorted(first)]))
+    assert torch.equal(data.train.images, torch.from_numpy(pixels[sorted(first)]))
+    assert torch.equal(data.val.images, torch.from_numpy(batches[5][0].reshape(-1, 3, 32, 32)))
+    assert data.num_classes == 3 and not data.imagenet and data.in_memory
+    assert data.mean == pytest.approx(tuple((pixels[sorted(first)] / 255).mean((0, 2, 3))), rel=1e-12)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(
+        b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    with pytest.raises(SeprobeError, match="test_batch' cannot be read .*os.system is not allowed"):
+        load_data(TrainData(tmp_path))
+
+
+def test_imagenet_wnid_folders_keep_imagenet_indices_and_a_1000_way_head(tmp_path):
+    write_images(tmp_path / "train", {"n01443537": 2, "n02110958": 2}, SIDE)
+    write_images(tmp_path / "val", {"n01443537": 1, "n02110958": 1}, SIDE)
+    data = load_data(TrainData(tmp_path))
+    assert data.imagenet and data.num_classes == 1000
+    assert data.train.labels.tolist() == [1, 1, 254, 254] and data.val.labels.tolist() == [1, 254]
+
+
+def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_path):
+    from seprobe.probe.images import Preprocessing
+
+    write_images(tmp_path / "data" / "train", {"a": 4, "b": 4}, 80)
+    write_images(tmp_path / "data" / "val", {"a": 2, "b": 2}, 80)
+    finals = []
+    for workers in (0, 2):
+        spec = TrainData(tmp_path / "data", preprocessing=Preprocessing(resize=72, crop=64), num_workers=workers)
+        result = train(tiny_net(), spec, small(epochs=1, batch_size=4), tmp_path / f"w{workers}", progress=False)
+        assert not result.data["in_memory"] and result.data["side"] == 64
+        finals.append(final_weights(tmp_path / f"w{workers}"))
+    assert_same_weights(*finals)
+
+
+# --- subprocesses: SIGKILL and resume; two ranks -----------------------------------------------------------------
+
+def _cifar_subset(tmp: Path) -> Path:
+    """Two classes of the shared CIFAR-10, as links (no image is copied)."""
+    cifar = ROOT.parent / "shared" / "data" / "cifar10"
+    if not (cifar / "train" / "airplane").is_dir():
+        pytest.skip(f"the shared CIFAR-10 is absent ({cifar}): the SIGKILL test trains on real images")
+    for split in ("train", "test"):
+        (tmp / split).mkdir(parents=True)
+        for c in ("airplane", "automobile"):
+            (tmp / split / c).symlink_to(cifar / split / c)
+    return tmp
+
+
+KILL_RECIPE = dict(epochs=3, batch_size=16, lr=0.05, checkpoint_every=1)
+
+
+def _worker_train(data: str, out: str, mode: str) -> None:
+    """``slow``: sleep in every training forward (so the parent can kill it mid-run); ``resume``: continue."""
+    torch.set_num_threads(1)
+    model = tiny_net()
+    if mode == "slow":
+        model.register_forward_hook(lambda m, i, o: time.sleep(0.3) if m.training else None)
+    train(model, TrainData(data, samples_per_class=32, val_samples_per_class=16), Recipe(**KILL_RECIPE), out,
+          resume=mode == "resume", progress=False)
+
+
+def _worker_ranks(data: str, out: str) -> None:
+    with distributed_session("cpu") as world:
+        torch.set_num_threads(1)
+        result = train(tiny_net(batchnorm=False), TrainData(data), small(epochs=2, batch_size=8), out,
+                       world=world, progress=False)
+        result.history.to_csv(Path(out) / f"rank{world.rank}.csv", index=False)
+
+
+def _run_worker(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, __file__, *args], env=env, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_bitwise(tmp_path):
+    data = _cifar_subset(tmp_path / "cifar")
+    whole = _run_worker("train", str(data), str(tmp_path / "whole"), "plain")
+    assert whole.wait(120) == 0, whole.stderr.read()
+    cut = tmp_path / "cut"
+    slow = _run_worker("train", str(data), str(cut), "slow")
+    deadline = time.monotonic() + 120
+    while not (cut / "checkpoint.pth").exists() and time.monotonic() < deadline and slow.poll() is None:
+        time.sleep(0.01)
+    slow.send_signal(signal.SIGKILL)
+    slow.wait(30)
+    saved = torch.load(cut / "checkpoint.pth", weights_only=True)
+    assert saved["epoch"] == 0 and 0 < saved["step"] < 4   # mid-way through the first epoch of 4 steps
+    resumed = _run_worker("train", str(data), str(cut), "resume")
+    assert resumed.wait(120) == 0, resumed.stderr.read()
+    assert_same_weights(final_weights(cut), final_weights(tmp_path / "whole"))
+    one, two = (pd.read_csv(p / "history.csv").drop(columns=TIMING) for p in (tmp_path / "whole", cut))
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+    assert len(one) == 3
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_weights_of_one_process(images, tmp_path):
+    from .test_distributed import _torchrun_two, one_thread
+
+    _torchrun_two("ranks", images, tmp_path / "two", script=__file__)
+    with one_thread():
+        one = train(tiny_net(batchnorm=False), TrainData(images), small(epochs=2, batch_size=8), tmp_path / "one",
+                    progress=False)
+    two = final_weights(tmp_path / "two")
+    for k, v in final_weights(tmp_path / "one").items():
+        torch.testing.assert_close(two[k], v, rtol=1e-5, atol=1e-6)   # gradients summed in another order
+    for rank in (0, 1):
+        history = pd.read_csv(tmp_path / "two" / f"rank{rank}.csv")
+        # evaluation is exact: every validation image once, the same counts as one process
+        assert list(history["val_top1"]) == list(one.history["val_top1"])
+        assert list(history["val_top5"]) == list(one.history["val_top5"])
+        np.testing.assert_allclose(history["train_loss"], one.history["train_loss"], rtol=1e-5)
+        assert list(history["train_top1"]) == list(one.history["train_top1"])
+    assert not (tmp_path / "two" / "rank1").exists()
+
+
+@pytest.mark.parametrize("options", [dict(dtype="bfloat16", channels_last=True, no_decay_bn_bias=True),
+                                     dict(dtype="float16", schedule="cosine", warmup_epochs=1, label_smoothing=0.1)])
+def test_mixed_precision_and_channels_last_train_on_the_cpu(images, tmp_path, options):
+    data = load_data(TrainData(images))  # loaded once, as a caller sizing the head does
+    result = train(tiny_net(classes=data.num_classes), data, small(**options), tmp_path / "run", progress=False)
+    assert np.isfinite(result.history["train_loss"]).all() and len(result.history) == 2
+    assert all(v.dtype != torch.bfloat16 for v in final_weights(tmp_path / "run").values())
+
+
+def test_recipe_is_plain_data():
+    record = asdict(default_recipe(32))
+    assert Recipe(**record) == default_recipe(32)
+
+
+if __name__ == "__main__":
+    {"train": _worker_train, "ranks": _worker_ranks}[sys.argv[1]](*sys.argv[2:])
