@@ -12,7 +12,7 @@ Outputs (``out=``) are written as one set (:func:`seprobe.io.output_set`): all o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .probe.activations import ActivationRun
     from .probe.calibration import CalibrationSource
     from .probe.evaluation import Loader
+    from .training import Recipe, TrainResult
 
 SCHEMA_VERSION = 1
 
@@ -166,14 +167,15 @@ class Evaluation:
 
 def evaluate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
              labels: str | os.PathLike | None = None, loader: Loader | None = None,
-             overrides: Overrides | None = None, progress: bool = True) -> Evaluation:
+             overrides: Overrides | None = None, progress: bool = True, **knobs: Any) -> Evaluation:
     """Top-1 / top-5 accuracy of a classifier on labelled images, evaluation crop only: ImageNet classifiers on
-    ImageNet labels, or a network with one output per class of the data."""
+    ImageNet labels, or a network with one output per class of the data (``knobs``: those of an seprobe model,
+    ``num_classes`` among them)."""
     from .data.images import check_readable
     from .probe.activations import collect
     from .probe.evaluation import Loader
 
-    source, image_source = _sources(model, weights, data, labels, None, {})
+    source, image_source = _sources(model, weights, data, labels, None, knobs)
     loader = loader or Loader(BATCH_SIZE["evaluate"])
     images = image_source.read()
     check_readable(images)
@@ -326,3 +328,130 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
                 export_blocks(result, plan.chosen_set(result.blocks), export_mode or modes[0], export)
                 done.written.append(Path(export))
     return done
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Training:
+    """What ``seprobe train`` did: the run (:class:`~seprobe.training.TrainResult`: history, paths, final and
+    best epoch), the head it gave the network (``None``: kept) and the files written."""
+
+    run: TrainResult
+    model: str
+    head: str | None = None
+
+    @property
+    def written(self) -> list[Path]:
+        return [p for p in self.run.paths.values() if p.exists()]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"history": self.run.history}
+
+    def text(self) -> str:
+        from .training.report import result_text
+
+        return result_text(self.run, self.model)
+
+
+def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weights: str | os.PathLike = "random",
+          val_data: str | os.PathLike | None = None, train_labels: str | os.PathLike | None = None,
+          val_labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
+          val_samples_per_class: int | None = None, recipe: Recipe | Mapping[str, Any] | None = None,
+          resume: bool = False, num_workers: int = 4, progress: bool = True, **knobs: Any) -> Training:
+    """Train ``model`` (any network seprobe builds, from ``weights``: ``random``, ``pretrained`` or a checkpoint,
+    an exported ablated network or a ``checkpoint.pth`` of an earlier run included) on ``data`` into ``out``
+    (``seprobe train``).
+
+    ``data``: a folder with ``train/`` and ``test/`` (or ``val/``), torchvision's CIFAR files, or, with
+    ``val_data``, the training folder (label files ``train_labels`` / ``val_labels``). ``recipe``: a
+    :class:`~seprobe.training.Recipe`, or a mapping of the fields to change in the published one for the data's
+    image size (:func:`~seprobe.training.default_recipe`; ``None``: the published one). A network whose head
+    does not fit the data's classes gets a new one (ImageNet classes keep a 1000-way head). ``resume``: continue
+    the run in ``out``, which must have been started with the same options. Under torchrun the ranks share the
+    global batch; rank 0 writes."""
+    from .distributed import current_world
+    from .models.factory import ModelSource
+    from .training import TrainData, load_data
+    from .training import train as run_training
+
+    source = ModelSource(model, weights, knobs)
+    if not isinstance(resume, bool):
+        raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")
+    check_output_dir(out, "out")
+    seed = _recipe_seed(recipe)
+    net = _seeded_network(source, seed)
+    spec = TrainData(data, val_data, train_labels, val_labels, samples_per_class, val_samples_per_class,
+                     net.preprocessing, num_workers, normalise="model")
+    datasets = load_data(spec, progress=progress and current_world().is_main)
+    net, head = _fit_head(net, source, datasets.num_classes, seed)
+    meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},
+            "weights": str(weights), "head": head}
+    result = run_training(net.model, datasets, _recipe(recipe, datasets.side), out, resume=resume,
+                          progress=progress, meta=meta)
+    return Training(result, source.name, head)
+
+
+def _recipe_seed(recipe) -> int:
+    from .training import Recipe
+
+    if isinstance(recipe, Recipe):
+        return recipe.seed
+    if recipe is not None and not isinstance(recipe, Mapping):
+        raise SeprobeError(f"invalid recipe {recipe!r}; valid: a Recipe, or a mapping of its fields to change",
+                           argument="recipe")
+    seed = (recipe or {}).get("seed", 0)
+    check_int("seed", seed, 0)
+    return seed
+
+
+def _seeded_network(source: ModelSource, seed: int, **knobs: Any) -> Network:
+    """The network of ``source`` (with ``knobs`` added); random weights are drawn from ``seed``."""
+    import torch
+
+    from .models.factory import ModelSource, get_network
+
+    if knobs:
+        source = ModelSource(source.name, source.weights, {**source.knobs, **knobs})
+    if source.kind != "random":
+        return get_network(source)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_network(source, seeded=False)
+
+
+def _recipe(recipe, side: int) -> Recipe:
+    from .training import Recipe, default_recipe
+
+    if isinstance(recipe, Recipe):
+        return recipe
+    changes = dict(recipe or {})
+    fields = set(Recipe.__dataclass_fields__)
+    for key in changes:
+        if key not in fields:
+            raise SeprobeError(f"unknown recipe field {key!r}; valid: {', '.join(sorted(fields))}", argument="recipe")
+    return default_recipe(side, changes.pop("batch_size", None), **changes)
+
+
+def _fit_head(net: Network, source: ModelSource, classes: int, seed: int) -> tuple[Network, str | None]:
+    """The network with a head for ``classes``: its own when it fits; an untrained seprobe model built with
+    ``num_classes``; else its last linear layer replaced (said in the run's record)."""
+    import torch
+
+    from .models.heads import num_outputs, replace_head
+
+    had = num_outputs(net.model)
+    if had == classes:
+        return net, None
+    spec = source.spec
+    if source.kind == "random" and spec is not None and "num_classes" in spec.knobs \
+            and "num_classes" not in source.knobs:
+        return _seeded_network(source, seed, num_classes=classes), None
+    if "num_classes" in source.knobs:
+        raise SeprobeError(f"num_classes {had} does not fit the data's {classes} classes; valid: num_classes "
+                           f"{classes}, or leave it out", argument="num_classes")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the same new head in every run and on every rank
+        path = replace_head(net.model, classes)
+    return net, f"a new {classes}-way head at {path} (the network had {had} outputs)"

@@ -19,6 +19,7 @@ Interpolation = Literal["bilinear", "bicubic", "nearest"]
 Format = Literal["table", "csv", "json", "markdown"]
 AblationMode = Literal["identity", "mean", "both"]
 ExportMode = Literal["identity", "mean"]  # an exported network has one
+Schedule = Literal["step", "cosine", "onecycle"]  # the learning-rate schedule of seprobe train
 
 SQUEEZES: tuple[str, ...] = get_args(SqueezeName)
 GATES: tuple[str, ...] = get_args(GateName)
@@ -28,3 +29,4 @@ STEM_POOLS: tuple[str, ...] = get_args(StemPool)
 DTYPES: tuple[str, ...] = get_args(Dtype)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 FORMATS: tuple[str, ...] = get_args(Format)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 
 from seprobe import SeprobeError, build_model, plain_counterpart, se_blocks
 from seprobe.cost import complexity
-from seprobe.report.complexity import block_table, stage_table
 from seprobe.models.cifar_resnet import OptionAShortcut, PreActBasicBlock, PreActBottleneck
 from seprobe.models.registry import get_spec, list_models
 from seprobe.models.se_config import SEConfig
 from seprobe.paper import ACCURACIES, paper_accuracy
+from seprobe.report.complexity import block_table, stage_table
 
 from . import hand_counts as hc
 from .conftest import SHARED, randomize_batchnorm
@@ -263,7 +263,7 @@ def test_bad_knobs_are_one_clear_error(name, knobs, match):
 
 
 def test_input_below_the_minimum_is_refused():
-    with pytest.raises(SeprobeError, match="invalid input size 3 for resnet20_cifar; valid: an integer >= 4"):
+    with pytest.raises(SeprobeError, match="invalid input_size 3 for resnet20_cifar; valid: an integer >= 4"):
         complexity.measure("resnet20_cifar", input_size=3)
 
 

@@ -2,7 +2,6 @@
 output files and interrupts. Each runs ``python -m seprobe`` in a subprocess, with real signals."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,19 +13,12 @@ import pytest
 from PIL import Image
 
 from .conftest import SHARED
+from .helpers import env_without_defaults, run_seprobe
 
 GOLDFISH, PUG = "n01443537", "n02110958"
 
 
-def env_without_defaults(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEPROBE_")}
-    env.update(extra)
-    return env
-
-
-def seprobe(*args, cwd, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "seprobe", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env or env_without_defaults(), **kwargs)
+seprobe = run_seprobe
 
 
 def one_error_line(proc, *needles, progress=False):

@@ -50,7 +50,8 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom):
                 base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
                 module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
-                targets = [module] + [f"{module}.{a.name}" for a in node.names]
+                # ``from pkg import mod`` depends on pkg.mod; ``from pkg import name`` on pkg
+                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in mods else module for a in node.names]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:

@@ -427,7 +427,7 @@ def test_imagenet_wnid_folders_keep_imagenet_indices_and_a_1000_way_head(tmp_pat
 
 
 def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_path):
-    from seprobe.probe.images import Preprocessing
+    from seprobe.data.images import Preprocessing
 
     write_images(tmp_path / "data" / "train", {"a": 4, "b": 4}, 80)
     write_images(tmp_path / "data" / "val", {"a": 2, "b": 2}, 80)

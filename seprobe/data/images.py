@@ -45,16 +45,18 @@ class Preprocessing:
     interpolation: str = "bilinear"
 
     def eval_transform(self) -> T.Compose:
-        return T.Compose([T.Resize(self.resize, interpolation=_interp(self.interpolation)), T.CenterCrop(self.crop),
-                          T.ToTensor(), T.Normalize(self.mean, self.std)])
+        mode = interpolation_mode(self.interpolation)
+        return T.Compose([T.Resize(self.resize, interpolation=mode), T.CenterCrop(self.crop), T.ToTensor(),
+                          T.Normalize(self.mean, self.std)])
 
     def view_transform(self) -> T.Compose:
         """An augmented view: a random resized crop (35-100 % of the area) and a random horizontal flip."""
-        return T.Compose([T.RandomResizedCrop(self.crop, scale=(0.35, 1.0), interpolation=_interp(self.interpolation)),
+        mode = interpolation_mode(self.interpolation)
+        return T.Compose([T.RandomResizedCrop(self.crop, scale=(0.35, 1.0), interpolation=mode),
                           T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(self.mean, self.std)])
 
 
-def _interp(name: str) -> T.InterpolationMode:
+def interpolation_mode(name: str) -> T.InterpolationMode:
     try:
         return T.InterpolationMode(name)
     except ValueError:

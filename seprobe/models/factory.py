@@ -163,13 +163,16 @@ class Network:
         raise SeprobeError(f"unknown block {name!r} in {self.name}; valid: {', '.join(b.name for b in self.blocks)}")
 
 
-def get_network(source: ModelSource, *, zeros: bool = False) -> Network:
+def get_network(source: ModelSource, *, zeros: bool = False, seeded: bool = True) -> Network:
     """The network of ``source``, weights loaded, in eval mode. ``zeros``: an seprobe model with all-zero
     weights, built without paying for initialisation (for counting: shapes, not values, matter; zeros rather than
     ``to_empty``'s leftover memory, whose stray denormal floats make CPU convolutions several times slower);
-    a checkpoint file is loaded all the same (an exported ablated network has its own architecture)."""
+    a checkpoint file is loaded all the same (an exported ablated network has its own architecture).
+    ``seeded=False``: random weights drawn from the caller's random state, not from :data:`RANDOM_SEED`."""
     if zeros and source.kind == "random":
         return _network(source, _zeros(source))
+    if source.kind == "random" and not seeded:
+        return _network(source, build_architecture(source.name, source.knobs))
     if source.kind == "random":
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
             torch.manual_seed(RANDOM_SEED)

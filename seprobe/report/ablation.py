@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..figures import new_figure, save_figure
 from ..io import atomic_write, atomic_write_text, output_set
 from ..probe.ablation import AblationResult
-from ..figures import new_figure, save_figure
 
 COLUMNS = ("label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
            "top1_low", "top1_high", "top5_change", "top5_low", "top5_high", "within_noise", "agreement", "kl",

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..figures import new_figure, save_figure
 from ..io import atomic_write, atomic_write_text
 from ..probe.activations import ActivationRun
-from ..figures import new_figure, save_figure
 
 ALL = "all classes"
 

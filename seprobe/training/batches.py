@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import torch
 
+from ..data.images import Preprocessing, ViewDataset, collate
 from ..distributed import World
-from ..probe.images import Preprocessing, ViewDataset, collate
 from .augment import crop_params, normalise, pad_crop_flip
 from .data import Datasets, Split
 
@@ -58,10 +58,10 @@ class TrainFiles(torch.utils.data.Dataset):
     def __init__(self, split: Split, pre: Preprocessing, seed: int, epoch: int):
         from torchvision import transforms as T
 
-        from ..probe.images import _interp
+        from ..data.images import interpolation_mode
 
         self.paths, self.labels, self.key = split.files.paths, split.files.labels, (seed * 1_000_003 + epoch)
-        self.transform = T.Compose([T.RandomResizedCrop(pre.crop, interpolation=_interp(pre.interpolation)),
+        self.transform = T.Compose([T.RandomResizedCrop(pre.crop, interpolation=interpolation_mode(pre.interpolation)),
                                     T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(pre.mean, pre.std)])
 
     def __len__(self) -> int:
@@ -70,7 +70,7 @@ class TrainFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        from ..probe.images import to_rgb
+        from ..data.images import to_rgb
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.key * 10_000_019 + i)

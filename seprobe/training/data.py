@@ -4,7 +4,7 @@ Layouts (:func:`load_data`, ``TrainData.train`` and ``TrainData.val``):
 
 * ``DIR`` with ``DIR/train`` and ``DIR/test`` (or ``DIR/val``) class folders (``shared/data/cifar10``, copies of
   ImageFolder trees) and no ``val``;
-* separate ``train`` and ``val`` folders, in any layout :func:`~seprobe.probe.images.discover` reads (with the
+* separate ``train`` and ``val`` folders, in any layout :func:`~seprobe.data.images.discover` reads (with the
   label files ``train_labels`` / ``val_labels``);
 * torchvision's CIFAR files: ``cifar-10-batches-py/`` or ``cifar-100-python/`` (or ``DIR`` above them),
   recognised by their file names, read with an unpickler that admits numpy arrays only.
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import SeprobeError
-from ..probe.images import LabelledImages, Preprocessing, check_readable, discover, select, to_rgb
+from ..data.images import LabelledImages, Preprocessing, check_readable, discover, select, to_rgb
+from ..errors import SeprobeError, check_choice
 from .recipe import SMALL_SIDE
 
 CIFAR_FILES = {"cifar-10-batches-py": ("batches.meta", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
@@ -43,7 +43,10 @@ class TrainData:
     """Where the images are (see the module docstring) and how many to take: the first ``samples_per_class``
     / ``val_samples_per_class`` of each class, in sorted file order (file order for CIFAR's files).
     ``preprocessing``: the model's evaluation transform for large images (ImageNet's by default);
-    ``num_workers``: loader processes for large images (may change on resume)."""
+    ``num_workers``: loader processes for large images (may change on resume). ``normalise``: in-memory images
+    are normalised by the training set's per-channel mean and std (``"data"``, He et al.'s CIFAR recipe) or by
+    ``preprocessing``'s (``"model"``: the network's evaluation transform, so that its weights are evaluated by
+    every command exactly as they were trained)."""
 
     train: str | Path
     val: str | Path | None = None
@@ -53,6 +56,7 @@ class TrainData:
     val_samples_per_class: int | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     num_workers: int = 4
+    normalise: str = "data"
 
     def __post_init__(self):
         for name in ("samples_per_class", "val_samples_per_class"):
@@ -60,7 +64,9 @@ class TrainData:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise SeprobeError(f"invalid {name} {value!r}; valid: an integer >= 1, or None (all)")
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise SeprobeError(f"invalid num_workers {self.num_workers!r}; valid: an integer >= 0")
+            raise SeprobeError(f"invalid num_workers {self.num_workers!r}; valid: an integer >= 0",
+                               argument="num_workers")
+        check_choice("normalise", self.normalise, ("data", "model"), argument="normalise")
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,7 @@ def _cifar_datasets(root: Path, spec: TrainData) -> Datasets:
         images, labels = _cifar_part(root, files)
         keep = _first_per_class(labels, per_class)
         parts.append(Split(labels[keep], images=images[keep]))
-    return _memory_datasets(parts[0], parts[1], names, f"torchvision {root.name}", 0.0)
+    return _memory_datasets(spec, parts[0], parts[1], names, f"torchvision {root.name}", 0.0)
 
 
 # --- decoding small images once ---------------------------------------------------------------------------------
@@ -275,15 +281,17 @@ def _file_datasets(train: LabelledImages, val: LabelledImages, spec: TrainData, 
                         pre.crop, tuple(pre.mean), tuple(pre.std), notes=notes)
     start = time.perf_counter()
     splits = [Split(torch.tensor(p.labels), images=decode_all(p, progress=progress)) for p in (train, val)]
-    return _memory_datasets(*splits, train.class_names, layout, time.perf_counter() - start, train.imagenet, notes)
+    return _memory_datasets(spec, *splits, train.class_names, layout, time.perf_counter() - start, train.imagenet,
+                            notes)
 
 
-def _memory_datasets(train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
+def _memory_datasets(spec: TrainData, train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
                      imagenet: bool = False, notes: tuple[str, ...] = ()) -> Datasets:
     if train.images.shape[1:] != val.images.shape[1:]:
         raise SeprobeError(f"train images are {tuple(train.images.shape[1:])} but val images "
                            f"{tuple(val.images.shape[1:])}; valid: both of one size")
-    mean, std = channel_stats(train.images)
+    mean, std = channel_stats(train.images) if spec.normalise == "data" else (spec.preprocessing.mean,
+                                                                               spec.preprocessing.std)
     num_classes = 1000 if imagenet else (len(names) or int(train.labels.max()) + 1)
     return Datasets(train, val, num_classes, imagenet, names, layout, int(train.images.shape[-1]), mean, std,
                     seconds, notes)

@@ -57,11 +57,11 @@ class TrainResult:
 def _check_start(out: Path, resume: bool, world: World, recipe: Recipe, meta: dict) -> None:
     check_output_dir(out, "out")
     if not resume and out.is_dir() and any(out.iterdir()):
-        raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume=True to "
-                           "continue the run in it")
+        raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
+                           "the run in it", argument=("out", "resume"))
     if recipe.batch_size % world.size:
         raise SeprobeError(f"invalid batch_size {recipe.batch_size} for {world.size} ranks; valid: a multiple of "
-                           f"the world size {world.size} (batch_size is the global batch)")
+                           f"the world size {world.size} (batch_size is the global batch)", argument="batch_size")
     if recipe.sync_bn and not world.device.startswith("cuda"):
         raise SeprobeError(f"sync_bn=True on device {world.device!r}; valid: sync_bn=False, or CUDA")
     try:

@@ -20,10 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..choices import DTYPES, SCHEDULES
 from ..errors import SeprobeError, check_choice
 
-SCHEDULES = ("step", "cosine", "onecycle")
-DTYPES = ("float32", "bfloat16", "float16")
 #: ``onecycle``: torch's ``OneCycleLR`` defaults (rise over 30 % of the steps from lr / 25, cosine annealing to
 #: lr / 25 / 1e4), without momentum cycling.
 ONECYCLE_RISE, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
@@ -33,7 +32,7 @@ SMALL_SIDE = 64
 
 def _positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SeprobeError(f"invalid {name} {value!r}; valid: an integer >= 1")
+        raise SeprobeError(f"invalid {name} {value!r}; valid: an integer >= 1", argument=name)
 
 
 def _number(name: str, value, low: float, high: float | None = None, *, open_low: bool = False) -> None:
@@ -42,7 +41,7 @@ def _number(name: str, value, low: float, high: float | None = None, *, open_low
     if not ok:
         bound = f"> {low}" if open_low else f">= {low}"
         raise SeprobeError(f"invalid {name} {value!r}; valid: a finite number {bound}"
-                           f"{f' and < {high}' if high is not None else ''}")
+                           f"{f' and < {high}' if high is not None else ''}", argument=name)
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,11 @@ class Recipe:
         _number("label_smoothing", self.label_smoothing, 0, 1)
         for name in ("no_decay_bn_bias", "channels_last", "compile", "sync_bn"):
             if not isinstance(getattr(self, name), bool):
-                raise SeprobeError(f"invalid {name} {getattr(self, name)!r}; valid: True or False")
+                raise SeprobeError(f"invalid {name} {getattr(self, name)!r}; valid: True or False", argument=name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SeprobeError(f"invalid seed {self.seed!r}; valid: an integer >= 0")
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("dtype", self.dtype, DTYPES)
+            raise SeprobeError(f"invalid seed {self.seed!r}; valid: an integer >= 0", argument="seed")
+        check_choice("schedule", self.schedule, SCHEDULES, argument="schedule")
+        check_choice("dtype", self.dtype, DTYPES, argument="dtype")
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
         object.__setattr__(self, "milestones", tuple(self.milestones))
@@ -96,10 +95,10 @@ class Recipe:
             raise SeprobeError(f"invalid milestones {self.milestones!r}; valid: increasing fractions in (0, 1)")
         if self.warmup_epochs >= self.epochs:
             raise SeprobeError(f"invalid warmup_epochs {self.warmup_epochs}; valid: fewer than epochs "
-                               f"({self.epochs})")
+                               f"({self.epochs})", argument="warmup_epochs")
         if self.schedule == "onecycle" and self.warmup_epochs:
             raise SeprobeError(f"invalid warmup_epochs {self.warmup_epochs} with schedule 'onecycle'; valid: 0 "
-                               "(onecycle rises from lr / 25 by itself)")
+                               "(onecycle rises from lr / 25 by itself)", argument="warmup_epochs")
 
 
 def default_recipe(side: int, batch_size: int | None = None, **changes) -> Recipe:

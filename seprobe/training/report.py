@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..probe.activation_report import save_figure
+from ..figures import new_figure, save_figure
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -57,14 +57,9 @@ def _history_table(history: pd.DataFrame) -> list[str]:
 
 def save_curves(history: pd.DataFrame, path: Path) -> list[Path]:
     """Loss (left) and top-1 accuracy (right) per epoch, as ``path``.png and ``path``.svg."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    try:
+    with new_figure(1, 2, figsize=(9, 3.5)) as (fig, (loss, acc)):
         loss.plot(history["epoch"], history["train_loss"], marker="o", label="train")
         loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="training loss")
         for column, label in (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5")):
@@ -75,5 +70,11 @@ def save_curves(history: pd.DataFrame, path: Path) -> list[Path]:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.tight_layout()
         return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+
+
+def result_text(result, model: str) -> str:
+    """The terminal view of a finished run: its last and best epochs, and where its files are."""
+    last, best = result.final, result.best
+    return (f"{model}: val top-1 {100 * last['val_top1']:.2f} %, top-5 {100 * last['val_top5']:.2f} % after "
+            f"{int(last['epoch'])} epochs (best top-1 {100 * best['val_top1']:.2f} % at epoch {int(best['epoch'])}); "
+            f"{last['images_per_s']:.0f} training images/s\n")

@@ -1,0 +1,140 @@
+"""``seprobe train`` / ``seprobe.train``: the command over the training engine (tests/test_training.py tests the
+engine itself). Each check is computed independently of what is checked: the weights a run writes, evaluated by
+``seprobe.evaluate`` on the validation folder, give the accuracy the run recorded; a head sized from the data's
+class folders; refusals before any work leave the folders as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import seprobe
+from seprobe import SeprobeError
+from seprobe.models.ablated import export_ablated
+from seprobe.models.blocks import find_blocks
+
+from .helpers import run_seprobe
+
+CLASSES = ("cat", "dog", "frog")
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory) -> Path:
+    """DIR/train (6 per class) and DIR/test (4 per class), 32 x 32 images, three classes."""
+    root = tmp_path_factory.mktemp("cifar-like")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 4)):
+        for c in CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{k}.png")
+    return root
+
+
+RECIPE = {"epochs": 1, "batch_size": 6, "lr": 0.02}
+
+
+def test_the_weights_written_are_evaluated_at_the_accuracy_recorded(cifar_like, tmp_path):
+    done = seprobe.train("resnet20_cifar", cifar_like, tmp_path / "run", recipe=RECIPE, progress=False)
+    assert done.head is None  # a CIFAR network built for the data's three classes
+    assert len(done.run.history) == 1 and {p.name for p in done.written} >= {"final.pth", "history.csv",
+                                                                             "summary.md", "curves.png"}
+    evaluation = seprobe.evaluate("resnet20_cifar", tmp_path / "run" / "final.pth", cifar_like / "test",
+                                  progress=False, num_classes=3)
+    assert evaluation.images == 12
+    assert evaluation.top1 == pytest.approx(done.run.final["val_top1"], abs=1e-12)
+    assert evaluation.top5 == pytest.approx(done.run.final["val_top5"], abs=1e-12)
+
+
+def test_an_imagenet_network_gets_a_head_for_the_data(cifar_like, tmp_path):
+    torch.manual_seed(0)
+    torch.save(seprobe.build_model("se_resnet18").state_dict(), tmp_path / "imagenet.pth")
+    done = seprobe.train("se_resnet18", cifar_like, tmp_path / "run", weights=tmp_path / "imagenet.pth",
+                         recipe=RECIPE, progress=False)
+    assert done.head is not None and "new 3-way head at fc" in done.head and "1000 outputs" in done.head
+    final = torch.load(tmp_path / "run" / "final.pth", weights_only=True)
+    assert final["fc.weight"].shape == (3, 512)
+    kept = torch.load(tmp_path / "imagenet.pth", weights_only=True)
+    assert torch.equal(final["conv1.weight"], kept["conv1.weight"]) is False  # trained from the checkpoint ...
+    # ... but not far: one epoch of six steps at lr 0.02 moves the stem by little
+    assert (final["conv1.weight"] - kept["conv1.weight"]).abs().max() < 0.05
+
+
+def test_random_weights_are_built_with_the_data_classes_from_the_seed(cifar_like, tmp_path):
+    a = seprobe.train("se_resnet18", cifar_like, tmp_path / "a", recipe={**RECIPE, "epochs": 1, "lr": 1e-9},
+                      progress=False)
+    assert a.head is None
+    torch.manual_seed(0)
+    reference = seprobe.build_model("se_resnet18", num_classes=3).state_dict()  # seed 0: the recipe's
+    final = torch.load(tmp_path / "a" / "final.pth", weights_only=True)
+    assert final["fc.weight"].shape == (3, 512)
+    assert (final["fc.weight"] - reference["fc.weight"]).abs().max() < 1e-6  # lr 1e-9: the initial weights
+
+
+def test_an_exported_ablated_network_can_be_fine_tuned(cifar_like, tmp_path):
+    torch.manual_seed(0)
+    model = seprobe.build_model("se_resnet20_cifar", num_classes=3).eval()
+    blocks = find_blocks(model)
+    export_ablated(model, blocks, {"SE_3_3": "identity"}, None, tmp_path / "ablated.pth", spec="se_resnet20_cifar",
+                   knobs={"num_classes": 3})
+    done = seprobe.train("se_resnet20_cifar", cifar_like, tmp_path / "run", weights=tmp_path / "ablated.pth",
+                         recipe=RECIPE, progress=False, num_classes=3)
+    final = torch.load(tmp_path / "run" / "final.pth", weights_only=True)
+    assert not any(k.startswith("layer3.2.se.") for k in final) and any(k.startswith("layer3.1.se.") for k in final)
+    assert done.head is None
+
+
+@pytest.mark.parametrize("recipe,argument", [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
+                                             ({"bogus": 1}, "recipe"), ({"seed": -1}, "seed")])
+def test_bad_recipes_are_refused_before_any_work(cifar_like, tmp_path, recipe, argument):
+    with pytest.raises(SeprobeError) as e:
+        seprobe.train("resnet20_cifar", cifar_like, tmp_path / "run", recipe=recipe, progress=False)
+    assert argument in str(e.value) and e.value.argument == argument
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_into_a_non_empty_folder_is_refused(cifar_like, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    with pytest.raises(SeprobeError, match="is not empty"):
+        seprobe.train("resnet20_cifar", cifar_like, tmp_path / "run", recipe=RECIPE, progress=False)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,needle", [
+    (["--out", "a", "--resume", "b"], "one of --out DIR"),
+    (["--out", "a", "--epochs", "0"], "invalid --epochs 0"),
+    (["--out", "a", "--lr", "nan"], "invalid --lr nan"),
+    (["--out", "a", "--schedule", "linear"], "'linear' is not one of"),
+    (["--out", "a", "--train-data", "."], "one of --data DIR"),
+    (["--out", "a", "--weights", "nowhere.pth"], "no such file"),
+])
+def test_bad_options_are_one_line(cifar_like, tmp_path, args, needle):
+    proc = run_seprobe("train", "--model", "resnet20_cifar", "--data", cifar_like, *args, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_the_command_trains_and_resumes_as_the_function(cifar_like, tmp_path):
+    common = ["train", "--model", "resnet20_cifar", "--data", cifar_like, "--epochs", "2", "--batch-size", "6",
+              "--lr", "0.02", "--num-workers", "0"]
+    proc = run_seprobe(*common, "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "val top-1" in proc.stdout and "wrote" in proc.stderr
+    again = run_seprobe(*common, "--resume", "run", cwd=tmp_path)  # finished: nothing left but the outputs
+    assert again.returncode == 0, again.stderr
+    other = run_seprobe(*common[:-4], "--lr", "0.03", "--resume", "run", cwd=tmp_path)
+    assert other.returncode == 2 and "cannot resume: recipe.lr is 0.03" in other.stderr, other.stderr
+    done = seprobe.train("resnet20_cifar", cifar_like, tmp_path / "api", recipe={"epochs": 2, "batch_size": 6,
+                                                                                 "lr": 0.02}, progress=False)
+    command = torch.load(tmp_path / "run" / "final.pth", weights_only=True)
+    function = torch.load(tmp_path / "api" / "final.pth", weights_only=True)
+    assert all(torch.equal(command[k], function[k]) for k in function)
+    assert done.run.final["val_top1"] == pytest.approx(float(
+        __import__("pandas").read_csv(tmp_path / "run" / "history.csv")["val_top1"].iloc[-1]), abs=1e-12)
