@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from .children import seprobe_child
 from .conftest import SHARED
 
 GOLDFISH, PUG = "n01443537", "n02110958"
@@ -183,16 +184,15 @@ def test_output_files_respect_the_umask_and_write_through_links(tmp_path):
 
 def _interrupt_while_writing(cmd, out: Path, sig, cwd, timeout=300):
     """Start ``cmd``, wait until it is writing its outputs (a staged temporary file exists), send ``sig``."""
-    proc = subprocess.Popen([sys.executable, "-m", "seprobe", *cmd], cwd=cwd, env=env_without_defaults(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if out.is_dir() and any(p.name.endswith(".tmp") for p in out.rglob("*")):
-            proc.send_signal(sig)
-            break
-        time.sleep(0.005)
-    _, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
+    with seprobe_child(*cmd, cwd=cwd, env=env_without_defaults()) as child:
+        deadline = time.time() + timeout
+        while time.time() < deadline and child.proc.poll() is None:
+            if out.is_dir() and any(p.name.endswith(".tmp") for p in out.rglob("*")):
+                child.send_signal(sig)
+                break
+            time.sleep(0.005)
+        rc, _, err = child.finish(timeout=timeout)
+    return rc, err
 
 
 @pytest.mark.slow
@@ -216,13 +216,12 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, sig):
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.5])
 def test_interrupt_at_start_up_is_one_line(tmp_path, delay):
-    proc = subprocess.Popen([sys.executable, "-m", "seprobe", "complexity", "--model", "se_resnet152", "--time",
-                             "--repeats", "50"], cwd=tmp_path, env=env_without_defaults(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    with seprobe_child("complexity", "--model", "se_resnet152", "--time", "--repeats", "50", cwd=tmp_path,
+                       env=env_without_defaults()) as child:
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        rc, _, err = child.finish(timeout=120)
+    assert rc == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "seprobe: interrupted"
 
 
