@@ -161,6 +161,73 @@ def test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean(folder):
     assert row.kl == pytest.approx(kl(full, ablated), rel=1e-5)
 
 
+class ConstantLogits(nn.Module):
+    """Logits that ignore the image: u = 1 everywhere, a constant gate s = sigmoid(0) = 1/2 (SE_2_1), and
+    logit_j = w_j * s_0 + b_j over 8 classes. Full network (s_0 = 1/2): class 7 first (10), classes 0-2 next
+    (5 - 5 + 0.1 k), classes 3-6 last (-2); identity (s_0 = 1): 7 (10), 3-6 (-2), then 0-2 (-5 + 0.1 k)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.se = SqueezeExcite(4, hidden_channels=2)
+        self.se.name = "SE_2_1"
+        self.fc = nn.Linear(4, 8)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(1.0)
+            self.se.fc2.weight.zero_()
+            self.se.fc2.bias.zero_()
+            self.fc.weight.zero_()
+            self.fc.weight[:3, 0] = -10.0
+            self.fc.bias.copy_(torch.tensor([5.0, 5.1, 5.2, -2, -2, -2, -2, 10]))
+
+    def forward(self, x):
+        return self.fc(self.se(self.conv(x)).mean((2, 3)))
+
+
+def test_top5_interval_is_top5s_own(tmp_path):
+    """Eight class folders, images in the first three only (labels 0-2, never the top-1 class 7): identity on
+    SE_2_1 leaves every image's top-1 outcome (wrong) and takes every image out of the top 5. The paired
+    differences are constant, 0 for top-1 and -1 for top-5, and a bootstrap of a constant is that constant:
+    intervals [0, 0] and [-1, -1]."""
+    for k in range(8):
+        (tmp_path / f"class{k}").mkdir()
+        for i in range(2 if k < 3 else 0):
+            Image.new("RGB", (SIDE, SIDE), (40 * k, 20 * i, 90)).save(tmp_path / f"class{k}" / f"{i}.png")
+    images = discover(tmp_path)
+    assert len(images.class_names) == 8 and sorted(images.labels) == [0, 0, 1, 1, 2, 2]
+    result = ablate(loaded(ConstantLogits().eval()), images, modes="identity", progress=False, n_boot=200)
+    row = result.table.set_index(["label", "mode"]).loc[("SE_2_1", "identity")]
+    full = result.table.set_index(["label", "mode"]).loc[("full network", "none")]
+    assert (full.top1, full.top5, row.top1, row.top5) == (0.0, 1.0, 0.0, 0.0)
+    assert (row.top1_change, row.top5_change) == (0.0, -1.0)
+    assert (row.top1_low, row.top1_high) == (0.0, 0.0)
+    assert (row.top5_low, row.top5_high) == (pytest.approx(-1.0), pytest.approx(-1.0))
+    assert row.within_noise  # top-1's interval holds 0; top-5's would not
+
+
+def test_calibration_mean_is_over_images_not_classes(folder, tmp_path):
+    """``mean`` mode's E[s_c] is over the calibration images: with 3 images of one class and 1 of another it
+    is the mean of 4 gates, not the mean of the two class means (which weighs the lone image 3 times more)."""
+    rng = np.random.default_rng(5)
+    counts = {"a": 3, "b": 1}
+    for c, n in counts.items():
+        (tmp_path / c).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    m = tiny(constant_first=False)
+    cal = discover(tmp_path)
+    assert sorted(cal.labels) == [0, 0, 0, 1]
+    result = ablate(loaded(m), discover(folder), modes="mean", calibration=cal, progress=False, n_boot=50)
+    x, labels = tensors(cal, loaded(m).preprocessing)
+    with torch.no_grad():
+        s = gate_of(m.se2, m.conv2(m.se1(m.conv1(x)))).double()
+    per_image = s.mean(0)
+    of_classes = torch.stack([s[labels == k].mean(0) for k in (0, 1)]).mean(0)
+    assert (per_image - of_classes).abs().max() > 1e-3  # the two means differ here
+    torch.testing.assert_close(result.calibration.means["SE_3_1"].double(), per_image, rtol=0, atol=1e-6)
+
+
 def test_costs_in_closed_form(folder):
     m = tiny(constant_first=False)
     result = ablate(loaded(m), discover(folder), AblationPlan(blocks=["SE_2_1", "SE_3_1"], each_block=True),

@@ -19,6 +19,7 @@ from seprobe.probe.gate_stats import GateStats
 from seprobe.report.activations import notes, sampled_channels, tidy_table, write_outputs
 
 from .conftest import SHARED
+from .rounding import m2_tolerance, mean_tolerance
 
 # class index -> solid RGB colours of its images; wnids of ImageNet classes 1 (goldfish) and 254 (pug)
 COLOURS = {1: [(10, 200, 30), (60, 180, 90), (250, 0, 128)], 254: [(255, 255, 255), (0, 0, 0)]}
@@ -103,8 +104,11 @@ def test_shards_merge_into_the_union(solid_images, tmp_path):
         m = merged.blocks[name]
         np.testing.assert_array_equal(m.count, f.count)
         np.testing.assert_array_equal(m.hist, f.hist)
-        np.testing.assert_allclose(m.mean, f.mean, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(m.m2, f.m2, rtol=0, atol=1e-12)
+        # batches of 2 and of 3: float32 gates (<= 1) a few roundings apart (other kernels), carried through the
+        # float64 moments: the Chan merge may differ from one pass by that, never by more (tests/rounding.py)
+        n = f.count[:, None]
+        assert (np.abs(m.mean - f.mean) <= np.vectorize(mean_tolerance)(1.0, n)).all()
+        assert (np.abs(m.m2 - f.m2) <= np.vectorize(m2_tolerance)(f.m2, 1.0, n)).all()
 
 
 def test_memory_is_fixed_by_blocks_classes_channels():

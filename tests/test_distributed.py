@@ -127,7 +127,8 @@ if __name__ == "__main__":
 def setup(tmp_path_factory):
     """A random se_resnet18 (non-trivial BatchNorm), saved as a checkpoint, and IMAGES noise images labelled so
     that the accuracy is known from a plain forward pass: 5 labelled with the model's top-1 class, 4 with its
-    3rd choice (top-5 but not top-1), 4 with a class outside its top 5."""
+    3rd choice (top-5 but not top-1), 4 with a class outside its top 5. Also returns the largest |logit|, the
+    scale of the float32 discrepancies between batchings (tests/rounding.py)."""
     from seprobe import build_model
 
     from .conftest import randomize_batchnorm
@@ -141,7 +142,8 @@ def setup(tmp_path_factory):
     pixels = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for _ in range(IMAGES)]
     transform = Preprocessing(resize=SIZE, crop=SIZE).eval_transform()
     with torch.no_grad():
-        top5 = model(torch.stack([transform(Image.fromarray(p)) for p in pixels])).topk(5, dim=1).indices
+        logits = model(torch.stack([transform(Image.fromarray(p)) for p in pixels]))
+    top5 = logits.topk(5, dim=1).indices
     wnids = [c.wnid for c in imagenet_classes()]
     data = tmp / "images"
     data.mkdir()
@@ -153,7 +155,7 @@ def setup(tmp_path_factory):
         else:
             label = next(c for c in range(1000) if c not in top5[k])
         Image.fromarray(p).save(data / f"{wnids[label]}_img{k:02d}.png")
-    return data, checkpoint, {"top1": 5 / IMAGES, "top5": 9 / IMAGES}
+    return data, checkpoint, {"top1": 5 / IMAGES, "top5": 9 / IMAGES}, float(logits.abs().max())
 
 
 def _env(**extra) -> dict:
@@ -241,7 +243,9 @@ def one_thread():
 
 @pytest.mark.slow
 def test_two_processes_give_the_results_of_one(setup, tmp_path):
-    data, checkpoint, expected = setup
+    from .rounding import mean_tolerance, std_tolerance  # here: this file also runs as a script (the worker)
+
+    data, checkpoint, expected, _ = setup
     _torchrun_two("collect", data, checkpoint, tmp_path)
     images = discover(data)
     for name, options in RUNS.items():
@@ -259,8 +263,14 @@ def test_two_processes_give_the_results_of_one(setup, tmp_path):
                 t = two.blocks[block]
                 np.testing.assert_array_equal(t.count, b.count)
                 np.testing.assert_array_equal(t.hist, b.hist)
-                np.testing.assert_allclose(t.mean, b.mean, rtol=0, atol=1e-12)
-                np.testing.assert_allclose(t.std(), b.std(), rtol=0, atol=1e-12, equal_nan=True)
+                # the ranks' batches are other shapes than one process's: float32 gates (<= 1) a few roundings
+                # apart, carried through the float64 mean and standard deviation (tests/rounding.py)
+                n = b.count[:, None]
+                assert (np.abs(t.mean - b.mean) <= np.vectorize(mean_tolerance)(1.0, n)).all()
+                several = np.broadcast_to(n >= 2, b.mean.shape)
+                std_tol = np.vectorize(std_tolerance)(1.0, np.maximum(n, 2))
+                assert (np.abs(t.std() - b.std()) <= std_tol)[several].all()
+                np.testing.assert_array_equal(t.std()[~several], b.std()[~several])  # no or one image
     # the accuracy known by construction, and the views: 2 per image, all images counted once
     assert (one_run := json.loads((tmp_path / "rank0" / "summary.json").read_text()))["accuracy"] == \
         {**expected, "evaluated": IMAGES}
@@ -272,7 +282,9 @@ def test_two_processes_give_the_results_of_one(setup, tmp_path):
 @pytest.mark.slow
 def test_two_processes_ablate_as_one(setup, tmp_path):
     """IMAGES = 13 at batch size 2: 7 batches, 4 on rank 0 and 3 on rank 1 (whose last batch holds one image)."""
-    data, checkpoint, _ = setup
+    from .rounding import kl_tolerance
+
+    data, checkpoint, _, logit_scale = setup
     _torchrun_two("ablate", data, checkpoint, tmp_path)
     with one_thread():
         one = _ablate(str(data), str(checkpoint))
@@ -280,15 +292,17 @@ def test_two_processes_ablate_as_one(setup, tmp_path):
     assert one.table.loc[0, "top1"] == 5 / IMAGES and one.table.loc[0, "top5"] == 9 / IMAGES  # by construction
     exact = ["label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
              "top5_change", "top1_low", "top1_high", "top5_low", "top5_high", "within_noise", "params_saved",
-             "macs_saved", "params_saved_exported", "macs_saved_exported"]
+             "macs_saved", "params_saved_exported", "macs_saved_exported", "agreement"]
     for rank in range(2):
         summary = json.loads((tmp_path / f"rank{rank}" / "summary.json").read_text())
         assert summary == {"world": 2, "orders": one.orders, "evaluated": IMAGES, "scored": True, "failed": []}
         two = pd.read_pickle(tmp_path / f"rank{rank}" / "table.pkl")
         assert list(two.columns) == list(one.table.columns)
         pd.testing.assert_frame_equal(two[exact], one.table[exact], check_exact=True)
-        for column in ("kl", "agreement"):
-            np.testing.assert_allclose(two[column], one.table[column], rtol=0, atol=1e-12)
+        # float32 logits of other batch shapes, a few roundings apart; the KL's float64 arithmetic carries them
+        # in proportion to sqrt(KL) (tests/rounding.py): 1e-9 for the smallest KL here, 1e-6 for the largest
+        kl_tol = [kl_tolerance(kl, logit_scale, classes=1000) for kl in one.table["kl"]]
+        assert (np.abs(two["kl"] - one.table["kl"]) <= kl_tol).all(), (two["kl"] - one.table["kl"]).abs().max()
     assert (tmp_path / "rank0" / "outputs").is_dir() and any((tmp_path / "rank0" / "outputs").iterdir())
     assert not (tmp_path / "rank1" / "outputs").exists()  # rank 0 alone writes
 
@@ -298,7 +312,7 @@ def test_two_processes_ablate_as_one(setup, tmp_path):
                                          ("loop", "rank 1: RuntimeError: injected failure on the second batch"),
                                          ("subset", "rank 1 sees another image list than rank 0")])
 def test_a_failing_rank_stops_both_with_the_message_once(setup, tmp_path, how, message):
-    data, checkpoint, _ = setup
+    data, checkpoint, *_ = setup
     result = tmp_path / "result.txt"
     ranks = _two_ranks("fail", str(data), str(checkpoint), str(result), how)
     assert [p.returncode for p in ranks] == [2, 2], [p.stderr for p in ranks]

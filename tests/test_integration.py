@@ -69,3 +69,28 @@ def test_basic_block_integration(where):
         out = se_ref(b.se, out)
     out = residual_tail(b, bn(b.bn2, F.conv2d(out, b.conv2.weight, padding=1)), x, where)
     torch.testing.assert_close(b(x), out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("unit", ["bottleneck", "basic"])
+def test_pre_integration_without_downsampling_keeps_the_raw_identity(unit):
+    """``pre`` in a unit whose shortcut is the plain input: SE rescales what enters the residual branch only;
+    the identity path adds the raw input x (the downsampling units above project x, which hides which one)."""
+    se = SEConfig(reduction=2, integration="pre")
+    if unit == "bottleneck":
+        b = randomize_batchnorm(SEBottleneck(16, 4, stride=1, se=se)).eval()
+    else:
+        b = randomize_batchnorm(SEBasicBlock(8, 8, stride=1, se=se)).eval()
+    assert b.downsample is None and b.se.channels == b.conv1.in_channels
+    x = torch.randn(2, b.conv1.in_channels, 6, 6)
+    out = se_ref(b.se, x)
+    if unit == "bottleneck":
+        out = F.relu(bn(b.bn1, F.conv2d(out, b.conv1.weight)))
+        out = F.relu(bn(b.bn2, F.conv2d(out, b.conv2.weight, padding=1)))
+        out = bn(b.bn3, F.conv2d(out, b.conv3.weight))
+    else:
+        out = F.relu(bn(b.bn1, F.conv2d(out, b.conv1.weight, padding=1)))
+        out = bn(b.bn2, F.conv2d(out, b.conv2.weight, padding=1))
+    expected = F.relu(out + x)
+    torch.testing.assert_close(b(x), expected, rtol=1e-5, atol=1e-5)
+    # the test bites: the SE'd input on the shortcut is another unit
+    assert not torch.allclose(expected, F.relu(out + se_ref(b.se, x)), atol=1e-3)

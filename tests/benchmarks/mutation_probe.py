@@ -55,6 +55,7 @@ T_ACT = "tests/test_activations.py"
 T_CLS = "tests/test_imagenet_classes.py"
 T_ZOO = "tests/test_zoo.py"
 T_ABL = "tests/test_ablation.py"
+T_INT = "tests/test_integration.py"
 
 MUTANTS = (
     # the SE block (Eq. 2-4)
@@ -157,6 +158,21 @@ MUTANTS = (
     Mutant("bootstrap-one-sided", ABL, "return np.quantile(means, [alpha, 1 - alpha], axis=1).T",
            "return np.quantile(means, [alpha, 1 - alpha / 2], axis=1).T",
            (f"{T_ABL}::test_paired_bootstrap_known_answers",)),
+    Mutant("ablation-top1-top5-intervals-swapped", ABL,
+           "top1_low=ci1[k - 1, 0], top1_high=ci1[k - 1, 1], top5_low=ci5[k - 1, 0],\n"
+           "                           top5_high=ci5[k - 1, 1])",
+           "top1_low=ci5[k - 1, 0], top1_high=ci5[k - 1, 1], top5_low=ci1[k - 1, 0],\n"
+           "                           top5_high=ci1[k - 1, 1])",
+           (f"{T_ABL}::test_top5_interval_is_top5s_own",)),
+    Mutant("calibration-mean-of-class-means", ABL, "torch.from_numpy(run.stats.blocks[g.name].mean[all_group].copy())",
+           "torch.from_numpy(run.stats.blocks[g.name].mean[:all_group][run.stats.blocks[g.name].count[:all_group] > 0]"
+           ".mean(0))", (f"{T_ABL}::test_calibration_mean_is_over_images_not_classes",)),
+    Mutant("atomic-write-keeps-tmp", "seprobe/io.py", "    except BaseException:\n        tmp.unlink(missing_ok=True)\n"
+           "        raise\n    return path", "    except BaseException:\n        raise\n    return path",
+           ("tests/test_atomic_write.py",)),
+    Mutant("pre-se-on-plain-identity", RESNET, "out = block.relu(out + identity)",
+           'out = block.relu(out + (block.se(x) if block.integration == "pre" and block.downsample is None '
+           "else identity))", (f"{T_INT}::test_pre_integration_without_downsampling_keeps_the_raw_identity",)),
     Mutant("fold-bn-bias-unscaled", FOLD, "            module.bias.mul_(s)\n", "",
            (f"{T_ABL}::test_fold_seprobe_resnet_standard_into_bn",)),
     Mutant("fold-conv-output-axis", FOLD, "module.weight.mul_(s.view(1, -1, *([1] * (module.weight.dim() - 2))))",
