@@ -196,7 +196,8 @@ def test_top5_interval_is_top5s_own(tmp_path):
             Image.new("RGB", (SIDE, SIDE), (40 * k, 20 * i, 90)).save(tmp_path / f"class{k}" / f"{i}.png")
     images = discover(tmp_path)
     assert len(images.class_names) == 8 and sorted(images.labels) == [0, 0, 1, 1, 2, 2]
-    result = ablate(loaded(ConstantLogits().eval()), images, modes="identity", progress=False, n_boot=200)
+    result = ablate(loaded(ConstantLogits().eval()), images, AblationPlan(modes=["identity"]), progress=False,
+                    bootstrap=200)
     row = result.table.set_index(["label", "mode"]).loc[("SE_2_1", "identity")]
     full = result.table.set_index(["label", "mode"]).loc[("full network", "none")]
     assert (full.top1, full.top5, row.top1, row.top5) == (0.0, 1.0, 0.0, 0.0)
@@ -218,7 +219,8 @@ def test_calibration_mean_is_over_images_not_classes(folder, tmp_path):
     m = tiny(constant_first=False)
     cal = discover(tmp_path)
     assert sorted(cal.labels) == [0, 0, 0, 1]
-    result = ablate(loaded(m), discover(folder), modes="mean", calibration=cal, progress=False, n_boot=50)
+    result = ablate(loaded(m), discover(folder), AblationPlan(modes=["mean"]), progress=False, bootstrap=50,
+                    calibration=CalibrationSource(images=ImageSource(tmp_path)), calibration_images=cal)
     x, labels = tensors(cal, loaded(m).preprocessing)
     with torch.no_grad():
         s = gate_of(m.se2, m.conv2(m.se1(m.conv1(x)))).double()

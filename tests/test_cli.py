@@ -85,9 +85,9 @@ def test_version_and_help(tmp_path):
     (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--out", "f.txt"], "is a file"),
     (["reports", "--studies", "f.txt"], "is a file"),
     (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--export", "x.pth"],
-     "--export needs one set of blocks"),
+     "--export needs one set to export; valid: --blocks or --stage"),
     (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--calibration", "2",
-      "--calibration-data", "."], "--calibration N and --calibration-data DIR both given"),
+      "--calibration-data", "."], "--calibration (images per class) and --calibration-data (a folder) both given"),
     (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--mode", "half"],
      "'half' is not one of"),
     (["nonsense"], "No such command"),
@@ -251,7 +251,7 @@ def test_studies_with_one_name_and_studies_that_do_nothing(tmp_path):
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "timing.toml").write_text((root / "studies" / "timing.toml").read_text())
     one_error_line(seprobe("reports", "--studies", "only", "--out", "rep", cwd=tmp_path), "no study ran",
-                   "timing skipped: add --with-timing", progress=True)
+                   "timing skipped: a timing study, run only when asked); valid: --with-timing", progress=True)
     (tmp_path / "empty").mkdir()
     one_error_line(seprobe("reports", "--studies", "empty", cwd=tmp_path), "holds no .toml study")
     assert not (tmp_path / "rep").exists()

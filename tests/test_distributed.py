@@ -34,8 +34,8 @@ from seprobe.probe.gate_stats import GateStats
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32           # input side: se_resnet18 runs at 32 x 32 (stage 5 at 1 x 1), fast enough for a test
 IMAGES = 13         # odd: neither the images nor the batches divide by two ranks
-RUNS = {"views": dict(views=2, batch_size=3), "accuracy": dict(batch_size=2, with_gates=False),
-        "one_image": dict(batch_size=4)}
+RUNS = {"views": dict(views=2, loader=Loader(3)), "accuracy": dict(loader=Loader(2), with_gates=False),
+        "one_image": dict(loader=Loader(4))}
 
 
 # --- the worker (python tests/test_distributed.py MODE ...) -----------------------------------------------------
@@ -66,11 +66,11 @@ def _worker_collect(data: str, checkpoint: str, out: str) -> None:
 def _ablate(data: str, checkpoint: str, out: str | None = None):
     """A sweep with both phases and both modes: every block alone, then the cumulative curve ordered by the
     single-block KL; calibrated on the same images (through the distributed activations pass)."""
-    from seprobe.api import Overrides, ablate
+    from seprobe import AblationPlan, CalibrationSource, ImageSource, Overrides, ablate
 
-    return ablate("se_resnet18", checkpoint, data, mode="both", cumulative="kl", calibration_data=data,
-                  allow_overlap=True, bootstrap=300, seed=3, batch_size=2, out=out, progress=False,
-                  overrides=Overrides(resize=SIZE, crop=SIZE)).result
+    return ablate("se_resnet18", checkpoint, data, plan=AblationPlan(modes=["identity", "mean"], cumulative="kl"),
+                  calibration=CalibrationSource(images=ImageSource(data), allow_overlap=True), bootstrap=300, seed=3,
+                  loader=Loader(2), out=out, progress=False, overrides=Overrides(resize=SIZE, crop=SIZE)).result
 
 
 def _worker_ablate(data: str, checkpoint: str, out: str) -> None:

@@ -118,7 +118,7 @@ class ModelSource:
 def knobs_for(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """The knobs of ``knobs`` that apply to model ``name`` (SE knobs reach SE models only, none reach a foreign
     model); a knob that no model of its kind takes is an error."""
-    if is_foreign(name):
+    if is_foreign(check_model_name(name)):
         return {}
     spec = get_spec(name)
     for k in knobs:

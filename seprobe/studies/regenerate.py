@@ -56,7 +56,7 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
         progress(f"skipping {name} ({why})")
     if not kept:
         raise SeprobeError(f"no study ran ({'; '.join(f'{k} skipped: {v}' for k, v in skipped.items())}); valid: "
-                           "include the kinds named there, or provide their inputs", argument="skip_kinds")
+                           "skip_kinds that lets them run, or their inputs here", argument="skip_kinds")
     results = []
     for s in kept:
         progress(f"running {s.name}" + (f" ({len(s.variants)} variants)" if s.variants else ""))
