@@ -25,7 +25,6 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from math import prod
 
 import torch
 from torch import nn
@@ -33,7 +32,7 @@ from torch import nn
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # fvcore's import calls the deprecated torch.jit.script
     from fvcore.nn import FlopCountAnalysis
-    from fvcore.nn.jit_handles import get_shape
+    from fvcore.nn.jit_handles import elementwise_flop_counter
 
 from ..errors import SeprobeError
 from ..models.blocks import SEBlockInfo
@@ -49,14 +48,10 @@ MUL_OPS = {"mul", "mul_"}
 ADD_OPS = {"add", "add_"}
 
 
-def input_elements(inputs, outputs) -> int:
-    """One operation per element of the first input (a pooling's adds or compares)."""
-    return prod(get_shape(inputs[0]))
-
-
-def output_elements(inputs, outputs) -> int:
-    """One operation per element of the output (an activation, a product, a sum)."""
-    return prod(get_shape(outputs[0]))
+#: one operation per element of the first input (a pooling's adds or compares), fvcore's own elementwise handle
+input_elements = elementwise_flop_counter(input_scale=1, output_scale=0)
+#: one operation per element of the output (an activation, a product, a sum)
+output_elements = elementwise_flop_counter(input_scale=0, output_scale=1)
 
 
 @dataclass(frozen=True)
@@ -149,8 +144,6 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, blocks: list[SEBlockInfo
         analysis.set_op_handle(f"aten::{op}", input_elements)
     for op in ACT_OPS | MUL_OPS | ADD_OPS:
         analysis.set_op_handle(f"aten::{op}", output_elements)
-    # fvcore ignores ReLU outright; take it off that list so that it is counted like the other activations.
-    analysis._ignored_ops -= {"aten::relu", "aten::relu_"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation and tracer warnings
         ops = analysis.by_module_and_operator()

@@ -12,8 +12,8 @@ A study file::
     label = "r = 4"
     model = "se_resnet50"
     knobs = { reduction = 4 }
-    paper = { params_m = 35.7, top1_err = 22.25, top5_err = 6.09 }
-    note = "why the measured value differs from the paper's, when it does"
+    paper = "Table 10: r = 4"      # the paper's row (seprobe.paper.FIGURES), with its figures and notes
+    note = "..."                   # a variant without a row of the paper may say what it is
 
 Everything is validated before anything runs: an unknown field, model or knob fails with the file, the key
 and the valid choices.
@@ -29,6 +29,7 @@ from typing import Any
 
 from ..config import WEIGHT_SOURCES
 from ..errors import SeprobeError
+from ..paper import by_key
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation")
 FIGURES = ("params", "gflops")
@@ -64,9 +65,7 @@ STUDY_FIELDS: dict[str, FieldType] = {
     "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
     "variants": FieldType((list,), "an array of tables ([[variants]])", items=dict), "timing": TABLE,
     "activations": TABLE, "ablation": TABLE, "reading": TEXT}
-VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TABLE, "note": TEXT}
-PAPER_FIELDS: dict[str, FieldType] = {k: NUMBER for k in (
-    "gflops", "mflops", "params_m", "top1_err", "top5_err", "gpu_train_ms", "cpu_inference_ms")}
+VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT}
 #: every knob a registered model takes (see seprobe.models.registry), by type; values are then checked by the model
 KNOB_FIELDS: dict[str, FieldType] = {
     "reduction": COUNT, "squeeze": TEXT, "gate": TEXT, "bias": BOOL,
@@ -209,7 +208,6 @@ def load_study(path: str | Path) -> Study:
         _check_table(path, f"{where}.", v, VARIANT_FIELDS)
         if "model" not in v or "label" not in v:
             raise _fail(path, where, "needs a label and a model")
-        _check_table(path, f"{where}.paper.", v.get("paper", {}), PAPER_FIELDS)
         _check_table(path, f"{where}.knobs.", v.get("knobs", {}), KNOB_FIELDS, known_only=False)
         try:
             knobs = applicable_knobs(v["model"], {**defaults, **v.get("knobs", {})})
@@ -217,7 +215,17 @@ def load_study(path: str | Path) -> Study:
             build_model(v["model"], device="meta", **knobs)
         except SeprobeError as e:
             raise _fail(path, f"{where} ({v['label']})", str(e)) from None
-        variants.append(Variant(v["label"], v["model"], knobs, dict(v.get("paper", {})), v.get("note", "")))
+        row = None
+        if "paper" in v:
+            try:
+                row = by_key(v["paper"])
+            except SeprobeError as e:
+                raise _fail(path, f"{where}.paper", str(e)) from None
+            if "note" in v:
+                raise _fail(path, f"{where}.note", f"the paper's row {row.key!r} has its note in seprobe.paper; "
+                            "valid: the note there, or no paper row")
+        variants.append(Variant(v["label"], v["model"], knobs, row.values() if row else {},
+                                row.note if row else v.get("note", "")))
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
                  figure, timing, activations, data.get("reading", "").strip(), ablation)
 

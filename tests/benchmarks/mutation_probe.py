@@ -45,10 +45,13 @@ RESNET = "seprobe/models/resnet.py"
 FLOPS = "seprobe/cost/flops.py"
 STATS = "seprobe/probe/gate_stats.py"
 ABL = "seprobe/probe/ablation.py"
-FOLD = "seprobe/probe/folding.py"
-CLASSES = "seprobe/probe/imagenet_classes.py"
+HOOKS = "seprobe/probe/hooks.py"
+BOOT = "seprobe/probe/bootstrap.py"
+CALIB = "seprobe/probe/calibration.py"
+FOLD = "seprobe/models/ablated.py"
+CLASSES = "seprobe/data/imagenet_classes.py"
 CKPT = "seprobe/models/checkpoints.py"
-GATES = "seprobe/probe/gates.py"
+GATES = "seprobe/models/blocks.py"
 T_SE = "tests/test_se_block.py"
 T_CX = "tests/test_complexity.py"
 T_ACT = "tests/test_activations.py"
@@ -82,7 +85,8 @@ MUTANTS = (
     Mutant("identity-se-skipped", RESNET, "identity = block.se(identity)", "identity = identity",
            ("tests/test_integration.py",)),
     # FLOP handles and convention
-    Mutant("scale-by-first-input", FLOPS, "return prod(get_shape(outputs[0]))", "return prod(get_shape(inputs[0]))",
+    Mutant("scale-by-first-input", FLOPS, "output_elements = elementwise_flop_counter(input_scale=0, output_scale=1)",
+           "output_elements = elementwise_flop_counter(input_scale=1, output_scale=0)",
            (f"{T_CX}::test_foreign_se_counted_on_the_feature_map",)),
     Mutant("squeeze-per-output", FLOPS, 'analysis.set_op_handle(f"aten::{op}", input_elements)',
            'analysis.set_op_handle(f"aten::{op}", output_elements)',
@@ -127,8 +131,8 @@ MUTANTS = (
            '"stride_at": "3x3", "stem_pool": "ceil"})',
            ("tests/test_checkpoints.py::test_timm_weights_give_identical_logits",)),
     # gate naming of foreign networks
-    Mutant("foreign-stage-off-by-one", GATES, "stage = round(math.log2(input_size / side))",
-           "stage = round(math.log2(input_size / side)) + 1",
+    Mutant("foreign-stage-off-by-one", GATES, "stage = round(math.log2(size / side))",
+           "stage = round(math.log2(size / side)) + 1",
            (f"{T_ZOO}::test_torchvision_se_networks_are_named_by_the_rule",)),
     Mutant("foreign-channels-from-output-side", GATES, "(inputs[0].shape[1], inputs[0].shape[-1])",
            "(inputs[0].shape[1], inputs[0].shape[-1] * 2)",
@@ -147,15 +151,15 @@ MUTANTS = (
     Mutant("paper-shufflenet-figure", "seprobe/paper.py", 'mflops=140, params_m=1.8', 'mflops=145, params_m=1.8',
            ("tests/test_studies.py::test_paper_values_agree_with_seprobe_paper",)),
     # ablation and folding (issue 10)
-    Mutant("ablation-identity-is-zero", ABL, 'torch.ones(c) if mode == "identity"',
+    Mutant("ablation-identity-is-zero", HOOKS, 'torch.ones(c) if mode == "identity"',
            'torch.zeros(c) if mode == "identity"',
            (f"{T_ABL}::test_constant_gate_mean_is_lossless_and_identity_a_known_rescaling",)),
-    Mutant("ablation-mean-is-one", ABL, 'if mode == "identity" else self.means[name]',
+    Mutant("ablation-mean-is-one", HOOKS, 'if mode == "identity" else self.means[name]',
            'if mode == "identity" else torch.ones(c)',
            (f"{T_ABL}::test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean",)),
     Mutant("ablation-kl-reversed", ABL, "(reference.exp() * (reference - logp))", "(logp.exp() * (logp - reference))",
            (f"{T_ABL}::test_input_dependent_gate_mean_is_lossy_by_the_calibration_mean",)),
-    Mutant("bootstrap-one-sided", ABL, "return np.quantile(means, [alpha, 1 - alpha], axis=1).T",
+    Mutant("bootstrap-one-sided", BOOT, "return np.quantile(means, [alpha, 1 - alpha], axis=1).T",
            "return np.quantile(means, [alpha, 1 - alpha / 2], axis=1).T",
            (f"{T_ABL}::test_paired_bootstrap_known_answers",)),
     Mutant("ablation-top1-top5-intervals-swapped", ABL,
@@ -164,8 +168,8 @@ MUTANTS = (
            "top1_low=ci5[k - 1, 0], top1_high=ci5[k - 1, 1], top5_low=ci1[k - 1, 0],\n"
            "                           top5_high=ci1[k - 1, 1])",
            (f"{T_ABL}::test_top5_interval_is_top5s_own",)),
-    Mutant("calibration-mean-of-class-means", ABL, "torch.from_numpy(run.stats.blocks[g.name].mean[all_group].copy())",
-           "torch.from_numpy(run.stats.blocks[g.name].mean[:all_group][run.stats.blocks[g.name].count[:all_group] > 0]"
+    Mutant("calibration-mean-of-class-means", CALIB, "torch.from_numpy(run.stats.blocks[b.name].mean[all_group].copy())",
+           "torch.from_numpy(run.stats.blocks[b.name].mean[:all_group][run.stats.blocks[b.name].count[:all_group] > 0]"
            ".mean(0))", (f"{T_ABL}::test_calibration_mean_is_over_images_not_classes",)),
     Mutant("atomic-write-keeps-tmp", "seprobe/io.py", "    except BaseException:\n        tmp.unlink(missing_ok=True)\n"
            "        raise\n    return path", "    except BaseException:\n        raise\n    return path",
