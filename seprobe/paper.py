@@ -16,7 +16,6 @@ from typing import Any
 from .errors import check_choice
 
 
-
 @dataclass(frozen=True)
 class PaperFigure:
     """One row of one of the paper's tables: the model and knobs it describes, what the paper prints for it

@@ -168,7 +168,8 @@ MUTANTS = (
            "top1_low=ci5[k - 1, 0], top1_high=ci5[k - 1, 1], top5_low=ci1[k - 1, 0],\n"
            "                           top5_high=ci1[k - 1, 1])",
            (f"{T_ABL}::test_top5_interval_is_top5s_own",)),
-    Mutant("calibration-mean-of-class-means", CALIB, "torch.from_numpy(run.stats.blocks[b.name].mean[all_group].copy())",
+    Mutant("calibration-mean-of-class-means", CALIB,
+           "torch.from_numpy(run.stats.blocks[b.name].mean[all_group].copy())",
            "torch.from_numpy(run.stats.blocks[b.name].mean[:all_group][run.stats.blocks[b.name].count[:all_group] > 0]"
            ".mean(0))", (f"{T_ABL}::test_calibration_mean_is_over_images_not_classes",)),
     Mutant("atomic-write-keeps-tmp", "seprobe/io.py", "    except BaseException:\n        tmp.unlink(missing_ok=True)\n"
