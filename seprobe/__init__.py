@@ -46,6 +46,8 @@ _LAZY = {
     "ablate": "seprobe.api",
     "activations": "seprobe.api",
     "evaluate": "seprobe.api",
+    "train": "seprobe.api",
+    "Recipe": "seprobe.training.recipe",
     "run_studies": "seprobe.studies.regenerate",
     "reports": "seprobe.studies.regenerate",
 }
@@ -57,6 +59,7 @@ __all__ = [
     "ImageSource",
     "Loader",
     "ModelSource",
+    "Recipe",
     "Network",
     "Overrides",
     "SEBlockInfo",
@@ -79,10 +82,11 @@ __all__ = [
     "run_studies",
     "se_blocks",
     "time_models",
+    "train",
 ]
 
 if TYPE_CHECKING:
-    from .api import ablate, activations, complexity, evaluate
+    from .api import ablate, activations, complexity, evaluate, train
     from .cost.flops import FlopConvention
     from .cost.timing import TimingSetup, time_models
     from .data.images import ImageSource, Overrides
@@ -95,6 +99,7 @@ if TYPE_CHECKING:
     from .probe.calibration import CalibrationSource
     from .probe.evaluation import Loader
     from .studies.regenerate import reports, run_studies
+    from .training.recipe import Recipe
 
 
 def __getattr__(name: str):

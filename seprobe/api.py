@@ -381,6 +381,7 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
         raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")
     check_output_dir(out, "out")
     seed = _recipe_seed(recipe)
+    _recipe(recipe, 32)  # every recipe value checked now, before the images are decoded (the side only sets defaults)
     net = _seeded_network(source, seed)
     spec = TrainData(data, val_data, train_labels, val_labels, samples_per_class, val_samples_per_class,
                      net.preprocessing, num_workers, normalise="model")

@@ -79,8 +79,8 @@ def _err(message: str) -> None:
 #: Python arguments whose flag is not their name with dashes (``batch_size`` is ``--batch-size``)
 FLAGS = {
     "stages": "--se-stages", "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
-    "include": "--with-timing/--with-activations/--with-ablation",
-    "skip_kinds": "--with-timing/--with-activations/--with-ablation",
+    "include": "--with-timing/--with-activations/--with-ablation/--with-training",
+    "skip_kinds": "--with-timing/--with-activations/--with-ablation/--with-training",
 }
 
 
@@ -367,6 +367,9 @@ study_app = typer.Typer(
 )
 app.add_typer(study_app, name="study")
 
+BudgetOpt = Annotated[
+    str | None, typer.Option(metavar="NAME", help="training studies: the budget to train with (e.g. cpu, paper)")
+]
 ReportsOutOpt = Annotated[
     Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
 ]
@@ -376,11 +379,12 @@ ReportsOutOpt = Annotated[
 def study_run_cmd(
     paths: Annotated[list[Path], typer.Argument(metavar="STUDY.toml...", help="study files, e.g. studies/stages.toml")],
     out: ReportsOutOpt = None,
+    budget: BudgetOpt = None,
 ) -> None:
     """Run studies into reports/<name>.md and .csv (and a figure); nothing is written if any study fails."""
     from .studies.regenerate import run_studies
 
-    _print_studies(run_studies(paths, out, progress=_err))
+    _print_studies(run_studies(paths, out, budget=budget, progress=_err))
 
 
 @app.command("reports")
@@ -394,13 +398,19 @@ def reports_cmd(
     with_ablation: Annotated[
         bool, typer.Option("--with-ablation", help="also run ablation studies (real data, a few minutes)")
     ] = False,
+    with_training: Annotated[
+        bool, typer.Option("--with-training", help="also training studies: reports from the committed runs, training "
+                                                   "only what is missing")
+    ] = False,
+    budget: BudgetOpt = None,
 ) -> None:
     """Regenerate every report from studies/ (timing, activations and ablation studies only when asked), and the
     index."""
     from .studies.regenerate import reports
 
-    asked = {"timing": with_timing, "activations": with_activations, "ablation": with_ablation}
-    _print_studies(reports(studies, out, include=[k for k, v in asked.items() if v], progress=_err))
+    asked = {"timing": with_timing, "activations": with_activations, "ablation": with_ablation,
+             "training": with_training}
+    _print_studies(reports(studies, out, include=[k for k, v in asked.items() if v], budget=budget, progress=_err))
 
 
 def _print_studies(done) -> None:

@@ -15,7 +15,7 @@ from .runs import run_study
 from .spec import check_unique_names, load_study
 
 #: study kinds that run only when asked (``seprobe reports --with-KIND``): slow, or need real data
-ON_REQUEST = ("timing", "activations", "ablation")
+ON_REQUEST = ("timing", "activations", "ablation", "training")
 
 
 @dataclass
@@ -29,10 +29,12 @@ class StudiesRun:
 
 
 def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, *,
-                skip_kinds: Sequence[str] = (), progress: Callable[[str], None] = lambda msg: None) -> StudiesRun:
+                skip_kinds: Sequence[str] = (), budget: str | None = None,
+                progress: Callable[[str], None] = lambda msg: None) -> StudiesRun:
     """Run studies (``studies/*.toml``) into reports: every study is validated before any runs, and the reports
     are written together only once every study has run (``out`` defaults to ``reports/`` beside ``studies/``).
-    Studies of ``skip_kinds``, and those whose inputs are not here, are skipped, with the reason."""
+    Studies of ``skip_kinds``, and those whose inputs are not here, are skipped, with the reason. Training
+    studies train with ``budget`` (default: each study's own) into ``<out>/<study>/runs``, run by run."""
     if not paths:
         raise SeprobeError("no study given; valid: study files such as studies/stages.toml", argument="paths")
     for p in paths:
@@ -44,6 +46,11 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
     out_dirs = {s.name: Path(out) if out is not None else s.path.resolve().parent.parent / "reports" for s in studies}
     for d in set(out_dirs.values()):
         check_output_dir(d, "out")
+    for s in studies:
+        if s.kind == "training":
+            from .trained import budget_of
+
+            budget_of(s, budget)
     skipped, kept = {}, []
     for s in studies:
         if s.kind in skip_kinds:
@@ -60,7 +67,8 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
     results = []
     for s in kept:
         progress(f"running {s.name}" + (f" ({len(s.variants)} variants)" if s.variants else ""))
-        results.append(run_study(s, progress=lambda msg: progress(f"  {msg}")))
+        results.append(run_study(s, progress=lambda msg: progress(f"  {msg}"), runs=out_dirs[s.name] / s.name / "runs",
+                                 budget=budget))
     written, warns = [], []
     with output_set():
         for r in results:
@@ -72,7 +80,8 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
 
 
 def reports(studies: str | os.PathLike = "studies", out: str | os.PathLike | None = None, *,
-            include: Sequence[str] = (), progress: Callable[[str], None] = lambda msg: None) -> StudiesRun:
+            include: Sequence[str] = (), budget: str | None = None,
+            progress: Callable[[str], None] = lambda msg: None) -> StudiesRun:
     """Regenerate every report from the studies in the folder ``studies`` (``seprobe reports``), and the index.
     Studies of the kinds in :data:`ON_REQUEST` run only when ``include`` names their kind. That nothing ran is
     an error that says why each study was skipped."""
@@ -91,4 +100,5 @@ def reports(studies: str | os.PathLike = "studies", out: str | os.PathLike | Non
     if not paths:
         raise SeprobeError(f"studies {str(folder)!r} holds no .toml study; valid: a folder of studies",
                            argument="studies")
-    return run_studies(paths, out, skip_kinds=[k for k in ON_REQUEST if k not in include], progress=progress)
+    return run_studies(paths, out, skip_kinds=[k for k in ON_REQUEST if k not in include], budget=budget,
+                       progress=progress)

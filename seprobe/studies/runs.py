@@ -28,9 +28,16 @@ class StudyResult:
     activation_run: object | None = None              # an ActivationRun, for the activations kind
     classes: list[int] = field(default_factory=list)
     ablation_result: object | None = None             # an AblationResult, for the ablation kind
+    training: pd.DataFrame | None = None              # every run's history, for the training kind
 
 
-def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None) -> StudyResult:
+def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, *, runs: Path | None = None,
+              budget: str | None = None) -> StudyResult:
+    """Run one study; a training study trains into (or reads its runs from) ``runs``, with ``budget``."""
+    if study.kind == "training":
+        from .trained import run_training_study
+
+        return run_training_study(study, runs, budget, progress)
     runner = {"complexity": _complexity, "excitation": _excitation, "timing": _timing,
               "activations": _activations, "ablation": _ablation}[study.kind]
     return runner(study, progress)

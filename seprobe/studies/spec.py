@@ -31,7 +31,7 @@ from ..config import WEIGHT_SOURCES
 from ..errors import SeprobeError
 from ..paper import by_key
 
-KINDS = ("complexity", "excitation", "timing", "activations", "ablation")
+KINDS = ("complexity", "excitation", "timing", "activations", "ablation", "training")
 FIGURES = ("params", "gflops")
 
 
@@ -64,7 +64,7 @@ CLASSES = FieldType((str, list), "a string such as \"goldfish,pug\" or an array 
 STUDY_FIELDS: dict[str, FieldType] = {
     "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
     "variants": FieldType((list,), "an array of tables ([[variants]])", items=dict), "timing": TABLE,
-    "activations": TABLE, "ablation": TABLE, "reading": TEXT}
+    "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT}
 VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT}
 #: every knob a registered model takes (see seprobe.models.registry), by type; values are then checked by the model
 KNOB_FIELDS: dict[str, FieldType] = {
@@ -90,9 +90,22 @@ ABLATION_FIELDS: dict[str, FieldType] = {
     "calibration_samples_per_class": COUNT, "calibration_per_class": COUNT, "calibration_views": COUNT,
     "batch_size": COUNT, "bootstrap": COUNT, "seed": FieldType((int,), "an integer (without quotes)"),
     "export_blocks": NAMES, "export_mode": TEXT}
+#: a training study: every (variant, seed) trained by seprobe.train on ``data`` with the named ``budget``
+#: (``[budgets.NAME]``: the recipe fields to change in the published one, and the images per class); the
+#: variant labelled ``baseline`` is what the others are compared with, seed by seed; ``dataset`` names the
+#: paper's figures to show (cifar10, cifar100)
+TRAINING_FIELDS: dict[str, FieldType] = {
+    "data": TEXT, "weights": TEXT, "seeds": FieldType((list,), "an array of integers such as [0, 1, 2]", items=int),
+    "baseline": TEXT, "budget": TEXT, "dataset": TEXT}
+BUDGET_FIELDS: dict[str, FieldType] = {
+    "epochs": COUNT, "batch_size": COUNT, "lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER,
+    "no_decay_bn_bias": BOOL, "schedule": TEXT, "warmup_epochs": NUMBER, "label_smoothing": NUMBER, "dtype": TEXT,
+    "channels_last": BOOL, "compile": BOOL, "checkpoint_every": COUNT, "samples_per_class": COUNT,
+    "val_samples_per_class": COUNT, "device": TEXT, "threads": COUNT, "description": TEXT}
 #: the fields of each real-data kind that name files, relative to the study file's folder
 _PATH_FIELDS = {"activations": ("weights", "data", "labels"),
-                "ablation": ("weights", "data", "calibration_data", "calibration_labels")}
+                "ablation": ("weights", "data", "calibration_data", "calibration_labels"),
+                "training": ("data",)}
 #: the paper's printed decimals, which decide whether a measured value "matches"
 DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
@@ -119,10 +132,12 @@ class Study:
     activations: dict[str, Any] = field(default_factory=dict)  # paths made relative to the study file's folder
     reading: str = ""
     ablation: dict[str, Any] = field(default_factory=dict)     # likewise
+    training: dict[str, Any] = field(default_factory=dict)     # likewise
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def missing_inputs(self) -> list[str]:
         """The data or weights an activations or ablation study names that do not exist here."""
-        table = self.ablation if self.kind == "ablation" else self.activations
+        table = {"ablation": self.ablation, "training": self.training}.get(self.kind, self.activations)
         return [str(table[k]) for k in _PATH_FIELDS.get(self.kind, ())
                 if k in table and isinstance(table[k], Path) and not table[k].exists()]
 
@@ -226,8 +241,37 @@ def load_study(path: str | Path) -> Study:
                             "valid: the note there, or no paper row")
         variants.append(Variant(v["label"], v["model"], knobs, row.values() if row else {},
                                 row.note if row else v.get("note", "")))
+    training, budgets = _training(path, kind, data, variants)
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
-                 figure, timing, activations, data.get("reading", "").strip(), ablation)
+                 figure, timing, activations, data.get("reading", "").strip(), ablation, training, budgets)
+
+
+def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tuple[dict, dict]:
+    """The ``[training]`` table (its data path made relative to the study's folder) and the budgets, checked."""
+    training = dict(data.get("training", {}))
+    _check_table(path, "training.", training, TRAINING_FIELDS)
+    budgets = dict(data.get("budgets", {}))
+    for name, budget in budgets.items():
+        FieldType((dict,), "a table ([budgets.NAME])").check(path, f"budgets.{name}", budget)
+        _check_table(path, f"budgets.{name}.", budget, BUDGET_FIELDS)
+    if kind != "training":
+        return training, budgets
+    for required in ("data", "seeds", "baseline", "budget"):
+        if required not in training:
+            raise _fail(path, f"training.{required}", "missing; a training study needs data, seeds, a baseline "
+                        "and a budget")
+    if not training["seeds"] or len(set(training["seeds"])) != len(training["seeds"]):
+        raise _fail(path, "training.seeds", f"invalid seeds {training['seeds']!r}; valid: distinct integers")
+    labels = [v.label for v in variants]
+    if training["baseline"] not in labels:
+        raise _fail(path, "training.baseline", f"no variant labelled {training['baseline']!r}; valid: "
+                    f"{', '.join(labels)}")
+    if training["budget"] not in budgets:
+        raise _fail(path, "training.budget", f"no budget {training['budget']!r}; valid: {', '.join(budgets)}")
+    if len(set(labels)) != len(labels):
+        raise _fail(path, "variants", "two variants share a label; valid: distinct labels (each names its runs)")
+    training["data"] = (path.parent / training["data"]).resolve()
+    return training, budgets
 
 
 def check_unique_names(studies: Iterable[Study]) -> None:
