@@ -371,11 +371,13 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     does not fit the data's classes gets a new one (ImageNet classes keep a 1000-way head). ``resume``: continue
     the run in ``out``, which must have been started with the same options. Under torchrun the ranks share the
     global batch; rank 0 writes."""
+    from .devices import check_device
     from .distributed import current_world
     from .models.factory import ModelSource
     from .training import TrainData, load_data
     from .training import train as run_training
 
+    check_device(current_world().device)
     source = ModelSource(model, weights, knobs)
     if not isinstance(resume, bool):
         raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")

@@ -16,11 +16,13 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
 
 from .. import api
+from ..distributed import current_world, distributed_session
 from ..errors import SeprobeError
 from ..paper import paper_accuracy
 from ..training.compare import accuracy_standard_error, compare
@@ -37,10 +39,13 @@ def slug(label: str) -> str:
 
 
 def budget_of(study: Study, name: str | None) -> tuple[str, dict]:
+    from ..devices import check_device
+
     name = name or study.training["budget"]
     if name not in study.budgets:
         raise SeprobeError(f"{study.path.name}: no budget {name!r}; valid: {', '.join(study.budgets)}",
                            argument="budget")
+    check_device(study.budgets[name].get("device", "cpu"))
     return name, study.budgets[name]
 
 
@@ -70,11 +75,14 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
+    session = nullcontext() if current_world().distributed else distributed_session(settings.get("device", "cpu"))
     try:
-        done = api.train(variant.model, study.training["data"], folder, weights=study.training.get("weights", "random"),
-                         samples_per_class=settings.get("samples_per_class"),
-                         val_samples_per_class=settings.get("val_samples_per_class"),
-                         recipe={**recipe, "seed": seed}, resume=resume, progress=False, **variant.knobs)
+        with session:
+            done = api.train(variant.model, study.training["data"], folder,
+                             weights=study.training.get("weights", "random"),
+                             samples_per_class=settings.get("samples_per_class"),
+                             val_samples_per_class=settings.get("val_samples_per_class"),
+                             recipe={**recipe, "seed": seed}, resume=resume, progress=False, **variant.knobs)
     finally:
         torch.set_num_threads(previous)
     record = {"study": study.name, "variant": variant.label, "model": variant.model, "knobs": variant.knobs,
