@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+from torch import nn
+
+from seprobe import SqueezeExcite
+
 
 def env_without_defaults(**extra) -> dict[str, str]:
     """This environment without ``SEPROBE_*`` defaults (a developer's own must not leak into the tests)."""
@@ -18,3 +22,58 @@ def run_seprobe(*args, cwd, env=None, **kwargs) -> subprocess.CompletedProcess:
     """``python -m seprobe ARGS`` in ``cwd``, its output captured."""
     return subprocess.run([sys.executable, "-m", "seprobe", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env or env_without_defaults(), **kwargs)
+
+
+GOLDFISH, PUG = "n01443537", "n02110958"   # ImageNet classes 1 and 254
+
+
+def one_line(excinfo) -> str:
+    """The message of a raised SeprobeError, which must be one line that says what is valid."""
+    message = str(excinfo.value)
+    assert "\n" not in message and "valid" in message, message
+    return message
+
+
+def write_flat_images(folder, names, colour=(0, 0, 0)):
+    """8 x 8 images of one colour named ``names`` in ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        Image.new("RGB", (8, 8), colour).save(folder / n)
+    return folder
+
+
+class TwoSE(nn.Module):
+    """conv -> SE_2_1 -> conv -> SE_3_1 -> linear; every gate depends on the conv before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
+        self.se1, self.se2 = SqueezeExcite(4, hidden_channels=2), SqueezeExcite(4, hidden_channels=2)
+        self.se1.name, self.se2.name = "SE_2_1", "SE_3_1"
+        self.head = nn.Linear(4, 1000)
+
+    def forward(self, x):
+        return self.head(self.se2(self.conv2(self.se1(self.conv1(x)))).mean((2, 3)))
+
+
+def identity_model(model=None):
+    """:class:`TwoSE` (or ``model``) as a network read on 8 x 8 images, the pixels as they are."""
+    from seprobe.data.images import Preprocessing
+    from seprobe.models.factory import Network
+
+    return Network((model or TwoSE()).eval(), "two-se", Preprocessing(resize=8, crop=8, mean=(0, 0, 0), std=(1, 1, 1)))
+
+
+def write_class_folders(root, classes, per_class: int, side: int, seed: int = 0):
+    """``root/<class>/<i>.png``: ``per_class`` random ``side`` x ``side`` images of each class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root

@@ -11,24 +11,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from seprobe.cost.flops import DEFAULT, count_flops
-from seprobe.cost.se_blocks import block_costs
 from seprobe.data.images import ImageSource, Preprocessing, ViewDataset, discover
 from seprobe.errors import SeprobeError
-from seprobe.models.ablated import ChannelScale, ablated_copy, export_ablated, is_ablated_file, load_ablated
-from seprobe.models.blocks import SEBlockInfo, find_blocks
-from seprobe.models.factory import ModelSource, Network, get_network
-from seprobe.models.registry import build_model
+from seprobe.models.ablated import load_ablated
+from seprobe.models.blocks import SEBlockInfo
+from seprobe.models.factory import Network
 from seprobe.models.se_block import SqueezeExcite
 from seprobe.probe.ablation import ablate, export_blocks
 from seprobe.probe.ablation_plan import Ablation, AblationPlan, cumulative_order
 from seprobe.probe.bootstrap import paired_bootstrap
 from seprobe.probe.calibration import CalibrationSource
 from seprobe.probe.evaluation import Loader
-from seprobe.probe.hooks import GateHooks
 from seprobe.report.ablation import calibration_text, write_outputs
 
-from .conftest import randomize_batchnorm
+from .helpers import write_class_folders
 
 SIDE = 12
 CLASSES = ("a", "b", "c")
@@ -76,13 +72,7 @@ def kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Three class folders of four random images each (calibration_per_class=1 takes the first of each)."""
-    root = tmp_path_factory.mktemp("ablation-data")
-    rng = np.random.default_rng(0)
-    for c in CLASSES:
-        (root / c).mkdir()
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("ablation-data"), CLASSES, 4, SIDE)
 
 
 def tiny(constant_first: bool) -> TinySE:
@@ -331,96 +321,6 @@ def test_outputs_written_together(folder, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "disjoint" in summary and "within noise" in summary
-
-
-def _ablated_logits(model, gates, modes, means, x):
-    with GateHooks(model, gates, means) as hooks, torch.no_grad():
-        hooks.replace(modes)
-        return model(x)
-
-
-def _check_export(model, size, modes_of, tmp_path, spec, knobs=None):
-    model = randomize_batchnorm(model).eval()
-    gates = find_blocks(model, input_size=size)
-    g = torch.Generator().manual_seed(0)
-    means = {b.name: torch.rand(b.channels, generator=g) * 0.9 + 0.05 for b in gates}
-    modes = {b.name: modes_of(i) for i, b in enumerate(gates)}
-    x = torch.randn(2, 3, size, size, generator=g)
-    ablated = _ablated_logits(model, gates, modes, means, x)
-    export_ablated(model, gates, modes, means, tmp_path / "ablated.pth", spec=spec, knobs=knobs)
-    rebuilt = load_ablated(tmp_path / "ablated.pth")
-    with torch.no_grad():
-        exported = rebuilt.model(x)
-        full = model(x)
-    assert (full - ablated).abs().max() > 1e-2  # the ablation changes the logits, so the equality bites
-    # float32: the folded products round differently, by float32's resolution at the logits' scale ...
-    assert (exported - ablated).abs().max() < 1e-6 * max(1.0, ablated.abs().max().item())
-    # ... and folded in float64 the two are the same function
-    double = {k: v.double() for k, v in means.items()}
-    ablated64 = _ablated_logits(model.double(), gates, modes, double, x.double())
-    with torch.no_grad():
-        assert (ablated_copy(model, gates, modes, double).model(x.double()) - ablated64).abs().max() < 1e-10
-    model.float()
-    # the exported network is smaller by what the table says
-    costs, total, params = block_costs(model, gates, size)
-    targets = {b.name: b.fold for b in gates}
-    saved_macs = saved_params = 0
-    for name, mode in modes.items():
-        keeps = mode == "mean" and targets[name] is None
-        saved_params += costs[name].params - (costs[name].channels if keeps else 0)
-        saved_macs += costs[name].macs - (costs[name].scale_macs if keeps else 0)
-    after = count_flops(rebuilt.model, torch.zeros(1, 3, size, size)).total(DEFAULT)
-    assert after == total - saved_macs
-    assert sum(p.numel() for p in rebuilt.model.parameters()) == params - saved_params
-    return rebuilt
-
-
-@pytest.mark.slow
-def test_fold_seprobe_resnet_standard_into_bn(tmp_path):
-    torch.manual_seed(0)
-    model = build_model("se_resnet50")
-    targets = {b.name: b.fold for b in find_blocks(model, 32)}
-    assert targets["SE_2_1"].path == "layer1.0.bn3" and targets["SE_2_1"].kind == "bn"
-    rebuilt = _check_export(model, 32, lambda i: "mean" if i % 3 else "identity", tmp_path, "se_resnet50")
-    assert rebuilt.blocks["SE_2_2"] == "mean folded into layer1.1.bn3"
-    assert not any(isinstance(m, ChannelScale) for m in rebuilt.model.modules())
-
-
-def test_fold_basic_block_and_fallback_scale_module(tmp_path):
-    torch.manual_seed(0)
-    _check_export(build_model("se_resnet18"), 32, lambda i: "mean" if i % 2 else "identity", tmp_path,
-                  "se_resnet18")
-    torch.manual_seed(0)
-    rebuilt = _check_export(build_model("se_resnet18", integration="post"), 32, lambda i: "mean", tmp_path,
-                            "se_resnet18", {"integration": "post"})
-    assert sum(isinstance(m, ChannelScale) for m in rebuilt.model.modules()) == 8
-
-
-def test_fold_timm_mobilenetv3_into_the_projection(tmp_path):
-    timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    model = timm.create_model("tf_mobilenetv3_small_100")
-    targets = {b.name: b.fold for b in find_blocks(model, 64)}
-    assert targets["SE_2_1"].path == "blocks.0.0.conv_pw" and targets["SE_4_1"].path == "blocks.2.0.conv_pwl"
-    rebuilt = _check_export(model, 64, lambda i: "mean" if i % 2 else "identity", tmp_path,
-                            "timm:tf_mobilenetv3_small_100")
-    assert rebuilt.blocks["SE_4_1"] == "mean folded into blocks.2.0.conv_pwl"
-    assert is_ablated_file(tmp_path / "ablated.pth") and not is_ablated_file(tmp_path / "nothing.pth")
-    net = get_network(ModelSource("timm:tf_mobilenetv3_small_100", tmp_path / "ablated.pth"))
-    assert net.name == "timm:tf_mobilenetv3_small_100 (ablated: ablated.pth)" and net.ablated["SE_4_1"].startswith(
-        "mean folded")
-
-
-def test_prefix_reuse_gives_the_same_outcomes(folder):
-    timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    model = randomize_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()
-    lm = Network(model, "timm", Preprocessing(resize=32, crop=32))
-    images = discover(folder)
-    runs = [ablate(lm, images, AblationPlan(per_stage=True), calibration=per_class(1), progress=False, bootstrap=20,
-                   reuse=reuse) for reuse in (False, True)]
-    for a, b in zip(runs[0].outcomes, runs[1].outcomes, strict=True):
-        assert np.array_equal(a.kl, b.kl) and np.array_equal(a.top1, b.top1)
 
 
 def test_cumulative_order_by_top1_breaks_ties_by_kl():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import atomic_write, atomic_write_text, pending_files, read_pending_text
+from ..figures import new_figure, save_figure
+from ..io import atomic_write_text, pending_files, read_pending_text
 from .runs import StudyResult
 
 _HEADERS = {"variant": "variant", "model": "model", "knobs": "knobs", "gflops": "GFLOPs",
@@ -47,13 +48,9 @@ def markdown(result: StudyResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(result: StudyResult, path: Path) -> None:
+def figure(result: StudyResult, path: Path) -> Path:
     """Measured vs paper, one pair of markers per variant (seaborn), on an axis zoomed to the values so that
-    0.1 M differences show; saved without timestamps, so it is reproducible."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    0.1 M differences show, as ``path`` (PNG); saved without timestamps, so it is reproducible."""
     import pandas as pd
     import seaborn as sns
 
@@ -61,17 +58,17 @@ def figure(result: StudyResult, path: Path) -> None:
     df = result.table
     long = pd.concat([pd.DataFrame({"variant": df["variant"], "value": df[key], "source": "seprobe"}),
                       pd.DataFrame({"variant": df["variant"], "value": df[f"paper_{key}"], "source": "paper"})])
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(df)), 3.6))
-    sns.pointplot(data=long.dropna(), x="variant", y="value", hue="source", ax=ax, palette="deep",
-                  markers=["o", "D"], linestyles="none", dodge=0.25)
-    ax.set_ylabel({"params_m": "parameters (M)", "gflops": "GFLOPs (multiply-adds)"}[key])
-    ax.set_xlabel("")
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(result.study.title, fontsize=10)
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    with new_figure(figsize=(max(5, 1.1 * len(df)), 3.6)) as (fig, ax):
+        sns.pointplot(data=long.dropna(), x="variant", y="value", hue="source", ax=ax, palette="deep",
+                      markers=["o", "D"], linestyles="none", dodge=0.25)
+        ax.set_ylabel({"params_m": "parameters (M)", "gflops": "GFLOPs (multiply-adds)"}[key])
+        ax.set_xlabel("")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(result.study.title, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        fig.tight_layout()
+        (written,) = save_figure(fig, path.with_suffix(""), formats=("png",))
+    return written
 
 
 def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
@@ -79,7 +76,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
     paths = [atomic_write_text(out_dir / f"{name}.md", markdown(result)),
              atomic_write_text(out_dir / f"{name}.csv", result.table.to_csv(index=False, lineterminator="\n"))]
     if result.study.figure:
-        paths.append(atomic_write(out_dir / f"{name}.png", lambda tmp: figure(result, tmp)))
+        paths.append(figure(result, out_dir / f"{name}.png"))
     if result.activation_run is not None:
         from ..probe.activation_report import write_outputs
 

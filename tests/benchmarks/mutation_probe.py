@@ -174,7 +174,7 @@ MUTANTS = (
            ".mean(0))", (f"{T_ABL}::test_calibration_mean_is_over_images_not_classes",)),
     Mutant("atomic-write-keeps-tmp", "seprobe/io.py", "    except BaseException:\n        tmp.unlink(missing_ok=True)\n"
            "        raise\n    return path", "    except BaseException:\n        raise\n    return path",
-           ("tests/test_atomic_write.py",)),
+           ("tests/test_io.py",)),
     Mutant("pre-se-on-plain-identity", RESNET, "out = block.relu(out + identity)",
            'out = block.relu(out + (block.se(x) if block.integration == "pre" and block.downsample is None '
            "else identity))", (f"{T_INT}::test_pre_integration_without_downsampling_keeps_the_raw_identity",)),
