@@ -90,6 +90,11 @@ def test_version_and_help(tmp_path):
       "--calibration-data", "."], "--calibration (images per class) and --calibration-data (a folder) both given"),
     (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--mode", "half"],
      "'half' is not one of"),
+    (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--blocks", ","],
+     "invalid --blocks ','; valid: comma-separated names"),
+    (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--classes", " , "],
+     "invalid --classes ' , '"),
+    (["train", "--model", "se_resnet18", "--data", ".", "--out", "run", "--resume", "run"], "one of --out DIR"),
     (["nonsense"], "No such command"),
 ])
 def test_bad_input_is_one_line_before_any_work(tmp_path, args, needle):
@@ -307,3 +312,15 @@ def test_every_command_has_its_python_function():
              "reports": "seprobe.studies.regenerate"}
     for name, home in homes.items():
         assert callable(getattr(seprobe, name)) and getattr(seprobe, name).__module__ == home
+
+
+@pytest.mark.slow
+def test_bare_ablate_runs_identity_and_says_what_mean_needs(tmp_path):
+    """No --mode and no calibration images: every block alone in identity mode, and one line on mean."""
+    data = write_images(tmp_path / "data", 1)
+    proc = seprobe("ablate", "--model", "se_resnet18", "--weights", "random", "--data", data, "--resize", "32",
+                   "--crop", "32", "--bootstrap", "20", "--out", "abl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only" in proc.stderr
+    table = __import__("pandas").read_csv(tmp_path / "abl" / "ablation.csv")
+    assert set(table["mode"]) == {"none", "identity"} and (table["group"] == "block").sum() == 8
