@@ -111,8 +111,8 @@ def format_for(path: str | os.PathLike, fmt: str | None) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIX_FORMATS:
         raise SeprobeError(
-            f"cannot tell the format of {str(path)!r} from its suffix; valid: "
-            f"{', '.join(_SUFFIX_FORMATS)} or a format: {'|'.join(FORMATS)}", argument="format"
+            f"cannot tell how to write {str(path)!r} from its suffix; valid: {', '.join(_SUFFIX_FORMATS)}, or "
+            f"format {'|'.join(FORMATS)}", argument="format"
         )
     return _SUFFIX_FORMATS[suffix]
 

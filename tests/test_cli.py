@@ -321,6 +321,7 @@ def test_bare_ablate_runs_identity_and_says_what_mean_needs(tmp_path):
     proc = seprobe("ablate", "--model", "se_resnet18", "--weights", "random", "--data", data, "--resize", "32",
                    "--crop", "32", "--bootstrap", "20", "--out", "abl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only" in proc.stderr
+    assert ("seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only"
+            in proc.stderr)
     table = __import__("pandas").read_csv(tmp_path / "abl" / "ablation.csv")
     assert set(table["mode"]) == {"none", "identity"} and (table["group"] == "block").sum() == 8

@@ -41,7 +41,7 @@ def test_markdown_and_text_sections_are_headed_by_table_name():
 def test_the_format_comes_from_the_suffix_or_is_named():
     assert [format_for(p, None) for p in ("x.csv", "x.JSON", "x.md", "x.txt")] == ["csv", "json", "markdown", "table"]
     assert format_for("x.csv", "json") == "json"
-    with pytest.raises(SeprobeError, match="cannot tell the format of 'x.xlsx'"):
+    with pytest.raises(SeprobeError, match="cannot tell how to write 'x.xlsx' from its suffix"):
         format_for("x.xlsx", None)
 
 

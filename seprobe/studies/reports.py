@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..figures import new_figure, save_figure
 from ..io import atomic_write_text, pending_files, read_pending_text
-from .runs import StudyResult
+from .result import StudyResult
 
 _HEADERS = {"variant": "variant", "model": "model", "knobs": "knobs", "gflops": "GFLOPs",
             "paper_gflops": "paper GFLOPs", "gflops_diff": "diff", "mflops": "MFLOPs", "paper_mflops": "paper MFLOPs",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,19 +15,8 @@ from ..probe.ablation_plan import ORDERS
 from ..report.ablation import calibration_text
 from ..report.ablation import notes as ablation_notes
 from ..report.activations import notes as activation_notes
+from .result import StudyResult
 from .spec import DECIMALS, Study, Variant
-
-
-@dataclass
-class StudyResult:
-    study: Study
-    table: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-    context: list[str] = field(default_factory=list)  # lines that say how and where it was measured
-    activation_run: object | None = None              # an ActivationRun, for the activations kind
-    classes: list[int] = field(default_factory=list)
-    ablation_result: object | None = None             # an AblationResult, for the ablation kind
-    training: pd.DataFrame | None = None              # every run's history, for the training kind
 
 
 def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, *, runs: Path | None = None,

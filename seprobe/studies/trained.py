@@ -26,6 +26,7 @@ from ..distributed import current_world, distributed_session
 from ..errors import SeprobeError
 from ..paper import paper_accuracy
 from ..training.compare import accuracy_standard_error, compare
+from .result import StudyResult
 from .spec import Study
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "no_decay_bn_bias", "schedule",
@@ -100,8 +101,6 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
                        progress: Callable[[str], None] = lambda msg: None):
     """Train every run that is missing, then compare the variants (a :class:`~seprobe.studies.runs.StudyResult`
     whose table has one row per variant, and whose ``training`` holds every run's history)."""
-    from .runs import StudyResult
-
     name, settings = budget_of(study, budget)
     seeds = study.training["seeds"]
     epochs = settings.get("epochs")

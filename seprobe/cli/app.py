@@ -1,0 +1,174 @@
+"""The application, its errors as flags, and the entry point.
+
+Every error a user can cause is one line on stderr (``seprobe: error: ...``) and exit code 2: a bad option
+value, a missing input, a malformed file. The library's errors name Python arguments (``batch_size``); here they
+name the flag (``--batch-size``, :data:`FLAGS`). Ctrl-C and SIGTERM print ``seprobe: interrupted`` and exit 130,
+with no output half-written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+try:  # typer >= 0.2x carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as click_errors
+
+from .. import __version__
+from ..choices import (
+    Format,
+)
+from ..errors import SeprobeError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help="Build, count, time and look inside Squeeze-and-Excitation networks.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Build, count, time and look inside Squeeze-and-Excitation networks."""
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+#: Python arguments whose flag is not their name with dashes (``batch_size`` is ``--batch-size``)
+FLAGS = {
+    "stages": "--se-stages", "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
+    "include": "--with-timing/--with-activations/--with-ablation/--with-training",
+    "skip_kinds": "--with-timing/--with-activations/--with-ablation/--with-training",
+}
+
+
+def flag(argument: str) -> str:
+    """The flag of a Python argument: ``batch_size`` -> ``--batch-size``, unless :data:`FLAGS` says otherwise."""
+    return FLAGS.get(argument, "--" + argument.replace("_", "-"))
+
+
+def for_the_command_line(e: SeprobeError) -> str:
+    """The error's message with Python arguments named by their flags: the argument it is about (its first
+    mention), and every other argument name with an underscore (no ordinary word has one)."""
+    message = str(e)
+    for argument in (e.argument,) if isinstance(e.argument, str) else e.argument or ():
+        message = re.sub(rf"{_OUTSIDE[0]}{re.escape(argument)}{_OUTSIDE[1]}", flag(argument), message, count=1)
+    return re.sub(rf"{_OUTSIDE[0]}(" + "|".join(map(re.escape, _underscored())) + rf"){_OUTSIDE[1]}",
+                  lambda m: flag(m.group(1)), message)
+
+
+#: an argument's name as a word of its own: not inside a longer name, a path or a quoted value
+_OUTSIDE = (r"(?<![\w/.'\\-])", r"(?![\w/.'-])")
+
+
+def _underscored() -> list[str]:
+    """Every option of every command whose Python name has an underscore, longest first."""
+    names = set()
+    for fn in [c.callback for c in app.registered_commands] + [c.callback for c in study_app.registered_commands]:
+        names |= {p for p in inspect.signature(fn).parameters if "_" in p}
+    return sorted(names - {"fmt"}, key=len, reverse=True)
+
+
+FormatOpt = Annotated[Format | None, typer.Option("--format", "-f", help="print tables in this format")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", metavar="FILE", help="write to this file (format from suffix)")
+]
+
+
+def emit(tables: dict, fmt: str | None, output: Path | None, command: str) -> None:
+    """Result tables to stdout (``--format``) or to files (``--output``), all files together or none."""
+    from ..io import output_set
+    from ..tables import render_all, write_tables
+
+    if output is None:
+        typer.echo(render_all(tables, fmt or "table", command), nl=False)
+        return
+    with output_set():
+        written = write_tables(tables, output, fmt, command)
+    for path in written:
+        _err(f"wrote {path}")
+
+
+study_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Run the paper's tables as studies (studies/*.toml)."
+)
+app.add_typer(study_app, name="study")
+
+
+# --- entry point -----------------------------------------------------------------------------------------------------
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM takes the same clean-up path as Ctrl-C
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 speaks for all
+    _err(f"seprobe: warning: {str(message).splitlines()[0] if str(message) else category.__name__}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; every failure a user can cause ends here as one line and a non-zero exit code."""
+    signal.signal(signal.SIGTERM, _terminate)
+    warnings.showwarning = _one_line_warning
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    command = next((a for a in argv if not a.startswith("-")), "")
+    try:
+        code = app(args=argv, prog_name="seprobe", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into this exit code
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except SeprobeError as e:
+        if not getattr(e, "quiet", False):  # under torchrun, one rank speaks for all
+            _err(f"seprobe: error: {for_the_command_line(e)}")
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        _err("seprobe: interrupted")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except click_errors.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `seprobe` or `seprobe study` alone: the help
+            typer.echo(e.ctx.get_help())
+            sys.exit(0)
+        hint = f"seprobe {command} --help" if command in app_commands() else "seprobe --help"
+        _err(f"seprobe: error: {e.format_message().replace('Value error, ', '')} (see `{hint}`)")
+        sys.exit(2)
+    except click_errors.ClickException as e:
+        _err(f"seprobe: error: {e.format_message()}")
+        sys.exit(e.exit_code)
+
+
+def app_commands() -> set[str]:
+    return {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""``seprobe models`` and ``seprobe complexity``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..choices import (
+    Dtype,
+)
+from ..defaults import BATCH_SIZE
+from ..errors import SeprobeError
+from .app import FormatOpt, OutputOpt, _err, app, emit, flag
+from .options import KNOBS, with_groups
+
+
+@app.command("models")
+def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
+    """List every registered model with its parameter count and its counterpart without SE."""
+    from ..io import check_output_file
+    from ..models.registry import models_table
+
+    check_output_file(output, "output")
+    emit({"models": models_table()}, fmt, output, "models")
+
+
+@app.command("complexity")
+@with_groups(KNOBS)
+def complexity_cmd(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or torchvision:NAME (repeatable)"),
+    ] = None,
+    input_size: Annotated[
+        int | None, typer.Option(metavar="N", help="square input side (default: the model's)")
+    ] = None,
+    count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
+    count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
+    count_adds: Annotated[bool, typer.Option("--count-adds", help="count residual adds")] = False,
+    count_pooling: Annotated[bool, typer.Option("--count-pooling", help="count pooling and SE squeeze adds")] = False,
+    count_muls: Annotated[
+        bool, typer.Option("--count-muls", help="count other elementwise products (residual scaling)")
+    ] = False,
+    per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
+    time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N (for --time)")] = "cpu",
+    batch_size: Annotated[int, typer.Option(metavar="N", help="batch size (for --time)")] = BATCH_SIZE["complexity"],
+    dtype: Annotated[Dtype, typer.Option(help="autocast dtype (for --time)")] = "float32",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the models")] = False,
+    warmup: Annotated[int, typer.Option(metavar="N", help="untimed iterations")] = 3,
+    repeats: Annotated[int, typer.Option(metavar="N", help="timed iterations")] = 10,
+    auto_batch: Annotated[bool, typer.Option("--auto-batch", help="halve the batch on GPU out-of-memory")] = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    knobs: dict | None = None,
+) -> None:
+    """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
+    from .. import api
+    from ..io import check_output_file
+    from ..tables import format_for
+
+    check_output_file(output, "output")
+    if output is not None:
+        format_for(output, fmt)
+    if fmt == "csv" and output is None and (per_block or time_it):
+        raise SeprobeError("--format csv prints one table, and --per-block / --time add more; valid: --output "
+                           "FILE.csv (one file per table), or --format json")
+    from ..cost.timing import TimingSetup
+
+    # checked whether or not --time is given: a nonsense value is an error either way
+    timing = TimingSetup(device=device, batch_size=batch_size, dtype=dtype, channels_last=channels_last,
+                         compile=compile_, warmup=warmup, repeats=repeats, auto_batch=auto_batch)
+    from ..cost.flops import FlopConvention
+
+    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling,
+                                muls=count_muls)
+    report = api.complexity(model or _default_model(), input_size=input_size, convention=convention,
+                            per_block=per_block, time=timing if time_it else None, progress=_err, **knobs)
+    for knob, names in report.ignored.items():
+        _err(f"seprobe: warning: {flag(knob)} does not apply to {', '.join(names)} (no SE, or not an seprobe model): "
+             "ignored there")
+    if output is not None or fmt not in (None, "table"):
+        emit(report.tables(with_operations=fmt != "csv" or output is not None), fmt, output, "complexity")
+        if output is None:
+            return
+    typer.echo(report.text(), nl=False)
+
+
+def _default_model() -> list[str]:
+    from ..config import load_defaults
+
+    model = load_defaults().get("model")
+    if model is None:
+        raise SeprobeError("missing --model; e.g. seprobe complexity --model se_resnet50 (names: `seprobe models`, "
+                           "timm:NAME, torchvision:NAME)")
+    return [model]

@@ -1,0 +1,192 @@
+"""Options several commands take, declared once (:class:`OptionGroup`: the model knobs, the inputs, the loader,
+the preprocessing overrides): :func:`with_groups` adds a group's options to a command's signature and hands the
+command one value per group."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..choices import (
+    GateName,
+    Integration,
+    Interpolation,
+    SqueezeName,
+    StemPool,
+    StrideAt,
+)
+from ..defaults import BATCH_SIZE
+from ..errors import SeprobeError
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands take, declared once: ``params`` join the command's signature, and the command
+    receives ``build(values)`` as its argument ``name``."""
+
+    name: str
+    params: tuple[inspect.Parameter, ...]
+    build: Callable[[dict[str, Any]], Any]
+
+
+def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_groups(*groups: OptionGroup):
+    """Add the options of ``groups`` to a command (after its own) and pass each group's value as one argument."""
+
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)  # typer reads the evaluated annotations
+        own = [p for p in sig.parameters.values() if p.name not in {g.name for g in groups}]
+
+        def command(**values):
+            for g in sorted(groups, key=lambda g: g.name == "inputs"):  # the inputs' defaults are read last
+                values[g.name] = g.build({p.name: values.pop(p.name) for p in g.params})
+            return fn(**values)
+
+        command.__signature__ = sig.replace(parameters=own + [p for g in groups for p in g.params])
+        command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        return command
+
+    return decorate
+
+
+#: command-line option -> model-zoo knob
+KNOB_OPTIONS = {"reduction": "reduction", "squeeze": "squeeze", "gate": "gate", "bias": "bias", "se_stages": "stages",
+                "drop_stage5": "drop_stage5", "integration": "integration", "stride_at": "stride_at",
+                "stem_pool": "stem_pool", "num_classes": "num_classes"}
+
+KNOBS = OptionGroup("knobs", (
+    _option("reduction", Annotated[int | None, typer.Option(metavar="R", help="SE reduction ratio r (C // r)")]),
+    _option("squeeze", Annotated[SqueezeName | None, typer.Option(help="squeeze: average (Eq. 2), max, none")]),
+    _option("gate", Annotated[GateName | None, typer.Option(help="excitation gate (Eq. 3)")]),
+    _option("bias", Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")]),
+    _option("se_stages", Annotated[str | None, typer.Option(
+        "--se-stages", "--stages", metavar="S,S,...", help="stages that carry SE, e.g. 2,3,4")]),
+    _option("drop_stage5", Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE blocks")]),
+    _option("integration", Annotated[Integration | None, typer.Option(help="where the SE block sits (Fig. 5)")]),
+    _option("stride_at", Annotated[StrideAt | None, typer.Option(help="ResNets: the conv that downsamples")]),
+    _option("stem_pool", Annotated[StemPool | None, typer.Option(help="ResNets: Caffe's ceil or torchvision's pool")]),
+    _option("num_classes", Annotated[int | None, typer.Option(metavar="K", help="classifier outputs (seprobe "
+                                                                            "models)")]),
+), lambda v: {KNOB_OPTIONS[k]: x for k, x in v.items() if x is not None})
+
+
+def _triple(text: str | None, argument: str):
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise SeprobeError(f"invalid {argument} {text!r}; valid: three comma-separated numbers, e.g. 0.5,0.5,0.5",
+                           argument=argument)
+    return values
+
+
+def _overrides(v: dict[str, Any]):
+    from ..data.images import Overrides
+
+    return Overrides(v["resize"], v["crop"], _triple(v["mean"], "mean"), _triple(v["std"], "std"), v["interpolation"])
+
+
+PREPROCESSING = OptionGroup("overrides", (
+    _option("resize", Annotated[int | None, typer.Option(metavar="N", help="override: resize the shorter side")]),
+    _option("crop", Annotated[int | None, typer.Option(metavar="N", help="override: centre crop size")]),
+    _option("mean", Annotated[str | None, typer.Option(metavar="M,M,M", help="override: normalisation mean")]),
+    _option("std", Annotated[str | None, typer.Option(metavar="S,S,S", help="override: normalisation std")]),
+    _option("interpolation", Annotated[Interpolation | None, typer.Option(help="override: resize interpolation")]),
+), _overrides)
+
+EXAMPLE = "seprobe {command} --model timm:tf_mobilenetv3_small_100 --weights PATH.pth --data DIR{extra}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    model: str
+    weights: str
+    data: Path
+    labels: Path | None
+
+
+def inputs_group(command: str, extra: str = "") -> OptionGroup:
+    """``--model --weights --data --labels``, each from the option or else the defaults (config file,
+    environment); all missing ones are named at once, with an example."""
+
+    def build(v: dict[str, Any]) -> Inputs:
+        from ..config import load_defaults
+
+        defaults = load_defaults()
+        values = {k: x if x is not None else defaults.get(k) for k, x in v.items()}
+        if v["model"] is not None and v["model"] != defaults.get("model") and v["weights"] is None:
+            values["weights"] = None  # the default weights belong to the default model
+        missing = [f"--{k}" for k in ("model", "weights", "data") if values[k] is None]
+        if missing:
+            raise SeprobeError(
+                f"missing {', '.join(missing)}; e.g. {EXAMPLE.format(command=command, extra=extra)} (or set them once "
+                "in seprobe.toml, [tool.seprobe] of pyproject.toml, or SEPROBE_MODEL / SEPROBE_WEIGHTS / SEPROBE_DATA)")
+        return Inputs(values["model"], values["weights"], Path(values["data"]),
+                      Path(values["labels"]) if values["labels"] else None)
+
+    return OptionGroup("inputs", (
+        _option("model", Annotated[str | None, typer.Option(
+            "--model", "-m", metavar="NAME",
+            help="seprobe name, timm:NAME[.tag] or torchvision:NAME [default: config]")]),
+        _option("weights", Annotated[str | None, typer.Option(
+            metavar="PATH|pretrained|random",
+            help="checkpoint path, 'pretrained' (timm/torchvision download) or 'random' [default: config]")]),
+        _option("data", Annotated[Path | None, typer.Option(
+            metavar="DIR",
+            help="images: wnid_name files, class folders, or a flat folder + --labels [default: config]")]),
+        _option("labels", Annotated[Path | None, typer.Option(
+            metavar="FILE", help="label file for a flat folder ('<file> <label>' lines)")]),
+    ), build)
+
+
+def loader_group(command: str) -> OptionGroup:
+    """``--batch-size --device --num-workers``; the device is this rank's under torchrun."""
+
+    def build(v: dict[str, Any]):
+        from ..probe.evaluation import Loader
+
+        return Loader(v["batch_size"], _world_device(v["device"]), v["num_workers"])
+
+    return OptionGroup("loader", (
+        _option("batch_size", Annotated[int, typer.Option(metavar="N", help="images a step")], BATCH_SIZE[command]),
+        _option("device", Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N")], "cpu"),
+        _option("num_workers", Annotated[int, typer.Option(metavar="N", help="data-loading processes")], 0),
+    ), build)
+
+
+BudgetOpt = Annotated[
+    str | None, typer.Option(metavar="NAME", help="training studies: the budget to train with (e.g. cpu, paper)")
+]
+ReportsOutOpt = Annotated[
+    Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
+]
+
+
+def _world_device(device: str) -> str:
+    """This rank's device under torchrun (the open session's), else ``device``."""
+    from ..distributed import current_world
+
+    world = current_world()
+    return world.device if world.distributed else device
+
+
+def _names(text: str | None, argument: str) -> list[str] | None:
+    """``"SE_5_1,SE_5_2"`` -> ``["SE_5_1", "SE_5_2"]``; a list that names nothing is an error."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise SeprobeError(f"invalid {argument} {text!r}; valid: comma-separated names", argument=argument)
+    return names

@@ -1,0 +1,102 @@
+"""``seprobe train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..choices import (
+    Dtype,
+    Schedule,
+)
+from ..errors import SeprobeError
+from .app import FormatOpt, _err, app, emit
+from .options import KNOBS, with_groups
+from .probes import _session
+
+TRAIN_HELP = """Train any network on labelled images (resumable; under torchrun the ranks share the batch).
+
+Defaults are the published recipes, chosen by the images' size. 32-pixel data (CIFAR): He et al. 2015, 164
+epochs, batch 128, SGD momentum 0.9, weight decay 1e-4, learning rate 0.1 divided by 10 at 50 % and 75 % of the
+steps; 4-pixel zero pad + random 32x32 crop + flip, the training set's mean/std. Larger images (ImageNet): 90
+epochs, batch 256, learning rate 0.1 x batch / 256 divided by 10 at epochs 30 and 60; random resized crop + flip,
+the model's evaluation preprocessing for validation. The learning rate scales with --batch-size. --out receives
+checkpoint.pth, final.pth (the weights, loadable as --weights), history.csv, summary.md and curves.png/.svg."""
+
+
+@app.command("train", help=TRAIN_HELP)
+@with_groups(KNOBS)
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or "
+                                       "torchvision:NAME")],
+    weights: Annotated[str, typer.Option(metavar="PATH|pretrained|random",
+                                         help="initial weights: random (seeded by --seed), pretrained, or a "
+                                              "checkpoint (an exported ablated network, a checkpoint.pth)")] = "random",
+    data: Annotated[Path | None, typer.Option(metavar="DIR", help="DIR/train + DIR/test (or val), or CIFAR's files")
+                    ] = None,
+    train_data: Annotated[Path | None, typer.Option(metavar="DIR", help="training images (with --val-data)")] = None,
+    val_data: Annotated[Path | None, typer.Option(metavar="DIR", help="validation images")] = None,
+    train_labels: Annotated[Path | None, typer.Option(metavar="FILE", help="labels of --train-data")] = None,
+    val_labels: Annotated[Path | None, typer.Option(metavar="FILE", help="labels of --val-data")] = None,
+    samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="first N training images per class")
+                                 ] = None,
+    val_samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="first N validation images per "
+                                                              "class")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="DIR", help="a new or empty folder for the run")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="DIR", help="continue the run in DIR (same options)")] = None,
+    epochs: Annotated[int | None, typer.Option(metavar="N")] = None,
+    batch_size: Annotated[int | None, typer.Option(metavar="N", help="the global batch")] = None,
+    lr: Annotated[float | None, typer.Option(metavar="LR", help="peak learning rate")] = None,
+    momentum: Annotated[float | None, typer.Option(metavar="M")] = None,
+    weight_decay: Annotated[float | None, typer.Option(metavar="WD")] = None,
+    no_decay_bn_bias: Annotated[bool | None, typer.Option(
+        "--no-decay-bn-bias/--decay-bn-bias", help="no weight decay on BatchNorm and biases")] = None,
+    schedule: Annotated[Schedule | None, typer.Option(help="learning-rate schedule")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(metavar="E", help="linear warm-up from 0")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(metavar="S")] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="data order, augmentation, initial weights")] = None,
+    dtype: Annotated[Dtype | None, typer.Option(help="autocast dtype (a gradient scaler for float16)")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last memory format")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the training step")] = None,
+    sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="SyncBatchNorm (torchrun on CUDA)")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(metavar="N", help="also checkpoint every N steps")] = None,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu or cuda (this rank's GPU under torchrun)")
+                      ] = "cpu",
+    num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")] = 4,
+    fmt: FormatOpt = None,
+    knobs: dict | None = None,
+) -> None:
+    from .. import api
+
+    if (out is None) == (resume is None):
+        raise SeprobeError("give one of --out DIR (a new run) and --resume DIR (continue one)")
+    if (data is None) == (train_data is None):
+        raise SeprobeError("give one of --data DIR (with train/ and test/) and --train-data DIR with --val-data DIR")
+    if train_data is not None and val_data is None:
+        raise SeprobeError("--train-data needs --val-data DIR")
+    if data is not None and (val_data is not None or train_labels is not None):
+        raise SeprobeError("--data DIR holds train/ and test/; valid: --train-data DIR with --val-data DIR for "
+                           "separate folders (and their --train-labels / --val-labels)")
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+             "weight_decay": weight_decay, "no_decay_bn_bias": no_decay_bn_bias, "schedule": schedule,
+             "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "seed": seed, "dtype": dtype,
+             "channels_last": channels_last, "compile": compile_, "sync_bn": sync_bn,
+             "checkpoint_every": checkpoint_every}
+    recipe = {k: v for k, v in given.items() if v is not None}
+    with _session(device) as world:
+        result = api.train(model, data or train_data, out or resume, weights=weights, val_data=val_data,
+                           train_labels=train_labels, val_labels=val_labels, samples_per_class=samples_per_class,
+                           val_samples_per_class=val_samples_per_class, recipe=recipe, resume=resume is not None,
+                           num_workers=num_workers, **knobs)
+    if not world.is_main:
+        return
+    if result.head:
+        _err(f"seprobe: note: {result.head}")
+    for path in result.written:
+        _err(f"wrote {path}")
+    if fmt not in (None, "table"):
+        emit(result.tables(), fmt, None, "train")
+    else:
+        typer.echo(result.text(), nl=False)
