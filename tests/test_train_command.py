@@ -88,6 +88,19 @@ def test_an_exported_ablated_network_can_be_fine_tuned(cifar_like, tmp_path):
     assert done.head is None
 
 
+def test_a_checkpoint_of_an_earlier_run_is_a_starting_point(cifar_like, tmp_path):
+    seprobe.train("resnet20_cifar", cifar_like, tmp_path / "first", recipe=RECIPE, progress=False)
+    again = seprobe.train("resnet20_cifar", cifar_like, tmp_path / "second", recipe={**RECIPE, "lr": 1e-9},
+                          weights=tmp_path / "first" / "checkpoint.pth", progress=False, num_classes=3)
+    assert again.head is None
+    first = torch.load(tmp_path / "first" / "final.pth", weights_only=True)
+    second = torch.load(tmp_path / "second" / "final.pth", weights_only=True)
+    # the second run starts from the first's weights: at lr 1e-9 no weight moves by 1e-6 (BatchNorm's running
+    # statistics move whatever the learning rate)
+    weights = [k for k in first if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert weights and all((second[k] - first[k]).abs().max() < 1e-6 for k in weights)
+
+
 @pytest.mark.parametrize("recipe,argument", [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
                                              ({"bogus": 1}, "recipe"), ({"seed": -1}, "seed")])
 def test_bad_recipes_are_refused_before_any_work(cifar_like, tmp_path, recipe, argument):
