@@ -50,7 +50,7 @@ from torchvision.models.resnet import conv1x1, conv3x3
 from ..data.images import Preprocessing
 from ..errors import SeprobeError
 from .resnet import SEBasicBlock
-from .se_config import SEConfig, parse_stages
+from .se_config import SEConfig, attach_se, parse_stages
 
 #: the evaluation transform of a CIFAR network: the 32x32 image as it is, normalised by CIFAR-10's training-set
 #: per-channel mean and standard deviation (of the original images; the JPEG copy in shared/ differs by < 0.003)
@@ -108,9 +108,7 @@ class PreActBasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.downsample = downsample
         self.stride = stride
-        self.integration = se.integration if se else None
-        se_channels = {"pre": inplanes, "3x3": planes}.get(self.integration, planes)
-        self.se = se.block(se_channels) if se else None
+        attach_se(self, se, pre=inplanes, inner=planes, out=planes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.relu(self.bn1(x))
@@ -141,9 +139,7 @@ class PreActBottleneck(nn.Module):
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.downsample = downsample
         self.stride = stride
-        self.integration = se.integration if se else None
-        se_channels = {"pre": inplanes, "3x3": planes}.get(self.integration, planes * self.expansion)
-        self.se = se.block(se_channels) if se else None
+        attach_se(self, se, pre=inplanes, inner=planes, out=planes * self.expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.relu(self.bn1(x))

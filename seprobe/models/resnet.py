@@ -23,7 +23,7 @@ from torchvision.models.resnet import ResNet, conv1x1, conv3x3
 
 from ..choices import STEM_POOLS, STRIDES
 from ..errors import check_choice
-from .se_config import STAGES, SEConfig
+from .se_config import STAGES, SEConfig, attach_se
 
 
 def stage_of(planes: int) -> int:
@@ -48,9 +48,7 @@ class SEBasicBlock(nn.Module):
         self.bn2 = norm_layer(planes)
         self.downsample = downsample
         self.stride = stride
-        self.integration = se.integration if se else None
-        se_channels = {"pre": inplanes, "3x3": planes}.get(self.integration, planes)
-        self.se = se.block(se_channels) if se else None
+        attach_se(self, se, pre=inplanes, inner=planes, out=planes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -85,9 +83,7 @@ class SEBottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-        self.integration = se.integration if se else None
-        se_channels = {"pre": inplanes, "3x3": width}.get(self.integration, planes * self.expansion)
-        self.se = se.block(se_channels) if se else None
+        attach_se(self, se, pre=inplanes, inner=width, out=planes * self.expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x

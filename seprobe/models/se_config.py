@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from torch import nn
+
 from ..choices import GATES, INTEGRATIONS, SQUEEZES
 from ..errors import SeprobeError, check_choice
 from .se_block import SqueezeExcite
@@ -79,3 +81,11 @@ class SEConfig:
         return SqueezeExcite(
             channels, reduction=self.reduction, squeeze=self.squeeze, gate=self.gate, bias=self.bias
         )
+
+
+def attach_se(unit: nn.Module, se: SEConfig | None, *, pre: int, inner: int, out: int) -> None:
+    """Give a residual unit ``unit.integration`` and ``unit.se``: the SE block on the width where the integration
+    puts it (Fig. 5): the unit's input (``pre``), the branch's narrower 3x3 width (``3x3``), else its output
+    (``standard``, ``post``, ``identity``); no SE block (``None``) without ``se``."""
+    unit.integration = se.integration if se else None
+    unit.se = se.block({"pre": pre, "3x3": inner}.get(unit.integration, out)) if se else None
