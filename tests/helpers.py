@@ -77,3 +77,20 @@ def write_class_folders(root, classes, per_class: int, side: int, seed: int = 0)
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
     return root
+
+
+def bn(m, x):
+    """An eval-mode BatchNorm by hand (functional, its running statistics)."""
+    import torch.nn.functional as F
+
+    return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+
+def se_ref(se, x):
+    """Eq. 2-4 by hand for an seprobe SE block with sigmoid gate and average squeeze: x * sigmoid(W2 relu(W1 z))."""
+    import torch
+    import torch.nn.functional as F
+
+    z = x.mean((2, 3), keepdim=True)
+    h = F.relu(F.conv2d(z, se.fc1.weight, se.fc1.bias))
+    return x * torch.sigmoid(F.conv2d(h, se.fc2.weight, se.fc2.bias))

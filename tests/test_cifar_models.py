@@ -24,6 +24,7 @@ from seprobe.report.complexity import block_table, stage_table
 
 from . import hand_counts as hc
 from .conftest import SHARED, randomize_batchnorm
+from .helpers import bn, se_ref
 
 measure = functools.cache(complexity.measure)
 NAMES = sorted(hc.CIFAR_NETS)
@@ -35,6 +36,7 @@ PUBLISHED_M = {"resnet20_cifar": (0.27, 2), "resnet32_cifar": (0.46, 2), "resnet
                "preact_resnet164_cifar": (1.7, 1), "wrn16_8_cifar": (11.0, 1)}
 #: the models whose trace takes over a second on one thread
 SLOW_TRACE = {"resnet110_cifar", "preact_resnet110_cifar", "preact_resnet164_cifar"}
+
 
 
 def n_params(model):
@@ -120,14 +122,6 @@ def test_forward_shapes(name, num_classes):
         assert model.eval()(torch.randn(1, 3, 4, 4)).shape == (1, num_classes)  # min_input_size: stage 3 at 1x1
 
 
-def bn(m, x):
-    return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
-
-
-def se_ref(se, x):
-    z = x.mean((2, 3), keepdim=True)
-    h = F.relu(F.conv2d(z, se.fc1.weight, se.fc1.bias))
-    return x * torch.sigmoid(F.conv2d(h, se.fc2.weight, se.fc2.bias))
 
 
 def option_a_ref(x, cout):

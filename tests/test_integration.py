@@ -8,16 +8,7 @@ from seprobe.models.resnet import SEBasicBlock, SEBottleneck
 from seprobe.models.se_config import SEConfig
 
 from .conftest import randomize_batchnorm
-
-
-def bn(m, x):
-    return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
-
-
-def se_ref(se, x):
-    z = x.mean((2, 3), keepdim=True)
-    h = F.relu(F.conv2d(z, se.fc1.weight, se.fc1.bias))
-    return x * torch.sigmoid(F.conv2d(h, se.fc2.weight, se.fc2.bias))
+from .helpers import bn, se_ref
 
 
 def bottleneck_ref(b, x, where, stride_at):
