@@ -249,11 +249,11 @@ def activations(model: str, weights: str | os.PathLike, data: str | os.PathLike,
         warnings.warn("weights 'random': the gate values of an untrained network mean nothing", stacklevel=2)
     shown = choose_blocks(net.blocks, stage, blocks)
     run = collect(net, images, loader, views=views, progress=progress)
-    spec = specificity_table(run, chosen)  # every block in the files; the blocks shown on the screen
-    result = Activations(run, chosen, shown, spec)
+    scores = specificity_table(run, chosen)  # every block in the files; the blocks shown on the screen
+    result = Activations(run, chosen, shown, scores)
     if out is not None and current_world().is_main:  # under torchrun, rank 0 alone writes
         with output_set():
-            result.written = write_outputs(run, Path(out), chosen, shown, channels, spec, all_classes_table)
+            result.written = write_outputs(run, Path(out), chosen, shown, channels, scores, all_classes_table)
     return result
 
 

@@ -15,8 +15,10 @@ import pandas as pd
 
 from ..errors import SeprobeError, check_choice, check_int
 from ..models.blocks import SEBlockInfo
+from .hooks import REPLACEMENTS
 
-MODES = ("identity", "mean")
+#: the ablation modes: the gate replacements of :mod:`~seprobe.probe.hooks`
+MODES = REPLACEMENTS
 #: how the cumulative curve orders the blocks: by the single-block KL or top-1 drop (least important first),
 #: or in network order (first to last) or its reverse.
 ORDERS = ("kl", "top1", "network", "reverse")

@@ -100,7 +100,7 @@ def figure_class_spread(run: ActivationRun, cls: int, blocks: list[str], k: int,
     return _block_figure(run, blocks, k, path, title, "excitation", draw)
 
 
-def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame) -> str:
+def summary_markdown(run: ActivationRun, classes: list[int], scores: pd.DataFrame) -> str:
     lm = run.network
     lines = [f"# Excitation analysis: {lm.name}", "",
              f"- model `{lm.name}`, weights `{lm.weights}`",
@@ -124,7 +124,7 @@ def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame)
               "`deviation_<class>`: mean over channels of |class mean - all-classes mean| / all-classes std. "
               "Empty where a block's gates do not vary at all. Every std here and in `gates.csv` is the sample "
               "standard deviation (n - 1 denominator), empty for a class with a single view.", "",
-              spec.to_markdown(index=False, floatfmt=".3f", missingval="-")]
+              scores.to_markdown(index=False, floatfmt=".3f", missingval="-")]
     if run.failed:
         lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(run.failed))]
     if notes(run):
@@ -133,16 +133,16 @@ def summary_markdown(run: ActivationRun, classes: list[int], spec: pd.DataFrame)
 
 
 def write_outputs(run: ActivationRun, out: Path, classes: list[int], blocks: list[str], k: int,
-                  spec: pd.DataFrame, all_classes_table: bool = False, save_stats: bool = True) -> list[Path]:
-    """Everything ``seprobe activations`` writes; ``spec`` is
+                  scores: pd.DataFrame, all_classes_table: bool = False, save_stats: bool = True) -> list[Path]:
+    """Everything ``seprobe activations`` writes; ``scores`` is
     :func:`~seprobe.probe.activations.specificity_table`'s result.
     ``save_stats`` writes the mergeable statistics of every class (``stats.npz``, tens of MB for 1000 classes)."""
     table = tidy_table(run, None if all_classes_table else classes)
     written = [
         atomic_write(out / "gates.csv", lambda tmp: table.to_csv(tmp, index=False)),
         atomic_write(out / "gates.parquet", lambda tmp: table.to_parquet(tmp, index=False)),
-        atomic_write(out / "specificity.csv", lambda tmp: spec.to_csv(tmp, index=False)),
-        atomic_write_text(out / "summary.md", summary_markdown(run, classes, spec)),
+        atomic_write(out / "specificity.csv", lambda tmp: scores.to_csv(tmp, index=False)),
+        atomic_write_text(out / "summary.md", summary_markdown(run, classes, scores)),
     ]
     if save_stats:
         written.append(run.stats.save(out / "stats.npz"))

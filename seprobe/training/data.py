@@ -94,7 +94,7 @@ class Datasets:
     std: tuple[float, ...]
     decode_seconds: float = 0.0
     notes: tuple[str, ...] = ()
-    spec: TrainData | None = None  # what was asked for (the loop reads preprocessing and num_workers from it)
+    request: TrainData | None = None  # what was asked for (the loop reads preprocessing and num_workers from it)
 
     @property
     def in_memory(self) -> bool:
@@ -126,35 +126,35 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def load_data(spec: TrainData, progress: bool = False) -> Datasets:
-    """The images of ``spec``: every layout problem is one :class:`SeprobeError`, raised before decoding.
+def load_data(request: TrainData, progress: bool = False) -> Datasets:
+    """The images of ``request``: every layout problem is one :class:`SeprobeError`, raised before decoding.
 
     A caller that must size the model's head first loads the data, builds the model with ``num_classes`` and
     passes these ``Datasets`` to :func:`~seprobe.training.train` (the images are decoded once)."""
-    return replace(_load(spec, progress), spec=spec)
+    return replace(_load(request, progress), request=request)
 
 
-def _load(spec: TrainData, progress: bool) -> Datasets:
-    root = Path(spec.train)
+def _load(request: TrainData, progress: bool) -> Datasets:
+    root = Path(request.train)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise SeprobeError(f"train folder {str(root)!r} {what}; valid: a folder of class folders, DIR with "
                            "train/ and test/ (or val/), or torchvision's CIFAR files")
-    cifar = _cifar_root(root) if spec.val is None else None
+    cifar = _cifar_root(root) if request.val is None else None
     if cifar is not None:
-        return _cifar_datasets(cifar, spec)
-    if spec.val is None:
+        return _cifar_datasets(cifar, request)
+    if request.val is None:
         folders = _split_folders(root)
         if folders is None:
             raise SeprobeError(f"train folder {str(root)!r} holds neither train/ + test/ (or val/) nor CIFAR's "
                                "files; valid: give val, or such a folder")
         train_dir, val_dir, layout = *folders, f"{root.name}/{{{folders[0].name},{folders[1].name}}}"
     else:
-        train_dir, val_dir, layout = root, Path(spec.val), "train + val folders"
-    train = select(discover(train_dir, spec.train_labels), spec.samples_per_class)
-    val = select(discover(val_dir, spec.val_labels), spec.val_samples_per_class)
+        train_dir, val_dir, layout = root, Path(request.val), "train + val folders"
+    train = select(discover(train_dir, request.train_labels), request.samples_per_class)
+    val = select(discover(val_dir, request.val_labels), request.val_samples_per_class)
     _check_same_classes(train, val)
-    return _file_datasets(train, val, spec, f"{layout} ({train.layout})", progress)
+    return _file_datasets(train, val, request, f"{layout} ({train.layout})", progress)
 
 
 def _check_same_classes(train: LabelledImages, val: LabelledImages) -> None:
@@ -221,16 +221,16 @@ def _first_per_class(labels: torch.Tensor, per_class: int | None) -> torch.Tenso
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def _cifar_datasets(root: Path, spec: TrainData) -> Datasets:
+def _cifar_datasets(root: Path, request: TrainData) -> Datasets:
     meta_name, train_files, test_file = CIFAR_FILES[root.name]
     meta = _read_pickle(root / meta_name)
     names = tuple(meta.get("label_names") or meta.get("fine_label_names") or ())
     parts = []
-    for files, per_class in ((train_files, spec.samples_per_class), ([test_file], spec.val_samples_per_class)):
+    for files, per_class in ((train_files, request.samples_per_class), ([test_file], request.val_samples_per_class)):
         images, labels = _cifar_part(root, files)
         keep = _first_per_class(labels, per_class)
         parts.append(Split(labels[keep], images=images[keep]))
-    return _memory_datasets(spec, parts[0], parts[1], names, f"torchvision {root.name}", 0.0)
+    return _memory_datasets(request, parts[0], parts[1], names, f"torchvision {root.name}", 0.0)
 
 
 # --- decoding small images once ---------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def decode_all(images: LabelledImages, threads: int = 4, progress: bool = False)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _file_datasets(train: LabelledImages, val: LabelledImages, spec: TrainData, layout: str,
+def _file_datasets(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str,
                    progress: bool) -> Datasets:
     notes = train.notes + val.notes
     for part in (train, val):
@@ -275,23 +275,23 @@ def _file_datasets(train: LabelledImages, val: LabelledImages, spec: TrainData, 
                                "and validation image readable")
     side = _side(train)
     if side > SMALL_SIDE:
-        pre = spec.preprocessing
+        pre = request.preprocessing
         return Datasets(Split(torch.tensor(train.labels), files=train), Split(torch.tensor(val.labels), files=val),
                         1000 if train.imagenet else len(train.class_names), train.imagenet, train.class_names, layout,
                         pre.crop, tuple(pre.mean), tuple(pre.std), notes=notes)
     start = time.perf_counter()
     splits = [Split(torch.tensor(p.labels), images=decode_all(p, progress=progress)) for p in (train, val)]
-    return _memory_datasets(spec, *splits, train.class_names, layout, time.perf_counter() - start, train.imagenet,
+    return _memory_datasets(request, *splits, train.class_names, layout, time.perf_counter() - start, train.imagenet,
                             notes)
 
 
-def _memory_datasets(spec: TrainData, train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
+def _memory_datasets(request: TrainData, train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
                      imagenet: bool = False, notes: tuple[str, ...] = ()) -> Datasets:
     if train.images.shape[1:] != val.images.shape[1:]:
         raise SeprobeError(f"train images are {tuple(train.images.shape[1:])} but val images "
                            f"{tuple(val.images.shape[1:])}; valid: both of one size")
-    mean, std = channel_stats(train.images) if spec.normalise == "data" else (spec.preprocessing.mean,
-                                                                               spec.preprocessing.std)
+    mean, std = channel_stats(train.images) if request.normalise == "data" else (request.preprocessing.mean,
+                                                                               request.preprocessing.std)
     num_classes = 1000 if imagenet else (len(names) or int(train.labels.max()) + 1)
     return Datasets(train, val, num_classes, imagenet, names, layout, int(train.images.shape[-1]), mean, std,
                     seconds, notes)

@@ -109,7 +109,7 @@ class _Run:
 
     def __init__(self, model: nn.Module, datasets: Datasets, recipe: Recipe, out: Path, world: World, record: dict,
                  progress: bool):
-        self.recipe, self.data, self.out, self.world, self.record = recipe, datasets.spec, out, world, record
+        self.recipe, self.data, self.out, self.world, self.record = recipe, datasets.request, out, world, record
         self.progress = progress and world.is_main
         self.device = torch.device(world.device)
         self.datasets = datasets
