@@ -67,8 +67,8 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
     results = []
     for s in kept:
         progress(f"running {s.name}" + (f" ({len(s.variants)} variants)" if s.variants else ""))
-        results.append(run_study(s, progress=lambda msg: progress(f"  {msg}"), runs=out_dirs[s.name] / s.name / "runs",
-                                 budget=budget))
+        runs = out_dirs[s.name] / s.training.get("runs", s.name) / "runs"
+        results.append(run_study(s, progress=lambda msg: progress(f"  {msg}"), runs=runs, budget=budget))
     written, warns = [], []
     with output_set():
         for r in results:

@@ -93,10 +93,11 @@ ABLATION_FIELDS: dict[str, FieldType] = {
 #: a training study: every (variant, seed) trained by seprobe.train on ``data`` with the named ``budget``
 #: (``[budgets.NAME]``: the recipe fields to change in the published one, and the images per class); the
 #: variant labelled ``baseline`` is what the others are compared with, seed by seed; ``dataset`` names the
-#: paper's figures to show (cifar10, cifar100)
+#: paper's figures to show (cifar10, cifar100); ``runs`` the study whose runs folder it shares (a run of the same
+#: variant, seed and budget is trained once for both)
 TRAINING_FIELDS: dict[str, FieldType] = {
     "data": TEXT, "weights": TEXT, "seeds": FieldType((list,), "an array of integers such as [0, 1, 2]", items=int),
-    "baseline": TEXT, "budget": TEXT, "dataset": TEXT}
+    "baseline": TEXT, "budget": TEXT, "dataset": TEXT, "runs": TEXT}
 BUDGET_FIELDS: dict[str, FieldType] = {
     "epochs": COUNT, "batch_size": COUNT, "lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER,
     "no_decay_bn_bias": BOOL, "schedule": TEXT, "warmup_epochs": NUMBER, "label_smoothing": NUMBER, "dtype": TEXT,

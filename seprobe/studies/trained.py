@@ -54,12 +54,18 @@ def run_folder(runs: Path, label: str, seed: int) -> Path:
     return runs / f"{slug(label)}-seed{seed}"
 
 
-def _done(folder: Path, budget: str, epochs: int) -> bool:
+def _done(folder: Path, variant, budget: str, epochs: int) -> bool:
+    """Whether ``folder`` holds the finished run of ``variant`` with ``budget``; a run of another model or knobs
+    under the same label is an error (the label names the run)."""
     try:
         record = json.loads((folder / RUN_FILE).read_text())
         history = pd.read_csv(folder / "history.csv")
     except (OSError, ValueError):
         return False
+    if (record.get("model"), record.get("knobs")) != (variant.model, json.loads(json.dumps(variant.knobs))):
+        raise SeprobeError(f"{folder} holds a run of {record.get('model')} {record.get('knobs')}, not of "
+                           f"{variant.label} ({variant.model} {variant.knobs}); valid: another label, or that run "
+                           "moved away")
     return record.get("budget") == budget and len(history) == epochs
 
 
@@ -110,7 +116,7 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
     for variant in study.variants:
         for seed in seeds:
             folder = run_folder(runs, variant.label, seed)
-            if not _done(folder, name, epochs):
+            if not _done(folder, variant, name, epochs):
                 progress(f"{study.name}: training {variant.label}, seed {seed} ({name} budget, {epochs} epochs)")
                 _train_one(study, variant, seed, name, settings, folder)
             record = json.loads((folder / RUN_FILE).read_text())

@@ -1,0 +1,121 @@
+"""Training studies (studies/trained.py, training/compare.py): the statistics against closed forms, a tiny study
+run end to end twice (the second time from its histories alone), and its file checked before any run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seprobe import SeprobeError
+from seprobe.studies.regenerate import run_studies
+from seprobe.studies.spec import load_study
+from seprobe.studies.trained import slug
+from seprobe.training.compare import compare, t975
+
+from .helpers import write_class_folders
+
+STUDY = """title = "tiny"
+kind = "training"
+[training]
+data = "../data"
+seeds = [0, 1, 2]
+baseline = "plain"
+budget = "tiny"
+{extra}
+[budgets.tiny]
+description = "two epochs of six images."
+epochs = 2
+batch_size = 6
+lr = 0.05
+threads = 1
+[[variants]]
+label = "plain"
+model = "resnet20_cifar"
+[[variants]]
+label = "SE, r = 4"
+model = "se_resnet20_cifar"
+knobs = {{ reduction = 4 }}
+"""
+
+
+def test_student_t_quantiles_are_the_closed_forms():
+    assert t975(1) == pytest.approx(math.tan(math.pi * (0.975 - 0.5)), abs=5e-4)  # Cauchy
+    p = 0.975  # df = 2: t = (2p - 1) / sqrt(2 p (1 - p))
+    assert t975(2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), abs=5e-4)
+    assert t975(1000) == 1.960
+    with pytest.raises(SeprobeError, match="invalid degrees of freedom 0"):
+        t975(0)
+
+
+def test_paired_differences_and_their_interval_by_hand():
+    runs = pd.DataFrame({"variant": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
+                         "top1_err": [10.0, 12.0, 11.0, 9.0, 11.5, 10.0]})
+    t = compare(runs, "a").set_index("variant")
+    d = np.array([-1.0, -0.5, -1.0])  # b - a, seed by seed
+    half = 4.303 * d.std(ddof=1) / math.sqrt(3)
+    assert t.loc["a", "top1_err"] == pytest.approx(11.0) and t.loc["a", "top1_err_std"] == pytest.approx(1.0)
+    assert t.loc["b", "diff"] == pytest.approx(d.mean())
+    assert (t.loc["b", "diff_low"], t.loc["b", "diff_high"]) == (pytest.approx(d.mean() - half),
+                                                                 pytest.approx(d.mean() + half))
+    assert t.loc["b", "within_noise"] == (d.mean() - half <= 0 <= d.mean() + half)
+
+
+def _study(tmp_path, extra=""):
+    write_class_folders(tmp_path / "data" / "train", ("cat", "dog"), 6, 32)
+    write_class_folders(tmp_path / "data" / "test", ("cat", "dog"), 4, 32, seed=1)
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "tiny.toml"
+    path.write_text(STUDY.format(extra=extra))
+    return path
+
+
+@pytest.mark.slow
+def test_a_study_trains_once_and_is_rebuilt_from_its_histories(tmp_path):
+    path = _study(tmp_path)
+    out = tmp_path / "reports"
+    done = run_studies([path], out)
+    runs = out / "tiny" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == sorted(f"{slug(v)}-seed{s}" for v in ("plain", "SE, r = 4")
+                                                            for s in (0, 1, 2))
+    first_csv = (out / "tiny.csv").read_text()
+    table = pd.read_csv(out / "tiny.csv").set_index("variant")
+    history = pd.read_csv(out / "tiny" / "runs.csv")
+    last = history.groupby(["variant", "seed"]).tail(1).set_index(["variant", "seed"])
+    errors = {v: [100 * (1 - last.loc[(v, s), "val_top1"]) for s in (0, 1, 2)] for v in ("plain", "SE, r = 4")}
+    assert table.loc["plain", "top1_err"] == pytest.approx(np.mean(errors["plain"]), abs=0.005)
+    assert table.loc["SE, r = 4", "diff"] == pytest.approx(np.mean(errors["SE, r = 4"]) - np.mean(errors["plain"]),
+                                                          abs=0.006)
+    assert table.loc["SE, r = 4", "params_m"] > table.loc["plain", "params_m"]
+    for p in runs.glob("*/*.pth"):
+        p.unlink()  # the weights are not committed: the report is rebuilt from the histories
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")}
+    again = run_studies([path], out)
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")} == before  # nothing trained again
+    assert (out / "tiny.csv").read_text() == first_csv and again.ran == done.ran == ["tiny"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('[budgets.other]\nepochs = 1', None),
+    ("", None),
+])
+def test_a_good_study_loads(tmp_path, extra, message):
+    study = load_study(_study(tmp_path, extra))
+    assert study.training["baseline"] == "plain" and study.budgets["tiny"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('baseline = "plain"', 'baseline = "none"', "training.baseline: no variant labelled 'none'"),
+    ('budget = "tiny"', 'budget = "huge"', "training.budget: no budget 'huge'; valid: tiny"),
+    ("seeds = [0, 1, 2]", "seeds = [0, 0]", "training.seeds: invalid seeds [0, 0]; valid: distinct integers"),
+    ("seeds = [0, 1, 2]", 'seeds = ["0"]', "training.seeds: invalid value ['0']"),
+    ("epochs = 2", "epochs = 0", "budgets.tiny.epochs: invalid value 0"),
+    ("lr = 0.05", "learning_rate = 0.05", "budgets.tiny.learning_rate: unknown field"),
+])
+def test_a_bad_study_is_refused_before_any_run(tmp_path, old, new, message):
+    path = _study(tmp_path)
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(SeprobeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_study(path)
