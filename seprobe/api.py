@@ -78,13 +78,13 @@ def complexity(models: str | Sequence[str], *, input_size: int | None = None, co
     """
     from .cost.complexity import measure
     from .cost.timing import MAX_INPUT_SIZE
-    from .models.factory import ModelSource, knobs_for
+    from .models.factory import ModelSource
 
     models = [models] if isinstance(models, str) else list(models)
     if not models:
         raise SeprobeError("no model given; valid: one or more model names (see `seprobe models`)", argument="models")
     knobs = {k: v for k, v in knobs.items() if v is not None}
-    sources = [ModelSource(name, "random", knobs_for(name, knobs)) for name in models]
+    sources = [ModelSource.applicable(name, knobs) for name in models]
     check_int("input_size", input_size, 1, MAX_INPUT_SIZE)
     ignored = {k: [s.name for s in sources if k not in s.knobs] for k in knobs}
     unused = [k for k, names in ignored.items() if len(names) == len(models)]

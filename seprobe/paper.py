@@ -177,13 +177,15 @@ def _normalise(knobs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def paper_figure(model: str, knobs: dict[str, Any]) -> PaperFigure | None:
+def paper_figure(model: str, knobs: dict[str, Any], family: str | None = None) -> PaperFigure | None:
     """The paper's complexity figure for this model and configuration (the first table that prints one), else
-    its first row for it, if the paper has one."""
-    from .models.registry import get_spec
-
+    its first row for it, if the paper has one; ``family``: the model's (its registry entry's, else looked up)."""
     knobs = _normalise(knobs)
-    if knobs.get("stride_at") == ("3x3" if get_spec(model).family == "resnext" else "1x1"):  # the default
+    if family is None:
+        from .models.registry import get_spec
+
+        family = get_spec(model).family
+    if knobs.get("stride_at") == ("3x3" if family == "resnext" else "1x1"):  # the default
         knobs.pop("stride_at")
     rows = [fig for fig in FIGURES if fig.model == model and _normalise(fig.knobs) == knobs]
     costed = [fig for fig in rows if fig.gflops is not None or fig.mflops is not None or fig.params_m is not None]

@@ -76,7 +76,7 @@ def measure(model: str | ModelSource, *, input_size: int | None = None, conventi
         result.plain_params = result.params - sum(b.params for b in blocks)
         result.plain_flops = result.flops.without_se()
     if spec is not None and input_size == spec.input_size:
-        result.paper = paper_figure(source.name, source.knobs)
+        result.paper = paper_figure(source.name, source.knobs, spec.family)
     return result
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from ..errors import SeprobeError
 from .ablated import is_ablated_file, load_ablated
 from .blocks import SEBlockInfo, find_blocks
 from .checkpoints import build_from_timm, load_weights, pretrained_download, timm_equivalent
-from .registry import ARCH_KNOBS, SE_KNOBS, ModelSpec, check_knobs, get_spec
+from .registry import ARCH_KNOBS, SE_KNOBS, ModelSpec, get_spec
 from .sources import build_architecture, check_model_name, evaluation_preprocessing, is_foreign, library
 
 #: weights that name a source rather than a file ("timm" and "torchvision" are older names of "pretrained")
@@ -67,9 +67,12 @@ class ModelSource:
     name: str
     weights: str = "random"
     knobs: Mapping[str, Any] = field(default_factory=dict)
+    resolved: InitVar[ModelSpec | None] = None  # the registry entry, when the caller has looked it up
+    _spec: ModelSpec | None = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        check_model_name(self.name)
+    def __post_init__(self, resolved: ModelSpec | None):
+        if resolved is None:
+            check_model_name(self.name)
         if not isinstance(self.knobs, Mapping):
             raise SeprobeError(f"invalid knobs {self.knobs!r}; valid: a mapping of knob names to values",
                                argument="knobs")
@@ -78,7 +81,7 @@ class ModelSource:
         kind = weights_kind(self.weights)
         lib = library(self.name)
         if lib is None:
-            check_knobs(self.name, self.knobs)
+            object.__setattr__(self, "_spec", (resolved or get_spec(self.name)).check_knobs(self.knobs))
             if kind == "torchvision":
                 raise SeprobeError(f"weights 'torchvision' apply to torchvision:NAME models, not {self.name!r}; "
                                    "valid: 'pretrained', a checkpoint path, or 'random'", argument="weights")
@@ -98,8 +101,24 @@ class ModelSource:
 
     @property
     def spec(self) -> ModelSpec | None:
-        """The registry entry of an seprobe model (``None`` for timm and torchvision models)."""
-        return None if is_foreign(self.name) else get_spec(self.name)
+        """The registry entry of an seprobe model, looked up once (``None`` for timm and torchvision models)."""
+        return self._spec
+
+    @classmethod
+    def applicable(cls, name: str, knobs: Mapping[str, Any]) -> ModelSource:
+        """Untrained ``name`` with those of ``knobs`` that apply to it (SE knobs reach SE models only, none
+        reach a foreign model); a knob that no model of its kind takes is an error."""
+        if is_foreign(check_model_name(name)):
+            return cls(name, "random", {})
+        spec = get_spec(name)
+        for k in knobs:
+            if k not in spec.knobs and k not in SE_KNOBS:
+                raise SeprobeError(f"unknown knob {k!r} for {name}; valid: {', '.join(spec.knobs)}", argument=k)
+        return cls(name, "random", {k: v for k, v in knobs.items() if k in spec.knobs}, spec)
+
+    def build(self, *, device: str | None = None, pretrained: bool = False) -> nn.Module:
+        """The architecture, untrained unless ``pretrained`` (a foreign library's download)."""
+        return build_architecture(self.name, self.knobs, pretrained=pretrained, device=device, spec=self._spec)
 
     @property
     def foreign(self) -> bool:
@@ -113,18 +132,6 @@ class ModelSource:
         if spec is None or not spec.has_se:
             return None
         return ModelSource(spec.plain, "random", {k: v for k, v in self.knobs.items() if k in ARCH_KNOBS})
-
-
-def knobs_for(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
-    """The knobs of ``knobs`` that apply to model ``name`` (SE knobs reach SE models only, none reach a foreign
-    model); a knob that no model of its kind takes is an error."""
-    if is_foreign(check_model_name(name)):
-        return {}
-    spec = get_spec(name)
-    for k in knobs:
-        if k not in spec.knobs and k not in SE_KNOBS:
-            raise SeprobeError(f"unknown knob {k!r} for {name}; valid: {', '.join(spec.knobs)}", argument=k)
-    return {k: v for k, v in knobs.items() if k in spec.knobs}
 
 
 @dataclass
@@ -172,16 +179,16 @@ def get_network(source: ModelSource, *, zeros: bool = False, seeded: bool = True
     if zeros and source.kind == "random":
         return _network(source, _zeros(source))
     if source.kind == "random" and not seeded:
-        return _network(source, build_architecture(source.name, source.knobs))
+        return _network(source, source.build())
     if source.kind == "random":
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
             torch.manual_seed(RANDOM_SEED)
-            return _network(source, build_architecture(source.name, source.knobs))
+            return _network(source, source.build())
     if source.kind == "file" and is_ablated_file(source.weights):
         return _ablated_network(source)
     if source.kind == "pretrained":
         return _network(source, _pretrained(source))
-    model = build_architecture(source.name, source.knobs)
+    model = source.build()
     load_weights(model, source.weights, layout="seprobe" if source.foreign else "auto")
     return _network(source, model)
 
@@ -192,12 +199,12 @@ def load_model(name: str, weights: str | os.PathLike | None, **knobs: Any) -> Ne
 
 
 def _network(source: ModelSource, model: nn.Module) -> Network:
-    pre = evaluation_preprocessing(source.name, model)
+    pre = evaluation_preprocessing(source.name, model, source.spec)
     return Network(model.eval(), source.name, pre, source, random=source.kind == "random")
 
 
 def _zeros(source: ModelSource) -> nn.Module:
-    model = build_architecture(source.name, source.knobs, device=None if source.foreign else "meta")
+    model = source.build(device=None if source.foreign else "meta")
     if not source.foreign:
         model = model.to_empty(device="cpu")
         with torch.no_grad():
@@ -208,8 +215,8 @@ def _zeros(source: ModelSource) -> nn.Module:
 
 def _pretrained(source: ModelSource) -> nn.Module:
     if source.foreign:
-        return build_architecture(source.name, pretrained=True)
-    timm_name = timm_equivalent(source.name, build_architecture(source.name, source.knobs, device="meta"))
+        return source.build(pretrained=True)
+    timm_name = timm_equivalent(source.name, source.build(device="meta"))
     return pretrained_download(lambda: build_from_timm(timm_name, pretrained=True, **source.knobs),
                                f"the pretrained weights of {source.name}")
 

@@ -45,6 +45,23 @@ class ModelSpec:
     min_input_size: int = 32   # the smallest side its forward pass accepts
     evaluation: Preprocessing | None = None  # its evaluation transform, where not ImageNet's usual one
 
+    def check_knobs(self, knobs: dict[str, Any]) -> ModelSpec:
+        """This spec, after checking that every knob name applies to the model."""
+        for knob in knobs:
+            if knob not in self.knobs:
+                if knob in SE_KNOBS:
+                    raise SeprobeError(f"knob {knob!r} applies only to models with SE; {self.name} has none (try "
+                                       f"se_{self.name})", argument=knob)
+                raise SeprobeError(f"unknown knob {knob!r} for {self.name}; valid: {', '.join(self.knobs)}",
+                                   argument=knob)
+        return self
+
+    def create(self, device: torch.device | str | None = None, **knobs: Any) -> nn.Module:
+        """The network with ``knobs`` (checked), on ``device`` (``"meta"``: no memory, no initialisation)."""
+        self.check_knobs(knobs)
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            return self.build(**knobs)
+
 
 _MODELS: dict[str, ModelSpec] = {}
 
@@ -142,15 +159,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def check_knobs(name: str, knobs: dict[str, Any]) -> ModelSpec:
     """The model's spec, after checking that every knob name applies to it."""
-    spec = get_spec(name)
-    for knob in knobs:
-        if knob not in spec.knobs:
-            if knob in SE_KNOBS:
-                raise SeprobeError(
-                    f"knob {knob!r} applies only to models with SE; {name} has none (try se_{name})"
-                )
-            raise SeprobeError(f"unknown knob {knob!r} for {name}; valid: {', '.join(spec.knobs)}")
-    return spec
+    return get_spec(name).check_knobs(knobs)
 
 
 def build_model(name: str, *, device: torch.device | str | None = None, **knobs: Any) -> nn.Module:
@@ -159,9 +168,7 @@ def build_model(name: str, *, device: torch.device | str | None = None, **knobs:
     ``device="meta"`` builds it without memory or initialisation (for counting parameters or shapes).
     Unknown names and invalid knob values raise :class:`~seprobe.errors.SeprobeError`.
     """
-    spec = check_knobs(name, knobs)
-    with torch.device(device) if device is not None else contextlib.nullcontext():
-        return spec.build(**knobs)
+    return get_spec(name).create(device, **knobs)
 
 
 def applicable_knobs(name: str, knobs: dict[str, Any]) -> dict[str, Any]:

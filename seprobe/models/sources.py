@@ -13,7 +13,7 @@ from torch import nn
 from ..data.images import Preprocessing
 from ..errors import SeprobeError, suggest
 from .checkpoints import pretrained_download
-from .registry import build_model, get_spec, list_models
+from .registry import ModelSpec, get_spec, list_models
 
 TIMM, TORCHVISION = "timm:", "torchvision:"
 #: pretrained downloads of each library come from this host (for the offline check)
@@ -70,13 +70,13 @@ def check_model_name(name: str) -> str:
 
 
 def build_architecture(name: str, knobs: Mapping[str, Any] | None = None, *, pretrained: bool = False,
-                       device: str | None = None) -> nn.Module:
+                       device: str | None = None, spec: ModelSpec | None = None) -> nn.Module:
     """The network ``name`` names, untrained unless ``pretrained`` (a foreign model's library weights,
     downloaded: online users); ``knobs`` reach seprobe models only; ``device="meta"`` builds an seprobe model
-    without memory."""
+    without memory; ``spec``: its registry entry, when the caller has it."""
     lib = library(name)
     if lib is None:
-        return build_model(name, device=device, **dict(knobs or {}))
+        return (spec or get_spec(name)).create(device, **dict(knobs or {}))
     if knobs:
         raise SeprobeError(f"model knobs ({', '.join(knobs)}) apply to seprobe models, not {name!r}; valid: "
                            "leave them out for timm: and torchvision: models")
@@ -95,7 +95,7 @@ def build_architecture(name: str, knobs: Mapping[str, Any] | None = None, *, pre
     return pretrained_download(build, f"the pretrained weights of {name}", host=HOSTS[f"{lib}:"])
 
 
-def evaluation_preprocessing(name: str, model: nn.Module) -> Preprocessing:
+def evaluation_preprocessing(name: str, model: nn.Module, spec: ModelSpec | None = None) -> Preprocessing:
     """The evaluation transform ``name`` is published with: timm's data config, torchvision's weight
     transforms (ImageNet's default without them); for seprobe models, their registry entry's, else resize to
     ``input_size / 0.875`` and centre-crop ``input_size`` (ImageNet's usual evaluation)."""
@@ -116,7 +116,7 @@ def evaluation_preprocessing(name: str, model: nn.Module) -> Preprocessing:
             return Preprocessing()
         return Preprocessing(resize=t.resize_size[0], crop=t.crop_size[0], mean=tuple(t.mean), std=tuple(t.std),
                              interpolation=t.interpolation.value)
-    spec = get_spec(name)
+    spec = spec or get_spec(name)
     if spec.evaluation is not None:
         return spec.evaluation
     return Preprocessing(resize=round(spec.input_size / 0.875), crop=spec.input_size)
