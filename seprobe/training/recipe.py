@@ -21,18 +21,13 @@ import math
 from dataclasses import dataclass
 
 from ..choices import DTYPES, SCHEDULES
-from ..errors import SeprobeError, check_choice
+from ..errors import SeprobeError, check_choice, check_int
 
 #: ``onecycle``: torch's ``OneCycleLR`` defaults (rise over 30 % of the steps from lr / 25, cosine annealing to
 #: lr / 25 / 1e4), without momentum cycling.
 ONECYCLE_RISE, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
 #: Side (pixels) up to which data counts as small (CIFAR, Tiny ImageNet): the CIFAR recipe and in-memory data.
 SMALL_SIDE = 64
-
-
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SeprobeError(f"invalid {name} {value!r}; valid: an integer >= 1", argument=name)
 
 
 def _number(name: str, value, low: float, high: float | None = None, *, open_low: bool = False) -> None:
@@ -71,8 +66,8 @@ class Recipe:
     checkpoint_every: int | None = None
 
     def __post_init__(self):
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
         _number("lr", self.lr, 0, open_low=True)
         _number("momentum", self.momentum, 0, 1)
         _number("weight_decay", self.weight_decay, 0)
@@ -87,7 +82,7 @@ class Recipe:
         check_choice("schedule", self.schedule, SCHEDULES, argument="schedule")
         check_choice("dtype", self.dtype, DTYPES, argument="dtype")
         if self.checkpoint_every is not None:
-            _positive_int("checkpoint_every", self.checkpoint_every)
+            check_int("checkpoint_every", self.checkpoint_every)
         object.__setattr__(self, "milestones", tuple(self.milestones))
         for m in self.milestones:
             _number("milestone", m, 0, 1, open_low=True)
@@ -105,11 +100,11 @@ def default_recipe(side: int, batch_size: int | None = None, **changes) -> Recip
     """The published recipe for images of ``side`` pixels (see the module docstring), the learning rate scaled
     linearly with ``batch_size`` from the reference batch (128 for CIFAR, 256 for ImageNet); ``changes``
     override any other field."""
-    _positive_int("side", side)
+    check_int("side", side)
     small = side <= SMALL_SIDE
     reference = 128 if small else 256
     batch = reference if batch_size is None else batch_size
-    _positive_int("batch_size", batch)
+    check_int("batch_size", batch)
     base = dict(epochs=164, milestones=(0.5, 0.75)) if small else dict(epochs=90, milestones=(1 / 3, 2 / 3))
     return Recipe(**{**base, "batch_size": batch, "lr": 0.1 * batch / reference, **changes})
 
