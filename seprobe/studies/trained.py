@@ -137,14 +137,13 @@ def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str
     table = compare(runs, study.training["baseline"])
     classes = records[0]["data"]["num_classes"]
     dataset = study.training.get("dataset")
+    steps = _step_times(study, classes, records[0]["data"]["side"], settings)
     extra = []
     for v in study.variants:
         c = api.complexity(v.model, **{**v.knobs, "num_classes": classes}).results[0]
-        speed = history[history["variant"] == v.label]["images_per_s"].mean()
         paper = paper_accuracy(v.model, dataset) if dataset else None
-        extra.append({"model": v.model, "params_m": round(c.params / 1e6, 3), "mflops": round(c.total / 1e6, 1),
-                      "train_step_ms": round(1000 * settings.get("batch_size", 128) / speed, 1),
-                      "paper_top1_err": paper.top1_err if paper else None})
+        extra.append({"model": v.model, "params_m": round(c.params / 1e6, 3), "mflops": round(c.total / 1e6, 2),
+                      **steps[v.label], "paper_top1_err": paper.top1_err if paper else None})
     table = pd.concat([table, pd.DataFrame(extra)], axis=1)
     for column in ("top1_err", "top1_err_std", "diff", "diff_low", "diff_high"):
         if column in table:
@@ -153,6 +152,33 @@ def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str
         {True: "yes", False: "no"})
     table["budget"] = budget
     return table
+
+
+def _step_times(study: Study, classes: int, side: int, settings: dict) -> dict[str, dict]:
+    """Each variant's training step (forward + backward, the budget's batch), timed by seprobe's method: the
+    variants interleaved in one process (:func:`~seprobe.cost.timing.time_models`), not read off the runs, which
+    may have shared the machine; and its ratio to the baseline's, pair by pair."""
+    import torch
+
+    from ..cost.timing import TimingSetup, time_models
+    from ..models.factory import ModelSource, get_network
+
+    baseline = study.training["baseline"]
+    models = {v.label: get_network(ModelSource(v.model, "random", {**v.knobs, "num_classes": classes})).model
+              for v in study.variants}
+    setup = TimingSetup(device=settings.get("device", "cpu"), batch_size=settings.get("batch_size", 128),
+                        input_size=side, modes=("train",), warmup=2, repeats=7)
+    previous = torch.get_num_threads()
+    if settings.get("threads"):
+        torch.set_num_threads(settings["threads"])
+    try:
+        timing = time_models(models, [(v, baseline) for v in models if v != baseline], setup)
+    finally:
+        torch.set_num_threads(previous)
+    ms = timing.summary.set_index("model")["median_ms"]
+    ratio = timing.ratios.set_index("model")["ratio_median"] if not timing.ratios.empty else pd.Series(dtype=float)
+    return {v: {"train_step_ms": round(float(ms[v]), 1),
+                "step_ratio": round(float(ratio[v]), 3) if v in ratio else None} for v in models}
 
 
 def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str, settings: dict):
@@ -166,7 +192,9 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
                + f"; {data['train_images']} training and {data['val_images']} test images "
                f"({data['layout']}); seeds {', '.join(map(str, study.training['seeds']))}.",
                f"Trained on {records[0]['machine']} ({records[0]['threads']} threads, {records[0]['device']}), torch "
-               f"{records[0]['torch']}: {seconds / 60:.0f} min for {len(records)} runs."]
+               f"{records[0]['torch']}: {seconds / 60:.0f} min for {len(records)} runs. `train_step_ms`: one "
+               "training step at the budget's batch, each variant timed interleaved with the others on the machine "
+               "that writes the report (median of 7), `step_ratio` its ratio to the baseline's, pair by pair."]
     notes = [f"one standard error of one run's accuracy on {data['val_images']} test images near "
              f"{100 * accuracy:.1f} % is {100 * se:.2f} points (binomial); the paired differences' 95 % intervals "
              "(Student's t over the seeds) also carry the seed-to-seed noise of training",
