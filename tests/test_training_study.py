@@ -3,7 +3,9 @@ run end to end twice (the second time from its histories alone), and its file ch
 
 from __future__ import annotations
 
+import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 
 from seprobe import SeprobeError
 from seprobe.studies.regenerate import run_studies
+from seprobe.studies.runs import run_study
 from seprobe.studies.spec import load_study
 from seprobe.studies.trained import slug
 from seprobe.training.compare import compare, t975
@@ -119,3 +122,27 @@ def test_a_bad_study_is_refused_before_any_run(tmp_path, old, new, message):
     path.write_text(path.read_text().replace(old, new))
     with pytest.raises(SeprobeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_study(path)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINED = [p for p in sorted((ROOT / "studies").glob("*.toml")) if load_study(p).kind == "training"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", TRAINED, ids=[p.stem for p in TRAINED])
+def test_committed_training_reports_are_their_histories(path):
+    """A committed training report is what its committed runs give: rebuilt without training (every run's
+    history is complete), the errors, intervals, parameters and multiply-adds are the committed ones (the step
+    times are measured anew)."""
+    study = load_study(path)
+    if study.missing_inputs():
+        pytest.skip(f"{', '.join(study.missing_inputs())} not found here: the study's data")
+    runs = ROOT / "reports" / study.training.get("runs", study.name) / "runs"
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")}
+    result = run_study(study, runs=runs)
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")} == before  # nothing was trained
+    committed = pd.read_csv(ROOT / "reports" / f"{study.name}.csv")
+    fresh = pd.read_csv(io.StringIO(result.table.to_csv(index=False)))
+    columns = ["variant", "seeds", "top1_err", "top1_err_std", "diff", "diff_low", "diff_high", "within_noise",
+               "params_m", "mflops"]
+    pd.testing.assert_frame_equal(fresh[columns], committed[columns])
