@@ -60,6 +60,28 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def missing_imports() -> list[str]:
+    """``module: target`` for every import of a seprobe module that does not exist (an import inside a function
+    fails only when it runs)."""
+    mods = modules()
+    missing = []
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
+            elif isinstance(node, ast.Import):
+                module = None
+                missing += [f"{name}: {a.name}" for a in node.names
+                            if a.name.startswith("seprobe") and a.name not in mods]
+            else:
+                continue
+            if module and module.startswith("seprobe") and module not in mods:
+                missing.append(f"{name}: {module}")
+    return missing
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components of more than one node (Tarjan)."""
     index, low, stack, on, found = {}, {}, [], set(), []
@@ -106,6 +128,10 @@ def layer(module: str) -> int:
 def test_every_module_has_a_layer():
     assert all(any(unit(m) in names for names in LAYERS) for m in modules()), \
         [m for m in modules() if not any(unit(m) in names for names in LAYERS)]
+
+
+def test_every_import_of_a_seprobe_module_exists():
+    assert missing_imports() == []
 
 
 def test_no_import_cycle_between_modules():

@@ -78,7 +78,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
     if result.study.figure:
         paths.append(figure(result, out_dir / f"{name}.png"))
     if result.activation_run is not None:
-        from ..probe.activation_report import write_outputs
+        from ..report.activations import write_outputs
 
         run, blocks = result.activation_run, [g.name for g in result.activation_run.gates]
         paths += write_outputs(run, out_dir / name, result.classes, blocks,
@@ -88,7 +88,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
 
         paths += write_training_outputs(result, out_dir / name)
     if result.ablation_result is not None:
-        from ..probe.ablation_report import write_outputs as write_ablation
+        from ..report.ablation import write_outputs as write_ablation
 
         paths += write_ablation(result.ablation_result, out_dir / name)
     return paths
