@@ -165,3 +165,29 @@ def test_tiny_imagenet_reading_quotes_the_committed_figures():
     order = lambda df: list(df.loc[varying, "between_class_std"].sort_values(ascending=False, kind="stable").index)  # noqa: E731,E501
     swapped = [(a, b) for a, b in zip(order(one), order(tiny), strict=True) if a != b]
     assert sorted(swapped) == [("SE_4_2", "SE_5_2"), ("SE_5_2", "SE_4_2")] and "(SE_4_2 and SE_5_2)" in reading
+
+
+def test_activation_and_ablation_reports_are_written_from_their_results(tmp_path):
+    """The report of an activations and of an ablation study, on a network with gates known by construction
+    (the real-data studies run these paths with --with-activations / --with-ablation only)."""
+    from seprobe.probe.ablation import ablate
+    from seprobe.probe.activations import collect, specificity_table
+    from seprobe.probe.evaluation import Loader
+    from seprobe.studies.result import StudyResult
+    from seprobe.studies.spec import Study
+
+    from .helpers import GOLDFISH, PUG, identity_model, write_flat_images
+
+    root = write_flat_images(tmp_path / "flat", [f"{GOLDFISH}_0.png", f"{PUG}_1.png"], (10, 200, 30))
+    from seprobe.data.images import discover
+
+    images = discover(root)
+    run = collect(identity_model(), images, Loader(2), progress=False)
+    study = Study("acts", tmp_path / "acts.toml", "acts", "activations", "", (), activations={"channels": 2})
+    written = write_report(StudyResult(study, specificity_table(run, [1, 254]), [], [], activation_run=run,
+                                       classes=[1, 254]), tmp_path / "out")
+    assert {p.name for p in written} >= {"acts.md", "acts.csv", "summary.md", "fig6_class_means.png"}
+    result = ablate(identity_model(), images, progress=False, bootstrap=20)
+    study = Study("abl", tmp_path / "abl.toml", "abl", "ablation", "", ())
+    written = write_report(StudyResult(study, result.table, [], [], ablation_result=result), tmp_path / "out")
+    assert {p.name for p in written} >= {"abl.md", "ablation.csv", "summary.md", "blocks.png"}

@@ -80,7 +80,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
     if result.activation_run is not None:
         from ..report.activations import write_outputs
 
-        run, blocks = result.activation_run, [g.name for g in result.activation_run.gates]
+        run, blocks = result.activation_run, [b.name for b in result.activation_run.blocks]
         paths += write_outputs(run, out_dir / name, result.classes, blocks,
                                result.study.activations.get("channels", 50), result.table, save_stats=False)
     if result.training is not None:
