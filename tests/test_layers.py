@@ -40,23 +40,30 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the seprobe modules it imports, wherever the import statement stands."""
-    mods = modules()
-    graph: dict[str, set[str]] = defaultdict(set)
-    for name, path in mods.items():
+def imports() -> list[tuple[str, str, list[str]]]:
+    """(module, imported module, names taken from it) for every import statement, wherever it stands; a plain
+    ``import x.y`` takes no names."""
+    found = []
+    for name, path in modules().items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
                 base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
                 module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
-                # ``from pkg import mod`` depends on pkg.mod; ``from pkg import name`` on pkg
-                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in mods else module for a in node.names]
+                found.append((name, module, [a.name for a in node.names]))
             elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            graph[name] |= {t for t in targets if t in mods and t != name and t != "seprobe"}
+                found += [(name, a.name, []) for a in node.names]
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the seprobe modules it imports."""
+    mods = modules()
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, module, names in imports():
+        # ``from pkg import mod`` depends on pkg.mod; ``from pkg import name`` on pkg
+        targets = [f"{module}.{n}" if f"{module}.{n}" in mods else module for n in names] or [module]
+        graph[name] |= {t for t in targets if t in mods and t != name and t != "seprobe"}
     return graph
 
 
@@ -64,22 +71,7 @@ def missing_imports() -> list[str]:
     """``module: target`` for every import of a seprobe module that does not exist (an import inside a function
     fails only when it runs)."""
     mods = modules()
-    missing = []
-    for name, path in mods.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom):
-                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-                module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
-            elif isinstance(node, ast.Import):
-                module = None
-                missing += [f"{name}: {a.name}" for a in node.names
-                            if a.name.startswith("seprobe") and a.name not in mods]
-            else:
-                continue
-            if module and module.startswith("seprobe") and module not in mods:
-                missing.append(f"{name}: {module}")
-    return missing
+    return [f"{name}: {module}" for name, module, _ in imports() if module.startswith("seprobe") and module not in mods]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
