@@ -149,7 +149,7 @@ MUTANTS = (
            '"resnet101": (SEBottleneck, [3, 4, 22, 3]',
            ("tests/test_resnet_params.py::test_plain_models_match_torchvision",)),
     Mutant("paper-shufflenet-figure", "seprobe/paper.py", 'mflops=140, params_m=1.8', 'mflops=145, params_m=1.8',
-           ("tests/test_studies.py::test_paper_values_agree_with_seprobe_paper",)),
+           ("tests/test_studies.py::test_committed_reports_are_fresh",)),
     # ablation and folding (issue 10)
     Mutant("ablation-identity-is-zero", HOOKS, 'torch.ones(c) if mode == "identity"',
            'torch.zeros(c) if mode == "identity"',
@@ -179,10 +179,10 @@ MUTANTS = (
            'out = block.relu(out + (block.se(x) if block.integration == "pre" and block.downsample is None '
            "else identity))", (f"{T_INT}::test_pre_integration_without_downsampling_keeps_the_raw_identity",)),
     Mutant("fold-bn-bias-unscaled", FOLD, "            module.bias.mul_(s)\n", "",
-           (f"{T_ABL}::test_fold_seprobe_resnet_standard_into_bn",)),
+           ("tests/test_ablated_export.py::test_fold_seprobe_resnet_standard_into_bn",)),
     Mutant("fold-conv-output-axis", FOLD, "module.weight.mul_(s.view(1, -1, *([1] * (module.weight.dim() - 2))))",
            "module.weight.mul_(s.view(-1, 1, *([1] * (module.weight.dim() - 2))))",
-           (f"{T_ABL}::test_fold_timm_mobilenetv3_into_the_projection",)),
+           ("tests/test_ablated_export.py::test_fold_timm_mobilenetv3_into_the_projection",)),
 )
 
 
