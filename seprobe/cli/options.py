@@ -152,12 +152,13 @@ def inputs_group(command: str, extra: str = "") -> OptionGroup:
 
 
 def loader_group(command: str) -> OptionGroup:
-    """``--batch-size --device --num-workers``; the device is this rank's under torchrun."""
+    """``--batch-size --device --num-workers``; under torchrun each rank's pass runs on its own device
+    (:func:`~seprobe.probe.evaluation.pass_device`)."""
 
     def build(v: dict[str, Any]):
         from ..probe.evaluation import Loader
 
-        return Loader(v["batch_size"], _world_device(v["device"]), v["num_workers"])
+        return Loader(v["batch_size"], v["device"], v["num_workers"])
 
     return OptionGroup("loader", (
         _option("batch_size", Annotated[int, typer.Option(metavar="N", help="images a step")], BATCH_SIZE[command]),
@@ -172,14 +173,6 @@ BudgetOpt = Annotated[
 ReportsOutOpt = Annotated[
     Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
 ]
-
-
-def _world_device(device: str) -> str:
-    """This rank's device under torchrun (the open session's), else ``device``."""
-    from ..distributed import current_world
-
-    world = current_world()
-    return world.device if world.distributed else device
 
 
 def _names(text: str | None, argument: str) -> list[str] | None:

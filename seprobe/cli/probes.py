@@ -17,7 +17,7 @@ from ..choices import (
 from ..defaults import BOOTSTRAP, CHANNELS, CLASSES, OUT
 from ..errors import SeprobeError
 from .app import _err, app
-from .options import KNOBS, PREPROCESSING, Inputs, _names, _world_device, inputs_group, loader_group, with_groups
+from .options import KNOBS, PREPROCESSING, Inputs, _names, inputs_group, loader_group, with_groups
 
 
 def _session(device: str):
@@ -75,14 +75,7 @@ def activations_cmd(
     _probe_command(loader.device, lambda: api.activations(
         inputs.model, inputs.weights, inputs.data, labels=inputs.labels, samples_per_class=samples_per_class,
         classes=class_names, stage=stage, blocks=block_names, views=views, channels=channels,
-        loader=_rank_loader(loader), all_classes_table=all_classes_table, out=out, overrides=overrides, **knobs))
-
-
-def _rank_loader(loader):
-    """The loader on this rank's device, once the torchrun session is open."""
-    from dataclasses import replace
-
-    return replace(loader, device=_world_device(loader.device))
+        loader=loader, all_classes_table=all_classes_table, out=out, overrides=overrides, **knobs))
 
 
 @app.command("evaluate")
@@ -94,7 +87,7 @@ def evaluate_cmd(inputs: Inputs | None = None, loader: Any = None, overrides: An
     from .. import api
 
     _probe_command(loader.device, lambda: api.evaluate(
-        inputs.model, inputs.weights, inputs.data, labels=inputs.labels, loader=_rank_loader(loader),
+        inputs.model, inputs.weights, inputs.data, labels=inputs.labels, loader=loader,
         overrides=overrides, **knobs))
 
 
@@ -160,7 +153,7 @@ def ablate_cmd(
     def run():
         result = api.ablate(
             inputs.model, inputs.weights, inputs.data, labels=inputs.labels, samples_per_class=samples_per_class,
-            plan=plan, calibration=source, loader=_rank_loader(loader), bootstrap=bootstrap, seed=seed,
+            plan=plan, calibration=source, loader=loader, bootstrap=bootstrap, seed=seed,
             export=export, export_mode=export_mode, out=out, overrides=overrides, **knobs)
         if result.result.mean_skipped and os.environ.get("RANK", "0") == "0":
             _err("seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only")

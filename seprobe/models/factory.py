@@ -69,6 +69,7 @@ class ModelSource:
     knobs: Mapping[str, Any] = field(default_factory=dict)
     resolved: InitVar[ModelSpec | None] = None  # the registry entry, when the caller has looked it up
     _spec: ModelSpec | None = field(default=None, init=False, repr=False, compare=False)
+    _kind: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self, resolved: ModelSpec | None):
         if resolved is None:
@@ -79,6 +80,7 @@ class ModelSource:
         object.__setattr__(self, "knobs", {k: v for k, v in self.knobs.items() if v is not None})
         object.__setattr__(self, "weights", str(self.weights) if isinstance(self.weights, Path) else self.weights)
         kind = weights_kind(self.weights)
+        object.__setattr__(self, "_kind", "pretrained" if kind in ("timm", "torchvision") else kind)
         lib = library(self.name)
         if lib is None:
             object.__setattr__(self, "_spec", (resolved or get_spec(self.name)).check_knobs(self.knobs))
@@ -95,9 +97,8 @@ class ModelSource:
 
     @property
     def kind(self) -> str:
-        """``file``, ``pretrained`` or ``random``."""
-        kind = weights_kind(self.weights)
-        return "pretrained" if kind in ("timm", "torchvision") else kind
+        """``file``, ``pretrained`` or ``random`` (checked once, when the source was made)."""
+        return self._kind
 
     @property
     def spec(self) -> ModelSpec | None:
