@@ -22,7 +22,7 @@ READY = "seprobe: ready"  # what the child prints on stderr once its interrupt h
 READY_ENV = "SEPROBE_TEST_READY"
 
 
-def _sigint_at_default() -> None:
+def sigint_at_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # in the child, before exec: SIG_DFL survives exec, SIG_IGN too
 
 
@@ -64,7 +64,7 @@ def seprobe_child(*args, cwd, env: dict[str, str], ready: bool = False) -> Itera
     env = {**env, READY_ENV: "1"} if ready else dict(env)
     proc = subprocess.Popen([sys.executable, "-m", "seprobe", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                            preexec_fn=_sigint_at_default)
+                            preexec_fn=sigint_at_default)
     try:
         yield Child(proc)
     finally:
