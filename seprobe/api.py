@@ -359,7 +359,8 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
           val_data: str | os.PathLike | None = None, train_labels: str | os.PathLike | None = None,
           val_labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
           val_samples_per_class: int | None = None, recipe: Recipe | Mapping[str, Any] | None = None,
-          resume: bool = False, num_workers: int = 4, progress: bool = True, **knobs: Any) -> Training:
+          resume: bool = False, num_workers: int = 4, upscale: bool = False, progress: bool = True,
+          **knobs: Any) -> Training:
     """Train ``model`` (any network seprobe builds, from ``weights``: ``random``, ``pretrained`` or a checkpoint,
     an exported ablated network or a ``checkpoint.pth`` of an earlier run included) on ``data`` into ``out``
     (``seprobe train``).
@@ -367,7 +368,9 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     ``data``: a folder with ``train/`` and ``test/`` (or ``val/``), torchvision's CIFAR files, or, with
     ``val_data``, the training folder (label files ``train_labels`` / ``val_labels``). ``recipe``: a
     :class:`~seprobe.training.Recipe`, or a mapping of the fields to change in the published one for the data's
-    image size (:func:`~seprobe.training.default_recipe`; ``None``: the published one). A network whose head
+    image size (:func:`~seprobe.training.default_recipe`; ``None``: the published one). ``upscale``: small
+    images (Tiny ImageNet) are brought to the network's input size as ``evaluate`` does, and the recipe is the
+    one for large images (:class:`~seprobe.training.TrainData`). A network whose head
     does not fit the data's classes gets a new one (ImageNet classes keep a 1000-way head). ``resume``: continue
     the run in ``out``, which must have been started with the same options. Under torchrun the ranks share the
     global batch; rank 0 writes."""
@@ -386,7 +389,7 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     _recipe(recipe, 32)  # every recipe value checked now, before the images are decoded (the side only sets defaults)
     net = _seeded_network(source, seed)
     spec = TrainData(data, val_data, train_labels, val_labels, samples_per_class, val_samples_per_class,
-                     net.preprocessing, num_workers, normalise="model")
+                     net.preprocessing, num_workers, normalise="model", upscale=upscale)
     datasets = load_data(spec, progress=progress and current_world().is_main)
     net, head = _fit_head(net, source, datasets.num_classes, seed)
     meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},

@@ -412,6 +412,8 @@ def test_torchvision_cifar_files_are_read_by_their_layout(tmp_path):
     assert torch.equal(data.val.images, torch.from_numpy(batches[5][0].reshape(-1, 3, 32, 32)))
     assert data.num_classes == 3 and not data.imagenet and data.in_memory
     assert data.mean == pytest.approx(tuple((pixels[sorted(first)] / 255).mean((0, 2, 3))), rel=1e-12)
+    with pytest.raises(SeprobeError, match="upscale reads image files, and .*cifar-10-batches-py' holds CIFAR"):
+        load_data(TrainData(tmp_path, upscale=True))
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(
         b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
     with pytest.raises(SeprobeError, match="test_batch' cannot be read .*os.system is not allowed"):
@@ -438,6 +440,32 @@ def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_pa
         assert not result.data["in_memory"] and result.data["side"] == 64
         finals.append(final_weights(tmp_path / f"w{workers}"))
     assert_same_weights(*finals)
+
+
+def test_upscaled_small_images_are_validated_as_evaluate_sees_them(images, tmp_path):
+    """``upscale``: 12-pixel images are read from their files and brought to the crop (here 32) like large ones;
+    the run's validation accuracy equals the network scored by hand on torchvision's resize + centre crop."""
+    import torchvision.transforms as T
+
+    from seprobe.data.images import Preprocessing
+
+    pre = Preprocessing(resize=36, crop=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    spec = TrainData(images, preprocessing=pre, num_workers=0, upscale=True)
+    data = load_data(spec)
+    assert not data.in_memory and data.side == 32 and data.mean == pre.mean
+    result = train(tiny_net(), spec, small(epochs=1, batch_size=4), tmp_path / "run", progress=False)
+    net = tiny_net()
+    net.load_state_dict(final_weights(tmp_path / "run"))
+    net.eval()
+    transform = T.Compose([T.Resize(36), T.CenterCrop(32), T.ToTensor(), T.Normalize(pre.mean, pre.std)])
+    files = sorted((images / "test").glob("*/*.png"))
+    x = torch.stack([transform(Image.open(f).convert("RGB")) for f in files])
+    labels = torch.tensor([0 if f.parent.name == "cat" else 1 for f in files])
+    with torch.no_grad():
+        top1 = (net(x).argmax(1) == labels).float().mean().item()
+    assert result.history["val_top1"].iloc[-1] == pytest.approx(top1, abs=1e-9)
+    with pytest.raises(SeprobeError, match="invalid upscale 'yes'; valid: True or False"):
+        TrainData(images, upscale="yes")
 
 
 # --- subprocesses: SIGKILL and resume; two ranks -----------------------------------------------------------------

@@ -65,6 +65,9 @@ def train_cmd(
     device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu or cuda (this rank's GPU under torchrun)")
                       ] = "cpu",
     num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")] = 4,
+    upscale: Annotated[bool, typer.Option("--upscale", help="small images brought to the model's input size, as "
+                                          "evaluate does (fine-tuning an ImageNet network on Tiny ImageNet)")
+                       ] = False,
     fmt: FormatOpt = None,
     knobs: dict | None = None,
 ) -> None:
@@ -89,7 +92,7 @@ def train_cmd(
         result = api.train(model, data or train_data, out or resume, weights=weights, val_data=val_data,
                            train_labels=train_labels, val_labels=val_labels, samples_per_class=samples_per_class,
                            val_samples_per_class=val_samples_per_class, recipe=recipe, resume=resume is not None,
-                           num_workers=num_workers, **knobs)
+                           num_workers=num_workers, upscale=upscale, **knobs)
     if not world.is_main:
         return
     if result.head:

@@ -46,7 +46,10 @@ class TrainData:
     ``num_workers``: loader processes for large images (may change on resume). ``normalise``: in-memory images
     are normalised by the training set's per-channel mean and std (``"data"``, He et al.'s CIFAR recipe) or by
     ``preprocessing``'s (``"model"``: the network's evaluation transform, so that its weights are evaluated by
-    every command exactly as they were trained)."""
+    every command exactly as they were trained). ``upscale``: small images are read like large ones, each
+    brought to the model's input by ``preprocessing`` (a random resized crop at training, the evaluation resize
+    and centre crop at validation), as an ImageNet network sees them in ``seprobe evaluate``: for fine-tuning
+    such a network on Tiny ImageNet."""
 
     train: str | Path
     val: str | Path | None = None
@@ -57,6 +60,7 @@ class TrainData:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     num_workers: int = 4
     normalise: str = "data"
+    upscale: bool = False
 
     def __post_init__(self):
         for name in ("samples_per_class", "val_samples_per_class"):
@@ -67,6 +71,8 @@ class TrainData:
             raise SeprobeError(f"invalid num_workers {self.num_workers!r}; valid: an integer >= 0",
                                argument="num_workers")
         check_choice("normalise", self.normalise, ("data", "model"), argument="normalise")
+        if not isinstance(self.upscale, bool):
+            raise SeprobeError(f"invalid upscale {self.upscale!r}; valid: True or False", argument="upscale")
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,10 @@ def _load(request: TrainData, progress: bool) -> Datasets:
                            "train/ and test/ (or val/), or torchvision's CIFAR files")
     cifar = _cifar_root(root) if request.val is None else None
     if cifar is not None:
+        if request.upscale:
+            raise SeprobeError(f"upscale reads image files, and {str(cifar)!r} holds CIFAR's pickled arrays; "
+                               "valid: CIFAR as image folders (e.g. shared/data/cifar10), or no upscale",
+                               argument="upscale")
         return _cifar_datasets(cifar, request)
     if request.val is None:
         folders = _split_folders(root)
@@ -274,7 +284,7 @@ def _file_datasets(train: LabelledImages, val: LabelledImages, request: TrainDat
             raise SeprobeError(f"{len(failed)} image(s) cannot be read (e.g. {failed[0]}); valid: every training "
                                "and validation image readable")
     side = _side(train)
-    if side > SMALL_SIDE:
+    if side > SMALL_SIDE or request.upscale:
         pre = request.preprocessing
         return Datasets(Split(torch.tensor(train.labels), files=train), Split(torch.tensor(val.labels), files=val),
                         1000 if train.imagenet else len(train.class_names), train.imagenet, train.class_names, layout,
