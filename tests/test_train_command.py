@@ -75,17 +75,27 @@ def test_random_weights_are_built_with_the_data_classes_from_the_seed(cifar_like
     assert (final["fc.weight"] - reference["fc.weight"]).abs().max() < 1e-6  # lr 1e-9: the initial weights
 
 
-def test_an_exported_ablated_network_can_be_fine_tuned(cifar_like, tmp_path):
-    torch.manual_seed(0)
-    model = seprobe.build_model("se_resnet20_cifar", num_classes=3).eval()
-    blocks = find_blocks(model)
-    export_ablated(model, blocks, {"SE_3_3": "identity"}, None, tmp_path / "ablated.pth", spec="se_resnet20_cifar",
-                   knobs={"num_classes": 3})
-    done = seprobe.train("se_resnet20_cifar", cifar_like, tmp_path / "run", weights=tmp_path / "ablated.pth",
-                         recipe=RECIPE, progress=False, num_classes=3)
-    final = torch.load(tmp_path / "run" / "final.pth", weights_only=True)
-    assert not any(k.startswith("layer3.2.se.") for k in final) and any(k.startswith("layer3.1.se.") for k in final)
-    assert done.head is None
+def test_an_exported_ablated_network_can_be_fine_tuned_and_the_result_loads_like_the_export(cifar_like, tmp_path):
+    """final.pth of a run started from an export keeps the export's record (a plain state dict would fit no
+    architecture seprobe builds): it loads as the export does and scores the accuracy the run recorded, also
+    when training gave it a new head (10 outputs -> the data's 3)."""
+    for classes in (3, 10):
+        torch.manual_seed(0)
+        model = seprobe.build_model("se_resnet20_cifar", num_classes=classes).eval()
+        start, out = tmp_path / f"ablated{classes}.pth", tmp_path / f"run{classes}"
+        export_ablated(model, find_blocks(model), {"SE_3_3": "identity"}, None, start, spec="se_resnet20_cifar",
+                       knobs={"num_classes": classes})
+        done = seprobe.train("se_resnet20_cifar", cifar_like, out, weights=start, recipe=RECIPE, progress=False)
+        assert (done.head is None) == (classes == 3)
+        final = torch.load(out / "final.pth", weights_only=True)
+        weights = final["state_dict"]
+        assert final["format"] == "seprobe-ablated/1" and final.get("num_classes") == (None if classes == 3 else 3)
+        assert not any(k.startswith("layer3.2.se.") for k in weights) and any(k.startswith("layer3.1.se.")
+                                                                               for k in weights)
+        assert weights["fc.weight"].shape == (3, 64)
+        evaluation = seprobe.evaluate("se_resnet20_cifar", out / "final.pth", cifar_like / "test", progress=False)
+        assert evaluation.images == 12
+        assert evaluation.top1 == pytest.approx(done.run.final["val_top1"], abs=1e-12)
 
 
 def test_a_checkpoint_of_an_earlier_run_is_a_starting_point(cifar_like, tmp_path):

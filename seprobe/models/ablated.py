@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import SeprobeError
 from ..io import atomic_write
 from .blocks import FoldTarget, SEBlockInfo
+from .heads import replace_head
 from .sources import build_architecture
 
 FORMAT = "seprobe-ablated/1"
@@ -126,8 +127,9 @@ def export_ablated(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mappin
          "blocks": {"SE_5_2": "mean folded into blocks.4.1.conv_pwl", ...},
          "preprocessing": {...}, "state_dict": {...}}
 
-    ``spec`` is the model name seprobe builds (a registered name, ``timm:NAME`` or ``torchvision:NAME``) and
-    ``knobs`` its knobs (seprobe models).
+    (and ``"num_classes": K`` once training gave it a new K-way head, :func:`retrained`). ``spec`` is the
+    model name seprobe builds (a registered name, ``timm:NAME`` or ``torchvision:NAME``) and ``knobs`` its knobs
+    (seprobe models).
     """
     build_architecture(spec, dict(knobs or {}), device="meta")  # fail now on a name that could not be rebuilt
     export = ablated_copy(model, gates, modes, means)
@@ -166,12 +168,25 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
         raise SeprobeError(f"{path}: not an ablated network (format {found!r}); valid: a file written by "
                            f"seprobe ablate's export (format {FORMAT!r})")
     model = apply_surgery(build_architecture(obj["model"], obj["knobs"]), obj["removed"], obj["scaled"])
+    if obj.get("num_classes") is not None:
+        replace_head(model, obj["num_classes"])
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
     except RuntimeError as e:
         raise SeprobeError(f"{path}: the state dict does not fit {obj['model']} after the recorded surgery: "
                            f"{str(e).splitlines()[0]}") from None
     return AblatedModel(model.eval(), obj["model"], dict(obj["knobs"]), dict(obj["blocks"]), obj["preprocessing"])
+
+
+def retrained(path: str | os.PathLike, num_classes: int | None = None):
+    """How to save the weights of a network trained from the export at ``path``: a function of the trained
+    state dict giving the same record with those weights (and its new head's size, when training gave it a
+    ``num_classes``-way one), so that the trained network loads as the export does."""
+    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    header = {k: v for k, v in obj.items() if k != "state_dict"}
+    if num_classes is not None:
+        header["num_classes"] = num_classes
+    return lambda state_dict: {**header, "state_dict": state_dict}
 
 
 def is_ablated_file(path: str | os.PathLike) -> bool:

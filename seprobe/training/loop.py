@@ -18,9 +18,11 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -267,11 +269,13 @@ def _progress_bar(run: _Run):
 
 def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str | Path, *,
           world: World | None = None, resume: bool = False, progress: bool = True,
-          meta: dict | None = None) -> TrainResult:
+          meta: dict | None = None, final: Callable[[dict], Any] | None = None) -> TrainResult:
     """Train ``model`` (built by the caller, its head sized for ``load_data(data).num_classes``) on ``data``
     (a :class:`TrainData`, or the :class:`Datasets` :func:`load_data` made of one) with ``recipe``, writing into
     ``out`` (see the module docstring). ``meta``: a plain record of the model (name, knobs) kept with the run
-    and compared on resume. ``world``: the torchrun world (default: the current
+    and compared on resume. ``final``: what ``final.pth`` holds, a function of the trained state dict (the state
+    dict itself by default; an exported ablated network's record around it, so that it loads as the export did).
+    ``world``: the torchrun world (default: the current
     :func:`~seprobe.distributed.distributed_session`'s, or one process on the CPU)."""
     world = world if world is not None else current_world()
     out, meta = Path(out), dict(meta or {})
@@ -298,10 +302,10 @@ def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str
                 bar.write(epoch_line(row, recipe.epochs))
             if stop["stop"]:
                 raise KeyboardInterrupt
-    return _finish(run)
+    return _finish(run, final or (lambda state_dict: state_dict))
 
 
-def _finish(run: _Run) -> TrainResult:
+def _finish(run: _Run, final: Callable[[dict], Any]) -> TrainResult:
     from .report import save_curves, summary_markdown
 
     history = run.frame()
@@ -311,7 +315,7 @@ def _finish(run: _Run) -> TrainResult:
              "summary": run.out / "summary.md"}
     if run.world.is_main:
         with output_set():
-            atomic_write(paths["final"], lambda tmp: torch.save(run.net.state_dict(), tmp))
+            atomic_write(paths["final"], lambda tmp: torch.save(final(run.net.state_dict()), tmp))
             figures = save_curves(history, run.out / "curves")
             atomic_write_text(paths["summary"], summary_markdown(run.record, history, data, str(run.device)))
         paths.update(curves_png=figures[0], curves_svg=figures[1])
