@@ -47,6 +47,7 @@ _LAZY = {
     "activations": "seprobe.api",
     "evaluate": "seprobe.api",
     "train": "seprobe.api",
+    "split_holdout": "seprobe.api",
     "Recipe": "seprobe.training.recipe",
     "run_studies": "seprobe.studies.regenerate",
     "reports": "seprobe.studies.regenerate",
@@ -81,12 +82,13 @@ __all__ = [
     "reports",
     "run_studies",
     "se_blocks",
+    "split_holdout",
     "time_models",
     "train",
 ]
 
 if TYPE_CHECKING:
-    from .api import ablate, activations, complexity, evaluate, train
+    from .api import ablate, activations, complexity, evaluate, split_holdout, train
     from .cost.flops import FlopConvention
     from .cost.timing import TimingSetup, time_models
     from .data.images import ImageSource, Overrides

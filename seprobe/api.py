@@ -334,6 +334,42 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
 
 
 @dataclass
+class HoldoutSplit:
+    """The two label files of one folder's split (:func:`split_holdout`), and how many images each lists."""
+
+    train_labels: Path
+    heldout_labels: Path
+    train_images: int
+    heldout_images: int
+
+    @property
+    def written(self) -> list[Path]:
+        return [self.train_labels, self.heldout_labels]
+
+
+def split_holdout(data: str | os.PathLike, out: str | os.PathLike, *, holdout_per_class: int,
+                  labels: str | os.PathLike | None = None) -> HoldoutSplit:
+    """Split the labelled ImageNet images of ``data`` (read with its ``labels`` file, if any) into two label
+    files of that folder, written together into ``out``: ``heldout.txt``, the last ``holdout_per_class`` images
+    of each class in the images' order, and ``train.txt``, the others. Each serves as ``labels`` (evaluate,
+    ablate's calibration) or ``train_labels`` / ``val_labels`` (train) with ``data``, so that every command sees
+    the same two parts."""
+    from .data.images import ImageSource, hold_out, label_lines
+    from .io import atomic_write_text
+
+    source = ImageSource(data, labels)
+    check_int("holdout_per_class", holdout_per_class)
+    check_output_dir(out, "out")
+    kept, held = hold_out(source.read(), holdout_per_class)
+    out = Path(out)
+    with output_set():
+        train_file = atomic_write_text(out / "train.txt", label_lines(kept, source.folder))
+        heldout_file = atomic_write_text(out / "heldout.txt", label_lines(held, source.folder))
+    return HoldoutSplit(train_file, heldout_file, len(kept.paths), len(held.paths))
+
+
+
+@dataclass
 class Training:
     """What ``seprobe train`` did: the run (:class:`~seprobe.training.TrainResult`: history, paths, final and
     best epoch), the head it gave the network (``None``: kept) and the files written."""

@@ -171,3 +171,34 @@ def test_a_file_given_as_data_folder_or_a_folder_as_label_file(tmp_path):
         discover(root / f"{GOLDFISH}_a.png")
     with pytest.raises(SeprobeError, match=r"label file '.*d' is a folder; valid:"):
         discover(root, root)
+
+
+def test_a_holdout_split_is_two_label_files_that_read_back_as_the_two_parts(tmp_path):
+    """Three classes, five images each, listed interleaved: the held-out part is the last two of each class in
+    the label file's order (counted by hand), the training part the first three; both read back through the
+    label-file reader as those images and labels; a class left with nothing to train on is refused."""
+    import seprobe
+    from seprobe.data.imagenet_classes import wnid_to_index
+
+    wnids = ["n01443537", "n09246464", "n02085620"]
+    order = [(k, c) for k in range(5) for c in range(3)]  # file i: class i % 3
+    names = [f"val_{i}.JPEG" for i in range(15)]
+    images(tmp_path / "images", names)
+    (tmp_path / "labels.txt").write_text("".join(f"{n}\t{wnids[c]}\t0\t0\t8\t8\n" for n, (_, c) in zip(names, order)))
+    split = seprobe.split_holdout(tmp_path / "images", tmp_path / "split", holdout_per_class=2,
+                                  labels=tmp_path / "labels.txt")
+    assert (split.train_images, split.heldout_images) == (9, 6)
+    held = [n for n, (k, _) in zip(names, order) if k >= 3]
+    kept = [n for n, (k, _) in zip(names, order) if k < 3]
+    assert held == [f"val_{i}.JPEG" for i in range(9, 15)]
+    for file, expected in ((split.heldout_labels, held), (split.train_labels, kept)):
+        back = discover(tmp_path / "images", file)
+        assert [p.name for p in back.paths] == expected
+        assert list(back.labels) == [wnid_to_index(wnids[int(n[4:-5]) % 3]) for n in expected]
+    with pytest.raises(SeprobeError, match="has 5 images, none left to train on after holding out 5"):
+        seprobe.split_holdout(tmp_path / "images", tmp_path / "other", holdout_per_class=5,
+                              labels=tmp_path / "labels.txt")
+    assert not (tmp_path / "other").exists()
+    images(tmp_path / "folders" / "cat", ["a.png", "b.png"])
+    with pytest.raises(SeprobeError, match="are not ImageNet's, and a label file names ImageNet wnids"):
+        seprobe.split_holdout(tmp_path / "folders", tmp_path / "other", holdout_per_class=1)

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,6 +265,42 @@ def select(images: LabelledImages, per_class: int | None) -> LabelledImages:
             keep.append((p, lab))
     return LabelledImages(tuple(p for p, _ in keep), tuple(lab for _, lab in keep), images.class_names,
                           images.imagenet, images.layout, images.notes)
+
+
+def hold_out(images: LabelledImages, per_class: int) -> tuple[LabelledImages, LabelledImages]:
+    """``(kept, held)``: the last ``per_class`` images of every class (in path order) held out, the others kept.
+    Every class must keep at least one image."""
+    check_int("holdout_per_class", per_class)
+    counts = Counter(images.labels)
+    short = [(lab, n) for lab, n in counts.items() if n <= per_class]
+    if short:
+        lab, n = short[0]
+        raise SeprobeError(f"class {images.class_names[lab]!r} has {n} images, none left to train on after holding "
+                           f"out {per_class}; valid: holdout_per_class below every class's count (the smallest "
+                           f"is {min(counts.values())})", argument="holdout_per_class")
+    seen: dict[int, int] = defaultdict(int)
+    kept, held = [], []
+    for p, lab in zip(images.paths, images.labels, strict=True):
+        seen[lab] += 1
+        (held if seen[lab] > counts[lab] - per_class else kept).append((p, lab))
+
+    def part(pairs):
+        return LabelledImages(tuple(p for p, _ in pairs), tuple(lab for _, lab in pairs), images.class_names,
+                              images.imagenet, images.layout, images.notes)
+
+    return part(kept), part(held)
+
+
+def label_lines(images: LabelledImages, root: Path) -> str:
+    """``images`` as a label file of ``root`` (``<file>\t<wnid>`` lines, the files relative to ``root``), which
+    :func:`discover` reads back as the same images and labels. ImageNet labels only: a label file names wnids."""
+    if not images.imagenet:
+        raise SeprobeError(f"{root}: its classes ({images.class_names[0]!r}, ...) are not ImageNet's, and a label "
+                           "file names ImageNet wnids; valid: ImageNet images (wnid files, wnid folders or a label "
+                           "file)", argument="data")
+    wnids = [c.wnid for c in imagenet_classes()]
+    return "".join(f"{p.relative_to(root).as_posix()}\t{wnids[lab]}\n" for p, lab in zip(images.paths, images.labels,
+                                                                                         strict=True))
 
 
 @dataclass(frozen=True)
