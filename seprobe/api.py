@@ -66,12 +66,15 @@ class ComplexityReport:
         return text(self.results, self.per_block, self.timing)
 
 
-def complexity(models: str | Sequence[str], *, input_size: int | None = None, convention: FlopConvention | None = None,
+def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input_size: int | None = None,
+               convention: FlopConvention | None = None,
                per_block: bool = False, time: TimingSetup | None = None,
                progress: Callable[[str], None] = lambda msg: None, **knobs: Any) -> ComplexityReport:
     """Multiply-adds and parameters of each model against the same network without SE (``seprobe complexity``).
 
-    ``models``: seprobe names, ``timm:NAME`` or ``torchvision:NAME``; ``knobs``: model-zoo knobs (SE knobs reach
+    ``models``: seprobe names, ``timm:NAME`` or ``torchvision:NAME``, or :class:`~seprobe.models.factory.ModelSource` s
+    (a network with its weights: an exported ablated one is counted as exported; ``knobs`` do not reach them);
+    ``knobs``: model-zoo knobs (SE knobs reach
     the seprobe SE models only; :attr:`ComplexityReport.ignored` says where they did not); ``convention``: what
     the total counts (:class:`~seprobe.cost.flops.FlopConvention`); ``time``: a
     :class:`~seprobe.cost.timing.TimingSetup` to also time inference and a training step.
@@ -80,13 +83,14 @@ def complexity(models: str | Sequence[str], *, input_size: int | None = None, co
     from .cost.timing import MAX_INPUT_SIZE
     from .models.factory import ModelSource
 
-    models = [models] if isinstance(models, str) else list(models)
+    models = [models] if isinstance(models, (str, ModelSource)) else list(models)
     if not models:
         raise SeprobeError("no model given; valid: one or more model names (see `seprobe models`)", argument="models")
     knobs = {k: v for k, v in knobs.items() if v is not None}
-    sources = [ModelSource.applicable(name, knobs) for name in models]
+    sources = [m if isinstance(m, ModelSource) else ModelSource.applicable(m, knobs) for m in models]
     check_int("input_size", input_size, 1, MAX_INPUT_SIZE)
     ignored = {k: [s.name for s in sources if k not in s.knobs] for k in knobs}
+    models = [s.name for s in sources]
     unused = [k for k, names in ignored.items() if len(names) == len(models)]
     if unused:
         raise SeprobeError(f"{', '.join(unused)} applies to none of {', '.join(models)}; valid: SE knobs with an "

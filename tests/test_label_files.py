@@ -184,12 +184,13 @@ def test_a_holdout_split_is_two_label_files_that_read_back_as_the_two_parts(tmp_
     order = [(k, c) for k in range(5) for c in range(3)]  # file i: class i % 3
     names = [f"val_{i}.JPEG" for i in range(15)]
     images(tmp_path / "images", names)
-    (tmp_path / "labels.txt").write_text("".join(f"{n}\t{wnids[c]}\t0\t0\t8\t8\n" for n, (_, c) in zip(names, order)))
+    lines = [f"{n}\t{wnids[c]}\t0\t0\t8\t8\n" for n, (_, c) in zip(names, order, strict=True)]
+    (tmp_path / "labels.txt").write_text("".join(lines))
     split = seprobe.split_holdout(tmp_path / "images", tmp_path / "split", holdout_per_class=2,
                                   labels=tmp_path / "labels.txt")
     assert (split.train_images, split.heldout_images) == (9, 6)
-    held = [n for n, (k, _) in zip(names, order) if k >= 3]
-    kept = [n for n, (k, _) in zip(names, order) if k < 3]
+    held = [n for n, (k, _) in zip(names, order, strict=True) if k >= 3]
+    kept = [n for n, (k, _) in zip(names, order, strict=True) if k < 3]
     assert held == [f"val_{i}.JPEG" for i in range(9, 15)]
     for file, expected in ((split.heldout_labels, held), (split.train_labels, kept)):
         back = discover(tmp_path / "images", file)

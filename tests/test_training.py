@@ -442,6 +442,44 @@ def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_pa
     assert_same_weights(*finals)
 
 
+def test_a_clipped_step_moves_the_weights_by_lr_times_the_clip_norm():
+    """Plain SGD (no momentum, no decay) with ``clip_grad_norm = c`` below the gradient's norm: the weights move
+    by ``lr * c * |g| / (|g| + 1e-6)`` in L2 norm (torch's coefficient), in the gradient's direction; above it,
+    by ``lr * |g|`` (float64: the difference of weights before and after keeps 1e-12 of its size)."""
+    x = torch.randn(8, 3, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.tensor([0, 1] * 4)
+    net = tiny_net(batchnorm=False).double()
+    F.cross_entropy(net(x), y).backward()
+    grad = torch.cat([p.grad.flatten() for p in net.parameters()])
+    for clip in (0.5 * grad.norm().item(), 2 * grad.norm().item()):
+        net = tiny_net(batchnorm=False).double()
+        before = torch.cat([p.detach().flatten() for p in net.parameters()])
+        recipe = Recipe(lr=0.1, momentum=0.0, weight_decay=0.0, clip_grad_norm=clip)
+        Stepper(net, net, recipe, torch.device("cpu")).step(x, y, 0.1)
+        moved = torch.cat([p.detach().flatten() for p in net.parameters()]) - before
+        g = grad.norm().item()
+        scale = min(1.0, clip / (g + 1e-6))  # clip_grad_norm_'s coefficient, its 1e-6 included
+        assert moved.norm().item() == pytest.approx(0.1 * scale * g, rel=1e-9)
+        assert F.cosine_similarity(moved, -grad, dim=0).item() == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(SeprobeError, match="invalid clip_grad_norm 0; valid: a finite number > 0"):
+        Recipe(clip_grad_norm=0)
+
+
+def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_affine_parameters(images, tmp_path):
+    """``freeze_bn``: the running statistics after an epoch are the initial ones, bit for bit (without it they
+    move), while BatchNorm's weight and bias still learn."""
+    initial = tiny_net().state_dict()
+    for freeze in (True, False):
+        train(tiny_net(), TrainData(images), small(epochs=1, freeze_bn=freeze), tmp_path / f"f{freeze}",
+              progress=False)
+        final = final_weights(tmp_path / f"f{freeze}")
+        for key in ("1.running_mean", "1.running_var"):
+            assert torch.equal(final[key], initial[key]) == freeze, key
+        assert not torch.equal(final["1.weight"], initial["1.weight"])
+    with pytest.raises(SeprobeError, match="invalid freeze_bn 1; valid: True or False"):
+        Recipe(freeze_bn=1)
+
+
 def test_upscaled_small_images_are_validated_as_evaluate_sees_them(images, tmp_path):
     """``upscale``: 12-pixel images are read from their files and brought to the crop (here 32) like large ones;
     the run's validation accuracy equals the network scored by hand on torchvision's resize + centre crop."""

@@ -150,3 +150,132 @@ def test_committed_training_reports_are_their_histories(path):
     columns = ["variant", "seeds", "top1_err", "top1_err_std", "diff", "diff_low", "diff_high", "within_noise",
                "params_m", "mflops"]
     pd.testing.assert_frame_equal(fresh[columns], committed[columns])
+
+
+FINETUNE = """title = "fine-tune"
+kind = "training"
+[training]
+data = "../images"
+labels = "../labels.txt"
+holdout_per_class = 2
+calibration_samples_per_class = 2
+weights = "../start.pth"
+evaluate = ["../samples"]
+seeds = [0, 1]
+baseline = "full"
+budget = "tiny"
+[budgets.tiny]
+epochs = 1
+batch_size = 4
+lr = 0.01
+freeze_bn = true
+clip_grad_norm = 5.0
+threads = 1
+num_workers = 0
+[[variants]]
+label = "full"
+model = "se_resnet20_cifar"
+knobs = { num_classes = 1000 }
+[[variants]]
+label = "stage 3 frozen"
+model = "se_resnet20_cifar"
+knobs = { num_classes = 1000 }
+ablate = { stage = 3, mode = "mean" }
+"""
+WNIDS = ("n01443537", "n09246464", "n02085620")
+
+
+def _finetune_study(tmp_path) -> Path:
+    import torch
+    from PIL import Image
+
+    import seprobe
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "samples").mkdir()
+    lines = []
+    for i in range(18):  # six images of each class, listed interleaved
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "images" / f"v{i}.png")
+        lines.append(f"v{i}.png\t{WNIDS[i % 3]}\n")
+    for k, wnid in enumerate(WNIDS):
+        image = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+        image.save(tmp_path / "samples" / f"{wnid}_{k}.png")
+    (tmp_path / "labels.txt").write_text("".join(lines))
+    torch.manual_seed(0)
+    torch.save(seprobe.build_model("se_resnet20_cifar", num_classes=1000).state_dict(), tmp_path / "start.pth")
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "finetune.toml"
+    path.write_text(FINETUNE)
+    return path
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_study_exports_its_starts_and_scores_every_run_before_and_after(tmp_path):
+    """The parts of studies/finetune_stage5.toml on a tiny network: the holdout split (the last 2 of each
+    class held out), an ablated start exported once (stage 3's SE folded), every start and every trained run
+    scored on the held-out part and on another folder; the held-out score after training is the run's own last
+    validation (two code paths, one set of images); a second run reuses it all, and a changed recipe retrains."""
+    from seprobe.models.ablated import load_ablated
+
+    path = _finetune_study(tmp_path)
+    out = tmp_path / "reports"
+    run_studies([path], out)
+    runs = out / "finetune" / "runs"
+    heldout = (runs / "split" / "heldout.txt").read_text().split()
+    assert heldout[::2] == [f"v{i}.png" for i in range(12, 18)]
+    start = load_ablated(runs / "stage-3-frozen-start" / "network.pth")
+    assert sorted(start.blocks) == ["SE_3_1", "SE_3_2", "SE_3_3"]
+    assert all(how.startswith("mean folded") for how in start.blocks.values())
+    table = pd.read_csv(out / "finetune.csv").set_index("variant")
+    for variant in ("full", "stage 3 frozen"):
+        for seed in (0, 1):
+            folder = runs / f"{slug(variant)}-seed{seed}"
+            record = pd.read_json(folder / "run.json", typ="series")
+            history = pd.read_csv(folder / "history.csv")
+            assert record["after"]["heldout"]["top1"] == pytest.approx(history["val_top1"].iloc[-1], abs=1e-12)
+            assert record["after"]["heldout"]["images"] == 6 and record["after"]["samples"]["images"] == 3
+        before = pd.read_json(runs / f"{slug(variant)}-start" / "before.json", typ="series")["sets"]
+        assert table.loc[variant, "heldout_before"] == pytest.approx(100 * (1 - before["heldout"]["top1"]), abs=0.005)
+    assert table.loc["stage 3 frozen", "params_m"] < table.loc["full", "params_m"]
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
+    run_studies([path], out)
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")} == stamps  # nothing exported, trained, scored
+    path.write_text(FINETUNE.replace("lr = 0.01", "lr = 0.02"))
+    run_studies([path], out)
+    assert pd.read_json(runs / "full-seed0" / "run.json", typ="series")["recipe"]["lr"] == 0.02
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('ablate = { stage = 3, mode = "mean" }', 'ablate = { mode = "mean" }',
+     "variants[1].ablate: needs one of stage and blocks"),
+    ('ablate = { stage = 3, mode = "mean" }', 'ablate = { stage = 3, blocks = "SE_3_1", mode = "mean" }',
+     "variants[1].ablate: needs one of stage and blocks"),
+    ('ablate = { stage = 3, mode = "mean" }', 'ablate = { stage = 3, mode = "zero" }',
+     "variants[1].ablate.mode: invalid mode 'zero'; valid: identity, mean"),
+    ('ablate = { stage = 3, mode = "mean" }', 'ablate = { stage = 3, mode = "mean", order = 1 }',
+     "variants[1].ablate.order: unknown field"),
+    ("holdout_per_class = 2\n", "", "training.labels: applies with holdout_per_class"),
+    ("holdout_per_class = 2", "holdout_per_class = 0", "training.holdout_per_class: invalid value 0"),
+    ('evaluate = ["../samples"]', 'evaluate = "../samples"', "training.evaluate: invalid value '../samples'"),
+    ("freeze_bn = true", 'freeze_bn = "yes"', "budgets.tiny.freeze_bn: invalid value 'yes'"),
+    ('model = "se_resnet20_cifar"\nknobs = { num_classes = 1000 }\nablate',
+     'model = "timm:tf_mobilenetv3_small_100"\nknobs = { num_classes = 1000 }\nablate',
+     "model knobs .num_classes. apply to seprobe models"),
+])
+def test_a_bad_fine_tuning_study_is_refused_before_any_run(tmp_path, old, new, message):
+    if "timm:" in new:
+        pytest.importorskip("timm")
+    path = _finetune_study(tmp_path)
+    assert old in FINETUNE
+    path.write_text(FINETUNE.replace(old, new))
+    with pytest.raises(SeprobeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_study(path)
+
+
+def test_start_weights_and_ablate_belong_to_training_studies(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('title = "t"\nkind = "complexity"\n[[variants]]\nlabel = "a"\nmodel = "se_resnet50"\n'
+                    'ablate = { stage = 5, mode = "mean" }\n')
+    with pytest.raises(SeprobeError, match="variants.0..ablate: applies to training studies only"):
+        load_study(path)

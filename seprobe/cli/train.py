@@ -61,6 +61,10 @@ def train_cmd(
     channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last memory format")] = None,
     compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the training step")] = None,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="SyncBatchNorm (torchrun on CUDA)")] = None,
+    freeze_bn: Annotated[bool | None, typer.Option(
+        "--freeze-bn", help="BatchNorm kept in eval mode (fine-tuning; weights with BN folded away)")] = None,
+    clip_grad_norm: Annotated[float | None, typer.Option(metavar="NORM", help="clip the gradients' global norm")
+                              ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(metavar="N", help="also checkpoint every N steps")] = None,
     device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu or cuda (this rank's GPU under torchrun)")
                       ] = "cpu",
@@ -86,6 +90,7 @@ def train_cmd(
              "weight_decay": weight_decay, "no_decay_bn_bias": no_decay_bn_bias, "schedule": schedule,
              "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "seed": seed, "dtype": dtype,
              "channels_last": channels_last, "compile": compile_, "sync_bn": sync_bn,
+             "freeze_bn": freeze_bn, "clip_grad_norm": clip_grad_norm,
              "checkpoint_every": checkpoint_every}
     recipe = {k: v for k, v in given.items() if v is not None}
     with _session(device) as world:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,12 @@ STUDY_FIELDS: dict[str, FieldType] = {
     "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
     "variants": FieldType((list,), "an array of tables ([[variants]])", items=dict), "timing": TABLE,
     "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT}
-VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT}
+VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT,
+                                        "weights": TEXT, "ablate": TABLE}
+#: a training variant's ``ablate``: its starting network is ``[training] weights`` with these SE blocks ablated
+#: and exported (seprobe.ablate's export: ``identity`` removed, ``mean`` folded), calibrated on the training part
+ABLATE_FIELDS: dict[str, FieldType] = {"stage": COUNT, "blocks": FieldType(
+    (str, list), "a string such as \"SE_5_1,SE_5_2\" or an array of strings", items=str), "mode": TEXT}
 #: every knob a registered model takes (see seprobe.models.registry), by type; values are then checked by the model
 KNOB_FIELDS: dict[str, FieldType] = {
     "reduction": COUNT, "squeeze": TEXT, "gate": TEXT, "bias": BOOL,
@@ -97,16 +103,20 @@ ABLATION_FIELDS: dict[str, FieldType] = {
 #: variant, seed and budget is trained once for both)
 TRAINING_FIELDS: dict[str, FieldType] = {
     "data": TEXT, "weights": TEXT, "seeds": FieldType((list,), "an array of integers such as [0, 1, 2]", items=int),
-    "baseline": TEXT, "budget": TEXT, "dataset": TEXT, "runs": TEXT}
+    "baseline": TEXT, "budget": TEXT, "dataset": TEXT, "runs": TEXT, "labels": TEXT, "holdout_per_class": COUNT,
+    "upscale": BOOL, "evaluate": FieldType((list,), "an array of image folders such as [\"../data/imagenet\"]",
+                                           items=str), "calibration_samples_per_class": COUNT}
 BUDGET_FIELDS: dict[str, FieldType] = {
     "epochs": COUNT, "batch_size": COUNT, "lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER,
     "no_decay_bn_bias": BOOL, "schedule": TEXT, "warmup_epochs": NUMBER, "label_smoothing": NUMBER, "dtype": TEXT,
-    "channels_last": BOOL, "compile": BOOL, "checkpoint_every": COUNT, "samples_per_class": COUNT,
-    "val_samples_per_class": COUNT, "device": TEXT, "threads": COUNT, "description": TEXT}
+    "channels_last": BOOL, "compile": BOOL, "checkpoint_every": COUNT, "freeze_bn": BOOL,
+    "clip_grad_norm": NUMBER, "samples_per_class": COUNT,
+    "val_samples_per_class": COUNT, "device": TEXT, "threads": COUNT, "num_workers": FieldType(
+        (int,), "an integer >= 0 (without quotes)"), "description": TEXT}
 #: the fields of each real-data kind that name files, relative to the study file's folder
 _PATH_FIELDS = {"activations": ("weights", "data", "labels"),
                 "ablation": ("weights", "data", "calibration_data", "calibration_labels"),
-                "training": ("data",)}
+                "training": ("data", "labels", "weights")}
 #: the paper's printed decimals, which decide whether a measured value "matches"
 DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
@@ -118,6 +128,8 @@ class Variant:
     knobs: dict[str, Any]
     paper: dict[str, float]
     note: str = ""
+    weights: str | Path | None = None                      # a training variant's own starting weights
+    ablate: dict[str, Any] = field(default_factory=dict)   # a training variant's ablated start (ABLATE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -139,8 +151,10 @@ class Study:
     def missing_inputs(self) -> list[str]:
         """The data or weights an activations or ablation study names that do not exist here."""
         table = {"ablation": self.ablation, "training": self.training}.get(self.kind, self.activations)
-        return [str(table[k]) for k in _PATH_FIELDS.get(self.kind, ())
-                if k in table and isinstance(table[k], Path) and not table[k].exists()]
+        paths = [table[k] for k in _PATH_FIELDS.get(self.kind, ()) if k in table]
+        if self.kind == "training":
+            paths += [*self.training.get("evaluate", []), *(v.weights for v in self.variants)]
+        return [str(p) for p in paths if isinstance(p, Path) and not p.exists()]
 
 
 def _fail(path: Path, key: str, message: str) -> SeprobeError:
@@ -179,7 +193,9 @@ def read_toml(path: Path) -> dict[str, Any]:
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file: every field of its type, every model and knob known (each variant's
     model is built on ``meta``, which checks the knobs' values), before anything runs."""
+    from ..models.factory import ModelSource
     from ..models.registry import applicable_knobs, build_model, check_knobs
+    from ..models.sources import library
 
     path = Path(path)
     data = read_toml(path)
@@ -226,11 +242,17 @@ def load_study(path: str | Path) -> Study:
             raise _fail(path, where, "needs a label and a model")
         _check_table(path, f"{where}.knobs.", v.get("knobs", {}), KNOB_FIELDS, known_only=False)
         try:
-            knobs = applicable_knobs(v["model"], {**defaults, **v.get("knobs", {})})
-            check_knobs(v["model"], knobs)
-            build_model(v["model"], device="meta", **knobs)
+            if library(v["model"]) is not None:  # timm: / torchvision: take no knobs, not even the defaults
+                knobs = dict(v.get("knobs", {}))
+                if find_spec(library(v["model"])) is not None:  # without timm the run says how to get it
+                    ModelSource(v["model"], "random", knobs)
+            else:
+                knobs = applicable_knobs(v["model"], {**defaults, **v.get("knobs", {})})
+                check_knobs(v["model"], knobs)
+                build_model(v["model"], device="meta", **knobs)
         except SeprobeError as e:
             raise _fail(path, f"{where} ({v['label']})", str(e)) from None
+        weights, ablate = _start(path, kind, where, v)
         row = None
         if "paper" in v:
             try:
@@ -241,10 +263,34 @@ def load_study(path: str | Path) -> Study:
                 raise _fail(path, f"{where}.note", f"the paper's row {row.key!r} has its note in seprobe.paper; "
                             "valid: the note there, or no paper row")
         variants.append(Variant(v["label"], v["model"], knobs, row.values() if row else {},
-                                row.note if row else v.get("note", "")))
+                                row.note if row else v.get("note", ""), weights, ablate))
     training, budgets = _training(path, kind, data, variants)
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
                  figure, timing, activations, data.get("reading", "").strip(), ablation, training, budgets)
+
+
+def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | None, dict]:
+    """A training variant's own starting point: its ``weights`` (a path made relative to the study's folder)
+    and its ``ablate`` table, checked."""
+    from ..probe.ablation_plan import MODES
+
+    for key in ("weights", "ablate"):
+        if key in v and kind != "training":
+            raise _fail(path, f"{where}.{key}", f"applies to training studies only, not to kind {kind!r}")
+    weights = v.get("weights")
+    if weights is not None and weights not in WEIGHT_SOURCES:
+        weights = (path.parent / weights).resolve()
+    ablate = dict(v.get("ablate", {}))
+    _check_table(path, f"{where}.ablate.", ablate, ABLATE_FIELDS)
+    if ablate:
+        if ("stage" in ablate) == ("blocks" in ablate):
+            raise _fail(path, f"{where}.ablate", "needs one of stage and blocks: the SE blocks to ablate")
+        if ablate.get("mode") not in MODES:
+            raise _fail(path, f"{where}.ablate.mode", f"invalid mode {ablate.get('mode')!r}; valid: "
+                        f"{', '.join(MODES)}")
+        if isinstance(ablate.get("blocks"), str):
+            ablate["blocks"] = [b.strip() for b in ablate["blocks"].split(",")]
+    return weights, ablate
 
 
 def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tuple[dict, dict]:
@@ -271,7 +317,18 @@ def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tup
         raise _fail(path, "training.budget", f"no budget {training['budget']!r}; valid: {', '.join(budgets)}")
     if len(set(labels)) != len(labels):
         raise _fail(path, "variants", "two variants share a label; valid: distinct labels (each names its runs)")
-    training["data"] = (path.parent / training["data"]).resolve()
+    for key in _PATH_FIELDS["training"]:
+        if key in training and training[key] not in WEIGHT_SOURCES:
+            training[key] = (path.parent / training[key]).resolve()
+    training["evaluate"] = [(path.parent / folder).resolve() for folder in training.get("evaluate", [])]
+    if "holdout_per_class" not in training:
+        for key in ("labels", "calibration_samples_per_class"):
+            if key in training:
+                raise _fail(path, f"training.{key}", "applies with holdout_per_class (one folder split in two); "
+                            "valid: holdout_per_class, or data with train/ and test/")
+    if any(v.ablate for v in variants) and "holdout_per_class" not in training:
+        raise _fail(path, "variants", "an ablated start is calibrated on the training part of a holdout split; "
+                    "valid: holdout_per_class in [training]")
     return training, budgets
 
 

@@ -16,21 +16,25 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .. import api
 from ..distributed import current_world, distributed_session
 from ..errors import SeprobeError
+from ..io import atomic_write_text
 from ..paper import paper_accuracy
 from ..training.compare import accuracy_standard_error, compare
 from .result import StudyResult
 from .spec import Study
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "no_decay_bn_bias", "schedule",
-                 "warmup_epochs", "label_smoothing", "dtype", "channels_last", "compile", "checkpoint_every")
+                 "warmup_epochs", "label_smoothing", "dtype", "channels_last", "compile", "checkpoint_every",
+                 "freeze_bn", "clip_grad_norm")
 RUN_FILE = "run.json"
 
 
@@ -54,9 +58,17 @@ def run_folder(runs: Path, label: str, seed: int) -> Path:
     return runs / f"{slug(label)}-seed{seed}"
 
 
-def _done(folder: Path, variant, budget: str, epochs: int) -> bool:
-    """Whether ``folder`` holds the finished run of ``variant`` with ``budget``; a run of another model or knobs
-    under the same label is an error (the label names the run)."""
+def _plan(variant, seed: int, budget: str, settings: dict, start) -> dict:
+    """What a run is: compared with a finished run's record and with a stopped run's plan before reusing it."""
+    recipe = {k: settings[k] for k in RECIPE_FIELDS if k in settings}
+    return json.loads(json.dumps({"model": variant.model, "knobs": variant.knobs, "budget": budget,
+                                  "recipe": {**recipe, "seed": seed}, "start": start}))
+
+
+def _done(folder: Path, variant, plan: dict, epochs: int) -> bool:
+    """Whether ``folder`` holds the finished run of ``plan`` (a record of the same budget, recipe and start,
+    and every epoch); a run of another model or knobs under the same label is an error (the label names the
+    run)."""
     try:
         record = json.loads((folder / RUN_FILE).read_text())
         history = pd.read_csv(folder / "history.csv")
@@ -66,10 +78,162 @@ def _done(folder: Path, variant, budget: str, epochs: int) -> bool:
         raise SeprobeError(f"{folder} holds a run of {record.get('model')} {record.get('knobs')}, not of "
                            f"{variant.label} ({variant.model} {variant.knobs}); valid: another label, or that run "
                            "moved away")
-    return record.get("budget") == budget and len(history) == epochs
+    return len(history) == epochs and all(record.get(k, "random" if k == "start" else None) == v
+                                          for k, v in plan.items())
 
 
-def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, folder: Path) -> dict:
+@dataclass
+class Inputs:
+    """What every run of a study shares: the data arguments of :func:`seprobe.train` (a holdout split's two
+    label files), the evaluation sets (name -> folder, label file) scored before and after training, and each
+    variant's starting weights (an exported ablated network for a variant with ``ablate``)."""
+
+    root: Path
+    train_data: dict[str, Any] = field(default_factory=dict)
+    sets: dict[str, tuple[Path, Path | None]] = field(default_factory=dict)
+    starts: dict[str, str | Path] = field(default_factory=dict)
+    before: dict[str, dict[str, dict]] = field(default_factory=dict)   # variant -> set -> evaluation
+    calibration: Path | None = None
+
+
+def _plain(value, root: Path):
+    """A path as recorded in a committed file: relative to the runs' folder when inside it."""
+    if isinstance(value, Path):
+        try:
+            return value.relative_to(root).as_posix()
+        except ValueError:
+            return value.name
+    return value
+
+
+def _inputs(study: Study, runs: Path, settings: dict, progress) -> Inputs:
+    t = study.training
+    inputs = Inputs(runs)
+    if "holdout_per_class" in t:
+        split = api.split_holdout(t["data"], runs / "split", holdout_per_class=t["holdout_per_class"],
+                                  labels=t.get("labels"))
+        progress(f"{study.name}: {split.train_images} images to train on, {split.heldout_images} held out "
+                 f"(the last {t['holdout_per_class']} of each class)")
+        inputs.train_data.update(val_data=t["data"], train_labels=split.train_labels, val_labels=split.heldout_labels)
+        inputs.sets["heldout"] = (t["data"], split.heldout_labels)
+        inputs.calibration = split.train_labels
+    for folder in t.get("evaluate", []):
+        inputs.sets[re.sub(r"[^a-z0-9]+", "_", folder.name.lower()).strip("_")] = (folder, None)
+    for variant in study.variants:
+        inputs.starts[variant.label] = _start(study, variant, runs, inputs, settings, progress)
+        if inputs.sets:
+            inputs.before[variant.label] = _before(study, variant, runs, inputs, settings, progress)
+    return inputs
+
+
+def _start_folder(runs: Path, variant) -> Path:
+    return runs / f"{slug(variant.label)}-start"
+
+
+def _start(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> str | Path:
+    """The variant's starting weights: its own, the study's, or (``ablate``) the study's with the chosen SE
+    blocks ablated and exported by :func:`seprobe.ablate`, made once and kept in ``<variant>-start/``."""
+    from ..data.images import ImageSource
+    from ..probe.ablation_plan import AblationPlan
+    from ..probe.calibration import CalibrationSource
+
+    weights = variant.weights or study.training.get("weights", "random")
+    if not variant.ablate:
+        return weights
+    folder = _start_folder(runs, variant)
+    path, record_file = folder / "network.pth", folder / "start.json"
+    per_class = study.training.get("calibration_samples_per_class", 10)
+    record = {"model": variant.model, "weights": _plain(weights, runs), "ablate": variant.ablate,
+              "calibration": f"the first {per_class} of each class of the training part"
+              if variant.ablate["mode"] == "mean" else None}
+    if path.is_file() and record_file.is_file() and json.loads(record_file.read_text()) == record:
+        return path
+    progress(f"{study.name}: exporting {variant.label} ({variant.ablate})")
+    ablate = variant.ablate
+    plan = AblationPlan(modes=[ablate["mode"]], stage=ablate.get("stage"), blocks=ablate.get("blocks"),
+                        each_block=False)
+    calibration = CalibrationSource(images=ImageSource(study.training["data"], inputs.calibration, per_class)) \
+        if ablate["mode"] == "mean" else None
+    folder.mkdir(parents=True, exist_ok=True)
+    with _threads(settings):
+        api.ablate(variant.model, weights, inputs.sets["heldout"][0], labels=inputs.sets["heldout"][1], plan=plan,
+                   calibration=calibration, export=path, export_mode=ablate["mode"], progress=False, **variant.knobs)
+    atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def _evaluation(model: str, weights, folder: Path, labels: Path | None, knobs: dict) -> dict:
+    e = api.evaluate(model, weights, folder, labels=labels, progress=False, **knobs)
+    return {"top1": e.top1, "top5": e.top5, "images": e.images}
+
+
+def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> dict[str, dict]:
+    """The starting network scored on every evaluation set, once (``<variant>-start/before.json``)."""
+    folder = _start_folder(runs, variant)
+    path = folder / "before.json"
+    start = _plain(inputs.starts[variant.label], runs)
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("start") == start and set(saved["sets"]) == set(inputs.sets):
+            return saved["sets"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    progress(f"{study.name}: scoring {variant.label} before training on {', '.join(inputs.sets)}")
+    with _threads(settings):
+        sets = {name: _evaluation(variant.model, inputs.starts[variant.label], data, labels, variant.knobs)
+                for name, (data, labels) in inputs.sets.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"start": start, "sets": sets}, indent=1) + "\n")
+    return sets
+
+
+def _evaluate_after(study: Study, variant, folder: Path, inputs: Inputs, settings: dict, progress) -> None:
+    """The trained network (``final.pth``) scored on every evaluation set, kept in ``run.json``; a run whose
+    record has them all is not scored again (its weights need not be here)."""
+    record = json.loads((folder / RUN_FILE).read_text())
+    if set(record.get("after", {})) == set(inputs.sets):
+        return
+    progress(f"{study.name}: scoring {folder.name} on {', '.join(inputs.sets)}")
+    with _threads(settings):
+        record["after"] = {name: _evaluation(variant.model, folder / "final.pth", data, labels, variant.knobs)
+                           for name, (data, labels) in inputs.sets.items()}
+    atomic_write_text(folder / RUN_FILE, json.dumps(record, indent=1, default=str) + "\n")
+
+
+@contextmanager
+def _threads(settings: dict):
+    import torch
+
+    previous = torch.get_num_threads()
+    if settings.get("threads"):
+        torch.set_num_threads(settings["threads"])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_or_restart(study: Study, variant, folder: Path, resume: bool, inputs: Inputs, settings: dict,
+                      recipe: dict):
+    """Train (``resume``: continue) one run; a stopped run that cannot continue (another recipe or start since,
+    a truncated checkpoint: refused before any step) is trained again from the start."""
+
+    def run(again: bool):
+        return api.train(variant.model, study.training["data"], folder, weights=inputs.starts[variant.label],
+                         **inputs.train_data, samples_per_class=settings.get("samples_per_class"),
+                         val_samples_per_class=settings.get("val_samples_per_class"),
+                         upscale=study.training.get("upscale", False), num_workers=settings.get("num_workers", 4),
+                         recipe=recipe, resume=again, progress=False, **variant.knobs)
+
+    if resume:
+        try:
+            return run(True)
+        except SeprobeError:
+            shutil.rmtree(folder)
+    return run(False)
+
+
+def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, folder: Path, inputs: Inputs) -> dict:
     """Train (or resume) one run into ``folder``; its record."""
     import torch
 
@@ -85,11 +249,7 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
     session = nullcontext() if current_world().distributed else distributed_session(settings.get("device", "cpu"))
     try:
         with session:
-            done = api.train(variant.model, study.training["data"], folder,
-                             weights=study.training.get("weights", "random"),
-                             samples_per_class=settings.get("samples_per_class"),
-                             val_samples_per_class=settings.get("val_samples_per_class"),
-                             recipe={**recipe, "seed": seed}, resume=resume, progress=False, **variant.knobs)
+            done = _train_or_restart(study, variant, folder, resume, inputs, settings, {**recipe, "seed": seed})
     finally:
         torch.set_num_threads(previous)
     record = {"study": study.name, "variant": variant.label, "model": variant.model, "knobs": variant.knobs,
@@ -98,7 +258,8 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
               "val_samples_per_class": settings.get("val_samples_per_class"), "data": done.run.data,
               "head": done.head, "device": settings.get("device", "cpu"), "threads": torch.get_num_threads()
               if not threads else threads, "machine": f"{platform.processor() or platform.machine()}",
-              "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1)}
+              "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
+              "start": _plain(inputs.starts[variant.label], inputs.root)}
     (folder / RUN_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
     return record
 
@@ -112,13 +273,17 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
     epochs = settings.get("epochs")
     if epochs is None:
         raise SeprobeError(f"{study.path.name}: budgets.{name} has no epochs; valid: the number of epochs it trains")
+    inputs = _inputs(study, runs, settings, progress)
     histories, records = [], []
     for variant in study.variants:
         for seed in seeds:
             folder = run_folder(runs, variant.label, seed)
-            if not _done(folder, variant, name, epochs):
+            plan = _plan(variant, seed, name, settings, _plain(inputs.starts[variant.label], runs))
+            if not _done(folder, variant, plan, epochs):
                 progress(f"{study.name}: training {variant.label}, seed {seed} ({name} budget, {epochs} epochs)")
-                _train_one(study, variant, seed, name, settings, folder)
+                _train_one(study, variant, seed, name, settings, folder, inputs)
+            if inputs.sets:
+                _evaluate_after(study, variant, folder, inputs, settings, progress)
             record = json.loads((folder / RUN_FILE).read_text())
             history = pd.read_csv(folder / "history.csv")
             history.insert(0, "seed", seed)
@@ -126,25 +291,38 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
             histories.append(history)
             records.append(record)
     history = pd.concat(histories, ignore_index=True)
-    table = _table(study, history, records, name, settings)
+    table = _table(study, history, records, name, settings, inputs)
     notes, context = _words(study, history, records, name, settings)
     return StudyResult(study, table, notes, context, training=history)
 
 
-def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str, settings: dict) -> pd.DataFrame:
+def _source(variant, start, classes: int):
+    """The network a variant trained: an untrained seprobe model sized for the data's classes, else its start."""
+    from ..models.factory import ModelSource
+    from ..models.sources import library
+
+    if start == "random" and library(variant.model) is None:
+        return ModelSource(variant.model, "random", {**variant.knobs, "num_classes": classes})
+    return ModelSource(variant.model, start, variant.knobs)
+
+
+def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str, settings: dict,
+           inputs: Inputs) -> pd.DataFrame:
     last = history.groupby(["variant", "seed"], sort=False).tail(1)
     runs = pd.DataFrame({"variant": last["variant"], "seed": last["seed"], "top1_err": 100 * (1 - last["val_top1"])})
-    table = compare(runs, study.training["baseline"])
+    baseline = study.training["baseline"]
+    table = compare(runs, baseline)
     classes = records[0]["data"]["num_classes"]
     dataset = study.training.get("dataset")
-    steps = _step_times(study, classes, records[0]["data"]["side"], settings)
+    sources = {v.label: _source(v, inputs.starts[v.label], classes) for v in study.variants}
+    steps = _step_times(study, sources, records[0]["data"]["side"], settings)
     extra = []
     for v in study.variants:
-        c = api.complexity(v.model, **{**v.knobs, "num_classes": classes}).results[0]
+        c = api.complexity(sources[v.label]).results[0]
         paper = paper_accuracy(v.model, dataset) if dataset else None
         extra.append({"model": v.model, "params_m": round(c.params / 1e6, 3), "mflops": round(c.total / 1e6, 2),
                       **steps[v.label], "paper_top1_err": paper.top1_err if paper else None})
-    table = pd.concat([table, pd.DataFrame(extra)], axis=1)
+    table = pd.concat([table, pd.DataFrame(extra), _evaluations(study, records, inputs)], axis=1)
     for column in ("top1_err", "top1_err_std", "diff", "diff_low", "diff_high"):
         if column in table:
             table[column] = table[column].round(2)
@@ -154,27 +332,37 @@ def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str
     return table
 
 
-def _step_times(study: Study, classes: int, side: int, settings: dict) -> dict[str, dict]:
+def _evaluations(study: Study, records: list[dict], inputs: Inputs) -> pd.DataFrame:
+    """Per evaluation set: the starting network's top-1 error, the trained one's (mean over seeds), the change,
+    and the trained error's paired difference to the baseline's, seed by seed, with its 95 % interval."""
+    columns: dict[str, list] = {}
+    for name in inputs.sets:
+        runs = pd.DataFrame({"variant": [r["variant"] for r in records], "seed": [r["seed"] for r in records],
+                             "top1_err": [100 * (1 - r["after"][name]["top1"]) for r in records]})
+        paired = compare(runs, study.training["baseline"])
+        before = [100 * (1 - inputs.before[v.label][name]["top1"]) for v in study.variants]
+        columns[f"{name}_before"] = [round(b, 2) for b in before]
+        columns[f"{name}_after"] = paired["top1_err"].round(2).tolist()
+        columns[f"{name}_change"] = [round(a - b, 2) for a, b in zip(paired["top1_err"], before, strict=True)]
+        for key in ("diff", "diff_low", "diff_high"):
+            if key in paired:
+                columns[f"{name}_{key}"] = paired[key].round(2).tolist()
+    return pd.DataFrame(columns)
+
+
+def _step_times(study: Study, sources: dict, side: int, settings: dict) -> dict[str, dict]:
     """Each variant's training step (forward + backward, the budget's batch), timed by seprobe's method: the
     variants interleaved in one process (:func:`~seprobe.cost.timing.time_models`), not read off the runs, which
     may have shared the machine; and its ratio to the baseline's, pair by pair."""
-    import torch
-
     from ..cost.timing import TimingSetup, time_models
-    from ..models.factory import ModelSource, get_network
+    from ..models.factory import get_network
 
     baseline = study.training["baseline"]
-    models = {v.label: get_network(ModelSource(v.model, "random", {**v.knobs, "num_classes": classes})).model
-              for v in study.variants}
+    models = {label: get_network(source).model for label, source in sources.items()}
     setup = TimingSetup(device=settings.get("device", "cpu"), batch_size=settings.get("batch_size", 128),
                         input_size=side, modes=("train",), warmup=2, repeats=7)
-    previous = torch.get_num_threads()
-    if settings.get("threads"):
-        torch.set_num_threads(settings["threads"])
-    try:
+    with _threads(settings):
         timing = time_models(models, [(v, baseline) for v in models if v != baseline], setup)
-    finally:
-        torch.set_num_threads(previous)
     ms = timing.summary.set_index("model")["median_ms"]
     ratio = timing.ratios.set_index("model")["ratio_median"] if not timing.ratios.empty else pd.Series(dtype=float)
     return {v: {"train_step_ms": round(float(ms[v]), 1),

@@ -198,6 +198,10 @@ class _Run:
         if self.step and self.generator_state is not None:
             generator.set_state(self.generator_state)
         self.net.train()
+        if self.recipe.freeze_bn:
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         start = began = time.perf_counter()
         done_before = self.sums["seen"]
         every = self.recipe.checkpoint_every

@@ -45,7 +45,12 @@ class Recipe:
     are the fractions of all steps at which the ``step`` schedule multiplies the learning rate by ``gamma``;
     ``warmup_epochs`` raise it linearly from 0 first (any schedule but ``onecycle``, which has its own rise);
     ``checkpoint_every``: also write the checkpoint every that many steps (it is always written at each epoch's
-    end); ``sync_bn``: SyncBatchNorm under torchrun on CUDA."""
+    end); ``sync_bn``: SyncBatchNorm under torchrun on CUDA; ``freeze_bn``: BatchNorm layers stay in evaluation
+    mode while training (batches normalised with the running statistics, which do not move; the affine
+    parameters still learn), for fine-tuning with small batches or weights whose BatchNorm was folded into the
+    convolutions (a pass-through BN renormalised by batch statistics is another function); ``clip_grad_norm``:
+    the gradients scaled so that their global L2 norm is at most this (``torch.nn.utils.clip_grad_norm_``), for
+    networks without normalisation, whose first steps can blow up."""
 
     epochs: int = 164
     batch_size: int = 128
@@ -63,6 +68,8 @@ class Recipe:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False
+    freeze_bn: bool = False
+    clip_grad_norm: float | None = None
     checkpoint_every: int | None = None
 
     def __post_init__(self):
@@ -74,7 +81,7 @@ class Recipe:
         _number("gamma", self.gamma, 0, open_low=True)
         _number("warmup_epochs", self.warmup_epochs, 0)
         _number("label_smoothing", self.label_smoothing, 0, 1)
-        for name in ("no_decay_bn_bias", "channels_last", "compile", "sync_bn"):
+        for name in ("no_decay_bn_bias", "channels_last", "compile", "sync_bn", "freeze_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise SeprobeError(f"invalid {name} {getattr(self, name)!r}; valid: True or False", argument=name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -83,6 +90,8 @@ class Recipe:
         check_choice("dtype", self.dtype, DTYPES, argument="dtype")
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every)
+        if self.clip_grad_norm is not None:
+            _number("clip_grad_norm", self.clip_grad_norm, 0, open_low=True)
         object.__setattr__(self, "milestones", tuple(self.milestones))
         for m in self.milestones:
             _number("milestone", m, 0, 1, open_low=True)

@@ -1,7 +1,8 @@
 """One optimiser step and one evaluation pass: the computation of training, without bookkeeping.
 
 SGD with momentum on parameter groups (:func:`param_groups`), the learning rate set per step, optional autocast
-(bfloat16, or float16 with a ``GradScaler``), channels-last inputs, label-smoothed cross-entropy.
+(bfloat16, or float16 with a ``GradScaler``), channels-last inputs, label-smoothed cross-entropy, the gradients'
+global norm clipped (``clip_grad_norm``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Stepper:
                                          lr=recipe.lr, momentum=recipe.momentum)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        self.clip = recipe.clip_grad_norm
 
     def autocast(self):
         if self.dtype is None:
@@ -66,6 +68,9 @@ class Stepper:
             loss = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.clip is not None:
+            self.scaler.unscale_(self.optimizer)  # the norm of the true gradients (float16: scaled until here)
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.detach(), (logits.detach().argmax(1) == y).sum()
