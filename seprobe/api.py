@@ -87,6 +87,9 @@ def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input
     if not models:
         raise SeprobeError("no model given; valid: one or more model names (see `seprobe models`)", argument="models")
     knobs = {k: v for k, v in knobs.items() if v is not None}
+    if knobs and any(isinstance(m, ModelSource) for m in models):
+        raise SeprobeError(f"knobs ({', '.join(knobs)}) given with a ModelSource, which has its own; valid: the "
+                           "knobs in the ModelSource, or model names", argument=next(iter(knobs)))
     sources = [m if isinstance(m, ModelSource) else ModelSource.applicable(m, knobs) for m in models]
     check_int("input_size", input_size, 1, MAX_INPUT_SIZE)
     ignored = {k: [s.name for s in sources if k not in s.knobs] for k in knobs}
@@ -399,8 +402,8 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
           val_data: str | os.PathLike | None = None, train_labels: str | os.PathLike | None = None,
           val_labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
           val_samples_per_class: int | None = None, recipe: Recipe | Mapping[str, Any] | None = None,
-          resume: bool = False, num_workers: int = 4, upscale: bool = False, progress: bool = True,
-          **knobs: Any) -> Training:
+          resume: bool = False, num_workers: int = 4, upscale: bool = False, tags: Mapping[str, Any] | None = None,
+          progress: bool = True, **knobs: Any) -> Training:
     """Train ``model`` (any network seprobe builds, from ``weights``: ``random``, ``pretrained`` or a checkpoint,
     an exported ablated network or a ``checkpoint.pth`` of an earlier run included) on ``data`` into ``out``
     (``seprobe train``).
@@ -412,7 +415,8 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     images (Tiny ImageNet) are brought to the network's input size as ``evaluate`` does, and the recipe is the
     one for large images (:class:`~seprobe.training.TrainData`). A network whose head
     does not fit the data's classes gets a new one (ImageNet classes keep a 1000-way head). ``resume``: continue
-    the run in ``out``, which must have been started with the same options. Under torchrun the ranks share the
+    the run in ``out``, which must have been started with the same options (and ``tags``: plain values that
+    decided the run beyond its options, such as a digest of its data, kept with it). Under torchrun the ranks share the
     global batch; rank 0 writes."""
     from .devices import check_device
     from .distributed import current_world
@@ -426,6 +430,8 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     if not isinstance(resume, bool):
         raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")
     check_output_dir(out, "out")
+    if tags is not None and not isinstance(tags, Mapping):
+        raise SeprobeError(f"invalid tags {tags!r}; valid: a mapping of plain values", argument="tags")
     seed = _recipe_seed(recipe)
     _recipe(recipe, 32)  # every recipe value checked now, before the images are decoded (the side only sets defaults)
     net = _seeded_network(source, seed)
@@ -434,7 +440,7 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     datasets = load_data(spec, progress=progress and current_world().is_main)
     net, head = _fit_head(net, source, datasets.num_classes, seed)
     meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},
-            "weights": str(weights), "head": head}
+            "weights": str(weights), "head": head, **({"tags": dict(tags)} if tags else {})}
     final = retrained(source.weights, datasets.num_classes if head else None) if net.ablated is not None else None
     result = run_training(net.model, datasets, _recipe(recipe, datasets.side), out, resume=resume,
                           progress=progress, meta=meta, final=final)

@@ -442,6 +442,22 @@ def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_pa
     assert_same_weights(*finals)
 
 
+def test_a_checkpoint_from_before_a_recipe_field_existed_resumes_with_its_default(images, tmp_path):
+    """A checkpoint whose recipe lacks the fields added since (``freeze_bn``, ``clip_grad_norm``) trained with
+    their defaults: it resumes; one that differs in a field it has is refused (ResumeRefused, a SeprobeError)."""
+    from seprobe.training.checkpoint import ResumeRefused
+
+    out = tmp_path / "run"
+    train(tiny_net(), TrainData(images), small(epochs=1), out, progress=False)
+    state = torch.load(out / "checkpoint.pth", weights_only=True)
+    for name in ("freeze_bn", "clip_grad_norm"):
+        del state["record"]["recipe"][name]
+    torch.save(state, out / "checkpoint.pth")
+    assert len(train(tiny_net(), TrainData(images), small(epochs=1), out, resume=True, progress=False).history) == 1
+    with pytest.raises(ResumeRefused, match="cannot resume: recipe.lr is 0.07"):
+        train(tiny_net(), TrainData(images), small(epochs=1, lr=0.07), out, resume=True, progress=False)
+
+
 def test_a_clipped_step_moves_the_weights_by_lr_times_the_clip_norm():
     """Plain SGD (no momentum, no decay) with ``clip_grad_norm = c`` below the gradient's norm: the weights move
     by ``lr * c * |g| / (|g| + 1e-6)`` in L2 norm (torch's coefficient), in the gradient's direction; above it,

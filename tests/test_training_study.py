@@ -246,6 +246,43 @@ def test_a_fine_tuning_study_exports_its_starts_and_scores_every_run_before_and_
     assert pd.read_json(runs / "full-seed0" / "run.json", typ="series")["recipe"]["lr"] == 0.02
 
 
+def _histories(runs: Path, variant: str) -> dict:
+    return {p: p.stat().st_mtime_ns for p in runs.glob(f"{slug(variant)}-seed*/history.csv")}
+
+
+@pytest.mark.slow
+def test_what_decides_a_fine_tuning_result_decides_what_is_done_again(tmp_path):
+    """Another calibration re-exports the ablated start and retrains its runs alone; another evaluation folder
+    is scored on the trained weights without training; without the weights, that is one clear error."""
+    import shutil
+
+    path = _finetune_study(tmp_path)
+    out = tmp_path / "reports"
+    run_studies([path], out)
+    runs = out / "finetune" / "runs"
+    full, frozen = _histories(runs, "full"), _histories(runs, "stage 3 frozen")
+    path.write_text(FINETUNE.replace("calibration_samples_per_class = 2", "calibration_samples_per_class = 1"))
+    run_studies([path], out)
+    assert _histories(runs, "full") == full and _histories(runs, "stage 3 frozen").keys() == frozen.keys()
+    assert all(_histories(runs, "stage 3 frozen")[p] != t for p, t in frozen.items())
+    full = _histories(runs, "full")
+    shutil.copytree(tmp_path / "samples", tmp_path / "more")
+    with_more = FINETUNE.replace('evaluate = ["../samples"]', 'evaluate = ["../samples", "../more"]')
+    path.write_text(with_more.replace("calibration_samples_per_class = 2", "calibration_samples_per_class = 1"))
+    run_studies([path], out)
+    assert _histories(runs, "full") == full
+    record = pd.read_json(runs / "full-seed1" / "run.json", typ="series")
+    assert record["after"]["more"] == record["after"]["samples"]  # the same images, the same weights
+    assert "more_after" in pd.read_csv(out / "finetune.csv").columns
+    (runs / "full-seed1" / "final.pth").unlink()
+    (tmp_path / "more2").mkdir()
+    shutil.copy(next((tmp_path / "samples").iterdir()), tmp_path / "more2")
+    path.write_text(with_more.replace('"../more"]', '"../more", "../more2"]').replace(
+        "calibration_samples_per_class = 2", "calibration_samples_per_class = 1"))
+    with pytest.raises(SeprobeError, match="full-seed1: final.pth is not here to score on"):
+        run_studies([path], out)
+
+
 @pytest.mark.parametrize("old,new,message", [
     ('ablate = { stage = 3, mode = "mean" }', 'ablate = { mode = "mean" }',
      "variants[1].ablate: needs one of stage and blocks"),
@@ -259,6 +296,10 @@ def test_a_fine_tuning_study_exports_its_starts_and_scores_every_run_before_and_
     ("holdout_per_class = 2", "holdout_per_class = 0", "training.holdout_per_class: invalid value 0"),
     ('evaluate = ["../samples"]', 'evaluate = "../samples"', "training.evaluate: invalid value '../samples'"),
     ("freeze_bn = true", 'freeze_bn = "yes"', "budgets.tiny.freeze_bn: invalid value 'yes'"),
+    ("clip_grad_norm = 5.0", "clip_grad_norm = -5.0", "budgets.tiny: invalid clip_grad_norm -5.0; valid: a finite"),
+    ("num_workers = 0", "num_workers = -1", "budgets.tiny.num_workers: invalid value -1"),
+    ('evaluate = ["../samples"]', 'evaluate = ["../samples", "../x/samples"]',
+     "training.evaluate: two evaluation sets named 'samples'"),
     ('model = "se_resnet20_cifar"\nknobs = { num_classes = 1000 }\nablate',
      'model = "timm:tf_mobilenetv3_small_100"\nknobs = { num_classes = 1000 }\nablate',
      "model knobs .num_classes. apply to seprobe models"),

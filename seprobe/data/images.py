@@ -299,8 +299,9 @@ def label_lines(images: LabelledImages, root: Path) -> str:
                            "file names ImageNet wnids; valid: ImageNet images (wnid files, wnid folders or a label "
                            "file)", argument="data")
     wnids = [c.wnid for c in imagenet_classes()]
-    return "".join(f"{p.relative_to(root).as_posix()}\t{wnids[lab]}\n" for p, lab in zip(images.paths, images.labels,
-                                                                                         strict=True))
+    base = root.resolve()
+    return "".join(f"{Path(os.path.relpath(p.resolve(), base)).as_posix()}\t{wnids[lab]}\n"
+                   for p, lab in zip(images.paths, images.labels, strict=True))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ and the valid choices.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -293,6 +294,25 @@ def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | Non
     return weights, ablate
 
 
+def evaluation_set_name(folder: Path) -> str:
+    """An evaluation folder's name in a training report's columns (``imagenet-samples`` -> ``imagenet_samples``)."""
+    return re.sub(r"[^a-z0-9]+", "_", folder.name.lower()).strip("_")
+
+
+def _check_recipe(path: Path, name: str, budget: dict) -> None:
+    """A budget's recipe values, checked as :class:`~seprobe.training.Recipe` checks them (before any run)."""
+    from ..training.recipe import Recipe, default_recipe
+
+    if budget.get("num_workers", 0) < 0:
+        raise _fail(path, f"budgets.{name}.num_workers", f"invalid value {budget['num_workers']}; expected an "
+                    "integer >= 0")
+    fields = {k: v for k, v in budget.items() if k in Recipe.__dataclass_fields__ and k != "batch_size"}
+    try:
+        default_recipe(32, budget.get("batch_size"), **fields)
+    except SeprobeError as e:
+        raise _fail(path, f"budgets.{name}", str(e)) from None
+
+
 def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tuple[dict, dict]:
     """The ``[training]`` table (its data path made relative to the study's folder) and the budgets, checked."""
     training = dict(data.get("training", {}))
@@ -301,6 +321,7 @@ def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tup
     for name, budget in budgets.items():
         FieldType((dict,), "a table ([budgets.NAME])").check(path, f"budgets.{name}", budget)
         _check_table(path, f"budgets.{name}.", budget, BUDGET_FIELDS)
+        _check_recipe(path, name, budget)
     if kind != "training":
         return training, budgets
     for required in ("data", "seeds", "baseline", "budget"):
@@ -321,6 +342,12 @@ def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tup
         if key in training and training[key] not in WEIGHT_SOURCES:
             training[key] = (path.parent / training[key]).resolve()
     training["evaluate"] = [(path.parent / folder).resolve() for folder in training.get("evaluate", [])]
+    names = [evaluation_set_name(f) for f in training["evaluate"]]
+    names += ["heldout"] if "holdout_per_class" in training else []
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _fail(path, "training.evaluate", f"two evaluation sets named {twice[0]!r} (a folder's name, or the "
+                    "held-out part's 'heldout'); valid: folders of distinct names")
     if "holdout_per_class" not in training:
         for key in ("labels", "calibration_samples_per_class"):
             if key in training:

@@ -10,6 +10,7 @@ where it stopped (a study interrupted at any moment resumes run by run); any oth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import re
@@ -28,9 +29,10 @@ from ..distributed import current_world, distributed_session
 from ..errors import SeprobeError
 from ..io import atomic_write_text
 from ..paper import paper_accuracy
+from ..training.checkpoint import ResumeRefused
 from ..training.compare import accuracy_standard_error, compare
 from .result import StudyResult
-from .spec import Study
+from .spec import Study, evaluation_set_name
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "no_decay_bn_bias", "schedule",
                  "warmup_epochs", "label_smoothing", "dtype", "channels_last", "compile", "checkpoint_every",
@@ -58,11 +60,17 @@ def run_folder(runs: Path, label: str, seed: int) -> Path:
     return runs / f"{slug(label)}-seed{seed}"
 
 
-def _plan(variant, seed: int, budget: str, settings: dict, start) -> dict:
-    """What a run is: compared with a finished run's record and with a stopped run's plan before reusing it."""
+def _plan(variant, seed: int, budget: str, settings: dict, inputs: Inputs) -> dict:
+    """What a run is (model, knobs, budget, recipe, images, start): a finished run's record must say the same
+    to be reused."""
     recipe = {k: settings[k] for k in RECIPE_FIELDS if k in settings}
-    return json.loads(json.dumps({"model": variant.model, "knobs": variant.knobs, "budget": budget,
-                                  "recipe": {**recipe, "seed": seed}, "start": start}))
+    plan = {"model": variant.model, "knobs": variant.knobs, "budget": budget, "recipe": {**recipe, "seed": seed},
+            "samples_per_class": settings.get("samples_per_class"),
+            "val_samples_per_class": settings.get("val_samples_per_class"),
+            "start_key": inputs.start_keys[variant.label]}
+    if inputs.data_key is not None:
+        plan["data_key"] = inputs.data_key
+    return json.loads(json.dumps(plan))
 
 
 def _done(folder: Path, variant, plan: dict, epochs: int) -> bool:
@@ -78,7 +86,7 @@ def _done(folder: Path, variant, plan: dict, epochs: int) -> bool:
         raise SeprobeError(f"{folder} holds a run of {record.get('model')} {record.get('knobs')}, not of "
                            f"{variant.label} ({variant.model} {variant.knobs}); valid: another label, or that run "
                            "moved away")
-    return len(history) == epochs and all(record.get(k, "random" if k == "start" else None) == v
+    return len(history) == epochs and all(record.get(k, "random" if k == "start_key" else None) == v
                                           for k, v in plan.items())
 
 
@@ -94,6 +102,25 @@ class Inputs:
     starts: dict[str, str | Path] = field(default_factory=dict)
     before: dict[str, dict[str, dict]] = field(default_factory=dict)   # variant -> set -> evaluation
     calibration: Path | None = None
+    #: what decides a result, as short digests: each variant's start (its weights file, or the definition of its
+    #: ablated export), each evaluation set (its label file), the training data (the split's label files)
+    start_keys: dict[str, str] = field(default_factory=dict)
+    set_keys: dict[str, str] = field(default_factory=dict)
+    data_key: str | None = None
+
+
+def digest(*parts) -> str:
+    """A short sha256 of files (their bytes) and plain values (their JSON)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            with open(part, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def _plain(value, root: Path):
@@ -116,11 +143,16 @@ def _inputs(study: Study, runs: Path, settings: dict, progress) -> Inputs:
                  f"(the last {t['holdout_per_class']} of each class)")
         inputs.train_data.update(val_data=t["data"], train_labels=split.train_labels, val_labels=split.heldout_labels)
         inputs.sets["heldout"] = (t["data"], split.heldout_labels)
+        inputs.set_keys["heldout"] = digest(split.heldout_labels)
         inputs.calibration = split.train_labels
+        inputs.data_key = digest(split.train_labels, split.heldout_labels, t.get("upscale", False))
     for folder in t.get("evaluate", []):
-        inputs.sets[re.sub(r"[^a-z0-9]+", "_", folder.name.lower()).strip("_")] = (folder, None)
+        name = evaluation_set_name(folder)
+        inputs.sets[name] = (folder, None)
+        inputs.set_keys[name] = digest(folder.name)
     for variant in study.variants:
-        inputs.starts[variant.label] = _start(study, variant, runs, inputs, settings, progress)
+        inputs.starts[variant.label], inputs.start_keys[variant.label] = _start(study, variant, runs, inputs,
+                                                                                settings, progress)
         if inputs.sets:
             inputs.before[variant.label] = _before(study, variant, runs, inputs, settings, progress)
     return inputs
@@ -130,26 +162,35 @@ def _start_folder(runs: Path, variant) -> Path:
     return runs / f"{slug(variant.label)}-start"
 
 
-def _start(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> str | Path:
-    """The variant's starting weights: its own, the study's, or (``ablate``) the study's with the chosen SE
-    blocks ablated and exported by :func:`seprobe.ablate`, made once and kept in ``<variant>-start/``."""
+def _start(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> tuple[str | Path, str]:
+    """The variant's starting weights and their key: its own, the study's, or (``ablate``) the study's with the
+    chosen SE blocks ablated and exported by :func:`seprobe.ablate`, made once and kept in ``<variant>-start/``
+    with the definition it was made from (``start.json``; its digest is the key, so that a start made again
+    from the same definition, on another machine, keeps the runs trained from it)."""
     from ..data.images import ImageSource
     from ..probe.ablation_plan import AblationPlan
     from ..probe.calibration import CalibrationSource
 
     weights = variant.weights or study.training.get("weights", "random")
+    key = digest(weights) if isinstance(weights, Path) and weights.is_file() else str(weights)
     if not variant.ablate:
-        return weights
+        return weights, key
     folder = _start_folder(runs, variant)
     path, record_file = folder / "network.pth", folder / "start.json"
-    per_class = study.training.get("calibration_samples_per_class", 10)
-    record = {"model": variant.model, "weights": _plain(weights, runs), "ablate": variant.ablate,
-              "calibration": f"the first {per_class} of each class of the training part"
-              if variant.ablate["mode"] == "mean" else None}
-    if path.is_file() and record_file.is_file() and json.loads(record_file.read_text()) == record:
-        return path
-    progress(f"{study.name}: exporting {variant.label} ({variant.ablate})")
     ablate = variant.ablate
+    per_class = study.training.get("calibration_samples_per_class", 10)
+    record = {"model": variant.model, "knobs": variant.knobs, "weights": _plain(weights, runs), "weights_key": key,
+              "ablate": ablate, "calibration": {"first_per_class": per_class, "of": "the training part",
+                                                "labels_key": digest(inputs.calibration)}
+              if ablate["mode"] == "mean" else None}
+    record = json.loads(json.dumps(record))
+    try:
+        if path.is_file() and json.loads(record_file.read_text()) == record:
+            return path, digest(record)
+    except (OSError, ValueError):
+        pass
+    progress(f"{study.name}: exporting {variant.label} ({ablate})")
+    record_file.unlink(missing_ok=True)  # the export and its record change together, or the record is absent
     plan = AblationPlan(modes=[ablate["mode"]], stage=ablate.get("stage"), blocks=ablate.get("blocks"),
                         each_block=False)
     calibration = CalibrationSource(images=ImageSource(study.training["data"], inputs.calibration, per_class)) \
@@ -159,7 +200,7 @@ def _start(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, pr
         api.ablate(variant.model, weights, inputs.sets["heldout"][0], labels=inputs.sets["heldout"][1], plan=plan,
                    calibration=calibration, export=path, export_mode=ablate["mode"], progress=False, **variant.knobs)
     atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
-    return path
+    return path, digest(record)
 
 
 def _evaluation(model: str, weights, folder: Path, labels: Path | None, knobs: dict) -> dict:
@@ -167,36 +208,58 @@ def _evaluation(model: str, weights, folder: Path, labels: Path | None, knobs: d
     return {"top1": e.top1, "top5": e.top5, "images": e.images}
 
 
+def _scores(model: str, weights, knobs: dict, inputs: Inputs, saved: dict, keys: dict) -> tuple[dict, dict]:
+    """Every evaluation set's scores: those in ``saved`` whose key (``keys``) is the set's, the others computed."""
+    sets, done_keys = {}, {}
+    for name, (data, labels) in inputs.sets.items():
+        if name in saved and keys.get(name) == inputs.set_keys[name]:
+            sets[name] = saved[name]
+        else:
+            sets[name] = _evaluation(model, weights, data, labels, knobs)
+        done_keys[name] = inputs.set_keys[name]
+    return sets, done_keys
+
+
 def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> dict[str, dict]:
-    """The starting network scored on every evaluation set, once (``<variant>-start/before.json``)."""
+    """The starting network scored on every evaluation set, once (``<variant>-start/before.json``, kept for
+    the start's key and each set's)."""
     folder = _start_folder(runs, variant)
     path = folder / "before.json"
-    start = _plain(inputs.starts[variant.label], runs)
     try:
         saved = json.loads(path.read_text())
-        if saved.get("start") == start and set(saved["sets"]) == set(inputs.sets):
-            return saved["sets"]
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
-    progress(f"{study.name}: scoring {variant.label} before training on {', '.join(inputs.sets)}")
+        if saved.get("start_key") != inputs.start_keys[variant.label]:
+            saved = {}
+    except (OSError, ValueError):
+        saved = {}
+    keys = saved.get("set_keys", {})
+    if all(saved.get("sets", {}).get(n) is not None and keys.get(n) == k for n, k in inputs.set_keys.items()):
+        return {n: saved["sets"][n] for n in inputs.sets}
+    progress(f"{study.name}: scoring {variant.label} before training")
     with _threads(settings):
-        sets = {name: _evaluation(variant.model, inputs.starts[variant.label], data, labels, variant.knobs)
-                for name, (data, labels) in inputs.sets.items()}
+        sets, keys = _scores(variant.model, inputs.starts[variant.label], variant.knobs, inputs,
+                             saved.get("sets", {}), keys)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"start": start, "sets": sets}, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"start": _plain(inputs.starts[variant.label], runs),
+                                        "start_key": inputs.start_keys[variant.label], "sets": sets,
+                                        "set_keys": keys}, indent=1) + "\n")
     return sets
 
 
 def _evaluate_after(study: Study, variant, folder: Path, inputs: Inputs, settings: dict, progress) -> None:
-    """The trained network (``final.pth``) scored on every evaluation set, kept in ``run.json``; a run whose
-    record has them all is not scored again (its weights need not be here)."""
+    """The trained network (``final.pth``) scored on every evaluation set, kept in ``run.json`` with each set's
+    key; a set scored before is not scored again (the weights are not committed: a new set needs them)."""
     record = json.loads((folder / RUN_FILE).read_text())
-    if set(record.get("after", {})) == set(inputs.sets):
+    saved, keys = record.get("after", {}), record.get("after_keys", {})
+    if all(n in saved and keys.get(n) == k for n, k in inputs.set_keys.items()) and set(saved) == set(inputs.sets):
         return
-    progress(f"{study.name}: scoring {folder.name} on {', '.join(inputs.sets)}")
+    if not (folder / "final.pth").is_file():
+        raise SeprobeError(f"{folder}: final.pth is not here to score on {', '.join(inputs.sets)} (the weights "
+                           "are not committed); valid: the run's weights restored, or the run folder removed so "
+                           "that it is trained again", argument="runs")
+    progress(f"{study.name}: scoring {folder.name}")
     with _threads(settings):
-        record["after"] = {name: _evaluation(variant.model, folder / "final.pth", data, labels, variant.knobs)
-                           for name, (data, labels) in inputs.sets.items()}
+        record["after"], record["after_keys"] = _scores(variant.model, folder / "final.pth", variant.knobs, inputs,
+                                                        saved, keys)
     atomic_write_text(folder / RUN_FILE, json.dumps(record, indent=1, default=str) + "\n")
 
 
@@ -213,22 +276,29 @@ def _threads(settings: dict):
         torch.set_num_threads(previous)
 
 
+def _tags(variant, inputs: Inputs) -> dict:
+    """What decides a run beyond its options: its start's key and the data's (checked on resume)."""
+    return {"start_key": inputs.start_keys[variant.label],
+            **({"data_key": inputs.data_key} if inputs.data_key is not None else {})}
+
+
 def _train_or_restart(study: Study, variant, folder: Path, resume: bool, inputs: Inputs, settings: dict,
-                      recipe: dict):
-    """Train (``resume``: continue) one run; a stopped run that cannot continue (another recipe or start since,
-    a truncated checkpoint: refused before any step) is trained again from the start."""
+                      recipe: dict, tags: dict):
+    """Train (``resume``: continue) one run; a stopped run that cannot continue (another recipe, start or data
+    since, a truncated checkpoint: :class:`~seprobe.training.checkpoint.ResumeRefused`, before any step) is
+    trained again from the start; any other error keeps the folder as it was."""
 
     def run(again: bool):
         return api.train(variant.model, study.training["data"], folder, weights=inputs.starts[variant.label],
                          **inputs.train_data, samples_per_class=settings.get("samples_per_class"),
                          val_samples_per_class=settings.get("val_samples_per_class"),
                          upscale=study.training.get("upscale", False), num_workers=settings.get("num_workers", 4),
-                         recipe=recipe, resume=again, progress=False, **variant.knobs)
+                         recipe=recipe, resume=again, tags=tags, progress=False, **variant.knobs)
 
     if resume:
         try:
             return run(True)
-        except SeprobeError:
+        except ResumeRefused:  # raised before any step: the folder holds nothing that could continue
             shutil.rmtree(folder)
     return run(False)
 
@@ -238,9 +308,9 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
     import torch
 
     recipe = {k: settings[k] for k in RECIPE_FIELDS if k in settings}
-    resume = (folder / "checkpoint.pth").is_file()
+    resume = (folder / "checkpoint.pth").is_file() and not (folder / RUN_FILE).exists()
     if folder.exists() and not resume:
-        shutil.rmtree(folder)  # a run stopped before its first checkpoint: nothing to keep
+        shutil.rmtree(folder)  # stopped before its first checkpoint, or finished as another plan: nothing to keep
     threads = settings.get("threads")
     previous = torch.get_num_threads()
     if threads:
@@ -249,7 +319,8 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
     session = nullcontext() if current_world().distributed else distributed_session(settings.get("device", "cpu"))
     try:
         with session:
-            done = _train_or_restart(study, variant, folder, resume, inputs, settings, {**recipe, "seed": seed})
+            done = _train_or_restart(study, variant, folder, resume, inputs, settings, {**recipe, "seed": seed},
+                                     _tags(variant, inputs))
     finally:
         torch.set_num_threads(previous)
     record = {"study": study.name, "variant": variant.label, "model": variant.model, "knobs": variant.knobs,
@@ -259,7 +330,8 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
               "head": done.head, "device": settings.get("device", "cpu"), "threads": torch.get_num_threads()
               if not threads else threads, "machine": f"{platform.processor() or platform.machine()}",
               "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
-              "start": _plain(inputs.starts[variant.label], inputs.root)}
+              "start": _plain(inputs.starts[variant.label], inputs.root),
+              **_tags(variant, inputs)}
     (folder / RUN_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
     return record
 
@@ -278,7 +350,7 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
     for variant in study.variants:
         for seed in seeds:
             folder = run_folder(runs, variant.label, seed)
-            plan = _plan(variant, seed, name, settings, _plain(inputs.starts[variant.label], runs))
+            plan = _plan(variant, seed, name, settings, inputs)
             if not _done(folder, variant, plan, epochs):
                 progress(f"{study.name}: training {variant.label}, seed {seed} ({name} budget, {epochs} epochs)")
                 _train_one(study, variant, seed, name, settings, folder, inputs)

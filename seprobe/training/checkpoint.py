@@ -9,6 +9,7 @@ and the record the run was started with (recipe, meta, data), which a resume mus
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from ..errors import SeprobeError
 from ..io import atomic_write
+from .recipe import Recipe
 
 FORMAT = "seprobe-train/1"
 
@@ -48,18 +50,23 @@ def save(path: Path, state: dict) -> None:
 def load(path: Path) -> dict:
     """The checkpoint at ``path``; a missing, truncated or foreign file is one :class:`SeprobeError`."""
     if not path.is_file():
-        raise SeprobeError(f"resume=True but {str(path)!r} does not exist; valid: the out folder of a run "
+        raise ResumeRefused(f"resume=True but {str(path)!r} does not exist; valid: the out folder of a run "
                            "started by seprobe's training, or resume=False")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, random bytes: many types
-        raise SeprobeError(f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: "
+        raise ResumeRefused(f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''}); valid: a checkpoint.pth written by "
                            "seprobe's training") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise SeprobeError(f"checkpoint {str(path)!r} has format {found!r}; valid: {FORMAT!r}")
+        raise ResumeRefused(f"checkpoint {str(path)!r} has format {found!r}; valid: {FORMAT!r}")
     return state
+
+
+class ResumeRefused(SeprobeError):
+    """A run that cannot continue: its checkpoint is missing, unreadable, or of another recipe, model or data.
+    Raised before any step, so a caller that trains again from the start loses nothing that could resume."""
 
 
 def first_difference(saved, current, where: str = "") -> str | None:
@@ -78,12 +85,17 @@ def first_difference(saved, current, where: str = "") -> str | None:
 
 
 def check_same_run(saved: dict, current: dict) -> None:
-    """Refuse to resume with another recipe, meta or data than the run was started with."""
+    """Refuse to resume with another recipe, meta or data than the run was started with. A recipe field the
+    saved run does not record (one added to :class:`~seprobe.training.Recipe` since) had its default then."""
+    if isinstance(saved.get("recipe"), dict):
+        defaults = {f.name: f.default for f in fields(Recipe)}
+        saved = {**saved, "recipe": {**{k: defaults[k] for k in current.get("recipe", {}) if k in defaults},
+                                     **saved["recipe"]}}
     field = first_difference(saved, current)
     if field is not None:
         value = _lookup(saved, field)
         now = _lookup(current, field)
-        raise SeprobeError(f"cannot resume: {field} is {now!r} but the run was started with {value!r}; valid: "
+        raise ResumeRefused(f"cannot resume: {field} is {now!r} but the run was started with {value!r}; valid: "
                            "the same recipe, model and data (device and num_workers may change)")
 
 
