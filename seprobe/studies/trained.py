@@ -457,10 +457,24 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
                "that writes the report (median of 7), `step_ratio` its ratio to the baseline's, pair by pair."]
     notes = [f"one standard error of one run's accuracy on {data['val_images']} test images near "
              f"{100 * accuracy:.1f} % is {100 * se:.2f} points (binomial); the paired differences' 95 % intervals "
-             "(Student's t over the seeds) also carry the seed-to-seed noise of training",
-             "the paper's figures are for its full recipe (Table 4: 164 epochs of 50,000 images, median of 5 runs); "
-             "this budget's errors are not comparable with them, only with each other"]
+             "(Student's t over the seeds) also carry the seed-to-seed noise of training"]
+    if study.training.get("dataset"):
+        notes.append("the paper's figures are for its full recipe (Table 4: 164 epochs of 50,000 images, median of "
+                     "5 runs); this budget's errors are not comparable with them, only with each other")
+    sets = records[0].get("after", {})
+    if sets:
+        notes.append("`<set>_before` / `_after`: top-1 error (%) of the starting network and of the trained one "
+                     "(mean over seeds) on each evaluation set ("
+                     + ", ".join(f"{name}: {scores['images']} images" for name, scores in sets.items())
+                     + "), `_change` after minus before, `_diff` the trained error's paired difference to the "
+                     "baseline's with its 95 % interval")
+    if "holdout_per_class" in study.training:
+        context.append(f"Data: {study.training['data'].name} split per class in file order, the last "
+                       f"{study.training['holdout_per_class']} of each class held out (`heldout`: the validation "
+                       "set of training, and an evaluation set); the training images are the others"
+                       + (", upscaled to the network's input" if study.training.get("upscale") else "") + ".")
     return notes, context
+
 
 
 def write_training_outputs(result, folder: Path) -> list[Path]:
