@@ -445,7 +445,8 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
     """The context lines (budget, machine, time) and the notes (what the noise allows)."""
     data = records[0]["data"]
     seconds = sum(r["seconds"] for r in records)
-    accuracy = float(history.groupby(["variant", "seed"]).tail(1)["val_top1"].mean())
+    last = history.groupby(["variant", "seed"]).tail(1)
+    accuracy = float(last.loc[last["variant"] == study.training["baseline"], "val_top1"].mean())
     se = accuracy_standard_error(accuracy, data["val_images"])
     context = [f"Budget `{budget}`: {settings.get('description', '')} Recipe changes to the published one: "
                + ", ".join(f"{k} = {settings[k]}" for k in RECIPE_FIELDS if k in settings)
@@ -456,8 +457,8 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
                "training step at the budget's batch, each variant timed interleaved with the others on the machine "
                "that writes the report (median of 7), `step_ratio` its ratio to the baseline's, pair by pair."]
     notes = [f"one standard error of one run's accuracy on {data['val_images']} test images near "
-             f"{100 * accuracy:.1f} % is {100 * se:.2f} points (binomial); the paired differences' 95 % intervals "
-             "(Student's t over the seeds) also carry the seed-to-seed noise of training"]
+             f"{100 * accuracy:.1f} % (the baseline's) is {100 * se:.2f} points (binomial); the paired differences' "
+             "95 % intervals (Student's t over the seeds) also carry the seed-to-seed noise of training"]
     if study.training.get("dataset"):
         notes.append("the paper's figures are for its full recipe (Table 4: 164 epochs of 50,000 images, median of "
                      "5 runs); this budget's errors are not comparable with them, only with each other")
