@@ -375,7 +375,6 @@ def split_holdout(data: str | os.PathLike, out: str | os.PathLike, *, holdout_pe
     return HoldoutSplit(train_file, heldout_file, len(kept.paths), len(held.paths))
 
 
-
 @dataclass
 class Training:
     """What ``seprobe train`` did: the run (:class:`~seprobe.training.TrainResult`: history, paths, final and

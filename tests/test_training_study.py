@@ -123,7 +123,14 @@ def test_a_good_study_loads(tmp_path, extra, message):
 ])
 def test_a_bad_study_is_refused_before_any_run(tmp_path, old, new, message):
     path = _study(tmp_path)
-    path.write_text(path.read_text().replace(old, new))
+    _refused(path, path.read_text(), old, new, message)
+
+
+def _refused(path: Path, text: str, old: str, new: str, message: str) -> None:
+    """The study file ``text`` with ``old`` made ``new`` is refused at loading, with ``message`` (a pattern
+    whose brackets are literal)."""
+    assert old in text
+    path.write_text(text.replace(old, new))
     with pytest.raises(SeprobeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_study(path)
 
@@ -307,11 +314,7 @@ def test_what_decides_a_fine_tuning_result_decides_what_is_done_again(tmp_path):
 def test_a_bad_fine_tuning_study_is_refused_before_any_run(tmp_path, old, new, message):
     if "timm:" in new:
         pytest.importorskip("timm")
-    path = _finetune_study(tmp_path)
-    assert old in FINETUNE
-    path.write_text(FINETUNE.replace(old, new))
-    with pytest.raises(SeprobeError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_study(path)
+    _refused(_finetune_study(tmp_path), FINETUNE, old, new, message)
 
 
 def test_start_weights_and_ablate_belong_to_training_studies(tmp_path):

@@ -63,14 +63,15 @@ def run_folder(runs: Path, label: str, seed: int) -> Path:
 def _plan(variant, seed: int, budget: str, settings: dict, inputs: Inputs) -> dict:
     """What a run is (model, knobs, budget, recipe, images, start): a finished run's record must say the same
     to be reused."""
-    recipe = {k: settings[k] for k in RECIPE_FIELDS if k in settings}
-    plan = {"model": variant.model, "knobs": variant.knobs, "budget": budget, "recipe": {**recipe, "seed": seed},
+    plan = {"model": variant.model, "knobs": variant.knobs, "budget": budget, "recipe": _recipe(settings, seed),
             "samples_per_class": settings.get("samples_per_class"),
-            "val_samples_per_class": settings.get("val_samples_per_class"),
-            "start_key": inputs.start_keys[variant.label]}
-    if inputs.data_key is not None:
-        plan["data_key"] = inputs.data_key
+            "val_samples_per_class": settings.get("val_samples_per_class"), **_tags(variant, inputs)}
     return json.loads(json.dumps(plan))
+
+
+def _recipe(settings: dict, seed: int) -> dict:
+    """The recipe fields a budget changes, and the run's seed."""
+    return {**{k: settings[k] for k in RECIPE_FIELDS if k in settings}, "seed": seed}
 
 
 def _done(folder: Path, variant, plan: dict, epochs: int) -> bool:
@@ -208,16 +209,17 @@ def _evaluation(model: str, weights, folder: Path, labels: Path | None, knobs: d
     return {"top1": e.top1, "top5": e.top5, "images": e.images}
 
 
+def _unscored(inputs: Inputs, saved: dict, keys: dict) -> list[str]:
+    """The evaluation sets without a score in ``saved`` under their current key (``keys``: the saved ones)."""
+    return [name for name, key in inputs.set_keys.items() if saved.get(name) is None or keys.get(name) != key]
+
+
 def _scores(model: str, weights, knobs: dict, inputs: Inputs, saved: dict, keys: dict) -> tuple[dict, dict]:
-    """Every evaluation set's scores: those in ``saved`` whose key (``keys``) is the set's, the others computed."""
-    sets, done_keys = {}, {}
-    for name, (data, labels) in inputs.sets.items():
-        if name in saved and keys.get(name) == inputs.set_keys[name]:
-            sets[name] = saved[name]
-        else:
-            sets[name] = _evaluation(model, weights, data, labels, knobs)
-        done_keys[name] = inputs.set_keys[name]
-    return sets, done_keys
+    """Every evaluation set's scores: those of :func:`_unscored` computed, the others taken from ``saved``."""
+    missing = _unscored(inputs, saved, keys)
+    sets = {name: _evaluation(model, weights, data, labels, knobs) if name in missing else saved[name]
+            for name, (data, labels) in inputs.sets.items()}
+    return sets, dict(inputs.set_keys)
 
 
 def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> dict[str, dict]:
@@ -232,7 +234,7 @@ def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, p
     except (OSError, ValueError):
         saved = {}
     keys = saved.get("set_keys", {})
-    if all(saved.get("sets", {}).get(n) is not None and keys.get(n) == k for n, k in inputs.set_keys.items()):
+    if not _unscored(inputs, saved.get("sets", {}), keys):
         return {n: saved["sets"][n] for n in inputs.sets}
     progress(f"{study.name}: scoring {variant.label} before training")
     with _threads(settings):
@@ -250,7 +252,7 @@ def _evaluate_after(study: Study, variant, folder: Path, inputs: Inputs, setting
     key; a set scored before is not scored again (the weights are not committed: a new set needs them)."""
     record = json.loads((folder / RUN_FILE).read_text())
     saved, keys = record.get("after", {}), record.get("after_keys", {})
-    if all(n in saved and keys.get(n) == k for n, k in inputs.set_keys.items()) and set(saved) == set(inputs.sets):
+    if not _unscored(inputs, saved, keys) and set(saved) == set(inputs.sets):
         return
     if not (folder / "final.pth").is_file():
         raise SeprobeError(f"{folder}: final.pth is not here to score on {', '.join(inputs.sets)} (the weights "
@@ -307,28 +309,20 @@ def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, fo
     """Train (or resume) one run into ``folder``; its record."""
     import torch
 
-    recipe = {k: settings[k] for k in RECIPE_FIELDS if k in settings}
     resume = (folder / "checkpoint.pth").is_file() and not (folder / RUN_FILE).exists()
     if folder.exists() and not resume:
         shutil.rmtree(folder)  # stopped before its first checkpoint, or finished as another plan: nothing to keep
-    threads = settings.get("threads")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    recipe = _recipe(settings, seed)
     start = time.perf_counter()
     session = nullcontext() if current_world().distributed else distributed_session(settings.get("device", "cpu"))
-    try:
-        with session:
-            done = _train_or_restart(study, variant, folder, resume, inputs, settings, {**recipe, "seed": seed},
-                                     _tags(variant, inputs))
-    finally:
-        torch.set_num_threads(previous)
+    with _threads(settings), session:
+        threads = torch.get_num_threads()
+        done = _train_or_restart(study, variant, folder, resume, inputs, settings, recipe, _tags(variant, inputs))
     record = {"study": study.name, "variant": variant.label, "model": variant.model, "knobs": variant.knobs,
-              "seed": seed, "budget": budget, "recipe": {**recipe, "seed": seed},
-              "samples_per_class": settings.get("samples_per_class"),
+              "seed": seed, "budget": budget, "recipe": recipe, "samples_per_class": settings.get("samples_per_class"),
               "val_samples_per_class": settings.get("val_samples_per_class"), "data": done.run.data,
-              "head": done.head, "device": settings.get("device", "cpu"), "threads": torch.get_num_threads()
-              if not threads else threads, "machine": f"{platform.processor() or platform.machine()}",
+              "head": done.head, "device": settings.get("device", "cpu"), "threads": threads,
+              "machine": f"{platform.processor() or platform.machine()}",
               "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
               "start": _plain(inputs.starts[variant.label], inputs.root),
               **_tags(variant, inputs)}
@@ -475,7 +469,6 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
                        "set of training, and an evaluation set); the training images are the others"
                        + (", upscaled to the network's input" if study.training.get("upscale") else "") + ".")
     return notes, context
-
 
 
 def write_training_outputs(result, folder: Path) -> list[Path]:
