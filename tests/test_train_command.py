@@ -5,9 +5,11 @@ class folders; refusals before any work leave the folders as they were."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -148,9 +150,13 @@ def test_the_command_trains_and_resumes_as_the_function(cifar_like, tmp_path):
     common = ["train", "--model", "resnet20_cifar", "--data", cifar_like, "--epochs", "2", "--batch-size", "6",
               "--lr", "0.02", "--num-workers", "0"]
     one_thread = env_without_defaults(OMP_NUM_THREADS="1")  # as this process (tests/conftest.py): the same kernels
-    proc = run_seprobe(*common, "--out", "run", cwd=tmp_path, env=one_thread)
+    proc = run_seprobe(*common, "--out", "run", "--format", "json", cwd=tmp_path, env=one_thread)
     assert proc.returncode == 0, proc.stderr
-    assert "val top-1" in proc.stdout and "wrote" in proc.stderr
+    # stdout is the result alone (the epoch lines are progress, on stderr): it parses, as the history file
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    printed = pd.DataFrame(json.loads(proc.stdout)["tables"]["history"])
+    assert printed["val_top1"].tolist() == pytest.approx(history["val_top1"].tolist(), abs=1e-9)
+    assert "val top-1" in proc.stderr and "wrote" in proc.stderr
     again = run_seprobe(*common, "--resume", "run", cwd=tmp_path)  # finished: nothing left but the outputs
     assert again.returncode == 0, again.stderr
     other = run_seprobe(*common[:-4], "--lr", "0.03", "--resume", "run", cwd=tmp_path)
@@ -160,5 +166,4 @@ def test_the_command_trains_and_resumes_as_the_function(cifar_like, tmp_path):
     command = torch.load(tmp_path / "run" / "final.pth", weights_only=True)
     function = torch.load(tmp_path / "api" / "final.pth", weights_only=True)
     assert all(torch.equal(command[k], function[k]) for k in function)
-    assert done.run.final["val_top1"] == pytest.approx(float(
-        __import__("pandas").read_csv(tmp_path / "run" / "history.csv")["val_top1"].iloc[-1]), abs=1e-12)
+    assert done.run.final["val_top1"] == pytest.approx(float(history["val_top1"].iloc[-1]), abs=1e-12)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -303,7 +304,7 @@ def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str
             if run.progress:
                 from .report import epoch_line
 
-                bar.write(epoch_line(row, recipe.epochs))
+                bar.write(epoch_line(row, recipe.epochs), file=sys.stderr)  # stdout is the result's
             if stop["stop"]:
                 raise KeyboardInterrupt
     return _finish(run, final or (lambda state_dict: state_dict))
