@@ -421,22 +421,25 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     from .distributed import current_world
     from .models.ablated import retrained
     from .models.factory import ModelSource
-    from .training import TrainData, load_data
+    from .training import TrainData, check_start, list_data
     from .training import train as run_training
 
-    check_device(current_world().device)
+    world = current_world()
+    check_device(world.device)
     source = ModelSource(model, weights, knobs)
     if not isinstance(resume, bool):
         raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")
-    check_output_dir(out, "out")
     if tags is not None and not isinstance(tags, Mapping):
         raise SeprobeError(f"invalid tags {tags!r}; valid: a mapping of plain values", argument="tags")
     seed = _recipe_seed(recipe)
-    _recipe(recipe, 32)  # every recipe value checked now, before the images are decoded (the side only sets defaults)
+    # every recipe value and the output folder checked before any network is built or image read (the images'
+    # side only sets the recipe's defaults); the loop checks the recipe's batch and compares the run's record
+    # with a checkpoint before it decodes the images
+    check_start(out, resume, world, _recipe(recipe, 32), tags)
     net = _seeded_network(source, seed)
     spec = TrainData(data, val_data, train_labels, val_labels, samples_per_class, val_samples_per_class,
                      net.preprocessing, num_workers, normalise="model", upscale=upscale)
-    datasets = load_data(spec, progress=progress and current_world().is_main)
+    datasets = list_data(spec)
     net, head = _fit_head(net, source, datasets.num_classes, seed)
     meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},
             "weights": str(weights), "head": head, **({"tags": dict(tags)} if tags else {})}

@@ -130,6 +130,34 @@ def test_a_new_run_into_a_non_empty_folder_is_refused(cifar_like, tmp_path):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]
 
 
+def test_every_refusal_comes_before_the_images_are_decoded(cifar_like, tmp_path, monkeypatch):
+    """Decoding is the long part of a start (about 16 s for CIFAR-10): what would refuse the run is checked first."""
+    seprobe.train("resnet20_cifar", cifar_like, tmp_path / "done", recipe=RECIPE, progress=False)
+    seprobe.train("se_resnet20_cifar", cifar_like, tmp_path / "se", recipe=RECIPE, progress=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before refusing")
+
+    monkeypatch.setattr("seprobe.training.data.decode_all", no_decoding)
+    cases = [("full", {}, False, "is not empty"),
+             ("empty", {}, True, "does not exist"),
+             ("done", {"lr": 0.03}, True, "cannot resume: recipe.lr is 0.03 but the run was started with 0.02"),
+             ("done", {"seed": 1}, True, "recipe.seed is 1"),
+             ("new", {"batch_size": 19}, False, "invalid batch_size 19 for 18 training images"),
+             ("new", {"sync_bn": True}, False, "sync_bn=True on device 'cpu'")]
+    for out, change, resume, needle in cases:
+        with pytest.raises(SeprobeError) as e:
+            seprobe.train("resnet20_cifar", cifar_like, tmp_path / out, recipe={**RECIPE, **change}, resume=resume,
+                          progress=False)
+        assert needle in str(e.value), (out, change, str(e.value))
+    with pytest.raises(SeprobeError, match="reduction is 8 but the run was started without it"):
+        seprobe.train("se_resnet20_cifar", cifar_like, tmp_path / "se", recipe=RECIPE, resume=True, progress=False,
+                      reduction=8)
+    assert not (tmp_path / "new").exists() and [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--out", "a", "--resume", "b"], "one of --out DIR"),

@@ -47,11 +47,16 @@ def save(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
 
 
+def check_exists(path: Path) -> None:
+    """Refuse to resume from a checkpoint that is not there (cheap: before any other work)."""
+    if not path.is_file():
+        raise ResumeRefused(f"cannot resume: {str(path)!r} does not exist; valid: the out folder of a run "
+                           "started by seprobe's training, or a new run")
+
+
 def load(path: Path) -> dict:
     """The checkpoint at ``path``; a missing, truncated or foreign file is one :class:`SeprobeError`."""
-    if not path.is_file():
-        raise ResumeRefused(f"resume=True but {str(path)!r} does not exist; valid: the out folder of a run "
-                           "started by seprobe's training, or resume=False")
+    check_exists(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, random bytes: many types
@@ -93,15 +98,20 @@ def check_same_run(saved: dict, current: dict) -> None:
                                      **saved["recipe"]}}
     field = first_difference(saved, current)
     if field is not None:
-        value = _lookup(saved, field)
-        now = _lookup(current, field)
-        raise ResumeRefused(f"cannot resume: {field} is {now!r} but the run was started with {value!r}; valid: "
+        now, then = _lookup(current, field), _lookup(saved, field)
+        now = "not given" if now is _ABSENT else f"{now!r}"
+        then = "without it" if then is _ABSENT else f"with {then!r}"
+        raise ResumeRefused(f"cannot resume: {field} is {now} but the run was started {then}; valid: "
                            "the same recipe, model and data (device and num_workers may change)")
+
+
+_ABSENT = object()
 
 
 def _lookup(record, field: str):
     for key in field.split("."):
         if not isinstance(record, dict) or key not in record:
-            return "<absent>"
+            return _ABSENT
         record = record[key]
     return record
+

@@ -101,10 +101,11 @@ class Datasets:
     decode_seconds: float = 0.0
     notes: tuple[str, ...] = ()
     request: TrainData | None = None  # what was asked for (the loop reads preprocessing and num_workers from it)
+    pending: bool = False         # small image files listed, not yet decoded (:func:`decode`)
 
     @property
     def in_memory(self) -> bool:
-        return self.train.images is not None
+        return self.train.images is not None or self.pending
 
     def describe(self) -> dict:
         """The record of the data kept with a run (no paths: a moved data folder may resume)."""
@@ -133,14 +134,32 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
 
 
 def load_data(request: TrainData, progress: bool = False) -> Datasets:
-    """The images of ``request``: every layout problem is one :class:`SeprobeError`, raised before decoding.
-
-    A caller that must size the model's head first loads the data, builds the model with ``num_classes`` and
-    passes these ``Datasets`` to :func:`~seprobe.training.train` (the images are decoded once)."""
-    return replace(_load(request, progress), request=request)
+    """The images of ``request``, decoded: :func:`list_data`, then :func:`decode`."""
+    return decode(list_data(request), progress)
 
 
-def _load(request: TrainData, progress: bool) -> Datasets:
+def list_data(request: TrainData) -> Datasets:
+    """The images of ``request``, listed and their headers read but small image files not yet decoded (that is
+    the long part: :func:`decode`). Every layout problem is one :class:`SeprobeError`, raised here, and the
+    listing knows what a run is checked against (``num_classes``, :meth:`Datasets.describe`).
+
+    A caller that must size the model's head lists the data, builds the model with ``num_classes`` and
+    passes these ``Datasets`` to :func:`~seprobe.training.train`, which decodes them after its own checks."""
+    return replace(_list(request), request=request)
+
+
+def decode(datasets: Datasets, progress: bool = False) -> Datasets:
+    """``datasets`` with its listed small images decoded into memory (as they are when nothing is pending)."""
+    if not datasets.pending:
+        return datasets
+    start = time.perf_counter()
+    splits = [Split(p.labels, images=decode_all(p.files, progress=progress)) for p in (datasets.train, datasets.val)]
+    decoded = _memory_datasets(datasets.request, *splits, datasets.class_names, datasets.layout,
+                               time.perf_counter() - start, datasets.imagenet, datasets.notes)
+    return replace(decoded, request=datasets.request)
+
+
+def _list(request: TrainData) -> Datasets:
     root = Path(request.train)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
@@ -164,7 +183,7 @@ def _load(request: TrainData, progress: bool) -> Datasets:
     train = select(discover(train_dir, request.train_labels), request.samples_per_class)
     val = select(discover(val_dir, request.val_labels), request.val_samples_per_class)
     _check_same_classes(train, val)
-    return _file_datasets(train, val, request, f"{layout} ({train.layout})", progress)
+    return _file_datasets(train, val, request, f"{layout} ({train.layout})")
 
 
 def _check_same_classes(train: LabelledImages, val: LabelledImages) -> None:
@@ -275,24 +294,19 @@ def decode_all(images: LabelledImages, threads: int = 4, progress: bool = False)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _file_datasets(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str,
-                   progress: bool) -> Datasets:
-    notes = train.notes + val.notes
+def _file_datasets(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str) -> Datasets:
     for part in (train, val):
         failed = check_readable(part)
         if failed:
             raise SeprobeError(f"{len(failed)} image(s) cannot be read (e.g. {failed[0]}); valid: every training "
                                "and validation image readable")
     side = _side(train)
-    if side > SMALL_SIDE or request.upscale:
-        pre = request.preprocessing
-        return Datasets(Split(torch.tensor(train.labels), files=train), Split(torch.tensor(val.labels), files=val),
-                        1000 if train.imagenet else len(train.class_names), train.imagenet, train.class_names, layout,
-                        pre.crop, tuple(pre.mean), tuple(pre.std), notes=notes)
-    start = time.perf_counter()
-    splits = [Split(torch.tensor(p.labels), images=decode_all(p, progress=progress)) for p in (train, val)]
-    return _memory_datasets(request, *splits, train.class_names, layout, time.perf_counter() - start, train.imagenet,
-                            notes)
+    large = side > SMALL_SIDE or request.upscale
+    pre = request.preprocessing
+    return Datasets(Split(torch.tensor(train.labels), files=train), Split(torch.tensor(val.labels), files=val),
+                    1000 if train.imagenet else len(train.class_names), train.imagenet, train.class_names, layout,
+                    pre.crop if large else side, tuple(pre.mean), tuple(pre.std), notes=train.notes + val.notes,
+                    pending=not large)
 
 
 def _memory_datasets(request: TrainData, train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
@@ -303,7 +317,7 @@ def _memory_datasets(request: TrainData, train: Split, val: Split, names: tuple[
     mean, std = channel_stats(train.images) if request.normalise == "data" else (request.preprocessing.mean,
                                                                                request.preprocessing.std)
     num_classes = 1000 if imagenet else (len(names) or int(train.labels.max()) + 1)
-    return Datasets(train, val, num_classes, imagenet, names, layout, int(train.images.shape[-1]), mean, std,
+    return Datasets(train, val, num_classes, imagenet, names, layout, max(train.images.shape[-2:]), mean, std,
                     seconds, notes)
 
 

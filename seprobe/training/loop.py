@@ -34,7 +34,7 @@ from ..errors import SeprobeError
 from ..io import atomic_write, atomic_write_text, check_output_dir, output_set
 from . import checkpoint
 from .batches import epoch_order, eval_batches, files_train, memory_train
-from .data import Datasets, Split, TrainData, load_data
+from .data import Datasets, Split, TrainData, decode, list_data
 from .recipe import Recipe, learning_rate
 from .steps import Stepper
 
@@ -57,27 +57,39 @@ class TrainResult:
 
 # --- checks before any work ----------------------------------------------------------------------------------------
 
-def _check_start(out: Path, resume: bool, world: World, recipe: Recipe, meta: dict) -> None:
+def check_start(out: str | Path, resume: bool, world: World, recipe: Recipe, meta: dict | None = None) -> None:
+    """Refuse a run that cannot start: ``out`` not empty for a new run, or without a checkpoint to resume;
+    ``sync_bn`` off CUDA; a ``meta`` that is not plain data. Cheap: callers check before any work."""
     check_output_dir(out, "out")
-    if not resume and out.is_dir() and any(out.iterdir()):
+    out = Path(out)
+    if resume:
+        checkpoint.check_exists(out / CHECKPOINT)
+    elif out.is_dir() and any(out.iterdir()):
         raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
                            "the run in it", argument=("out", "resume"))
-    if recipe.batch_size % world.size:
-        raise SeprobeError(f"invalid batch_size {recipe.batch_size} for {world.size} ranks; valid: a multiple of "
-                           f"the world size {world.size} (batch_size is the global batch)", argument="batch_size")
     if recipe.sync_bn and not world.device.startswith("cuda"):
-        raise SeprobeError(f"sync_bn=True on device {world.device!r}; valid: sync_bn=False, or CUDA")
+        raise SeprobeError(f"sync_bn=True on device {world.device!r}; valid: sync_bn=False, or CUDA",
+                           argument="sync_bn")
     try:
-        json.dumps(meta, allow_nan=False)
+        json.dumps(meta or {}, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise SeprobeError(f"invalid meta ({e}); valid: a dict of plain values (str, numbers, bools, lists, "
                            "dicts)") from None
 
 
+def check_batch(recipe: Recipe, world: World, images: int) -> int:
+    """The steps of an epoch of ``images`` training images; a global batch that does not split evenly over the
+    ranks, or that is larger than the images, is refused."""
+    if recipe.batch_size % world.size:
+        raise SeprobeError(f"invalid batch_size {recipe.batch_size} for {world.size} ranks; valid: a multiple of "
+                           f"the world size {world.size} (batch_size is the global batch)", argument="batch_size")
+    return steps_per_epoch(images, recipe.batch_size)
+
+
 def steps_per_epoch(images: int, batch_size: int) -> int:
     if images < batch_size:
         raise SeprobeError(f"invalid batch_size {batch_size} for {images} training images; valid: at most "
-                           f"{images} (the last incomplete batch of an epoch is dropped)")
+                           f"{images} (the last incomplete batch of an epoch is dropped)", argument="batch_size")
     return images // batch_size
 
 
@@ -275,24 +287,26 @@ def _progress_bar(run: _Run):
 def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str | Path, *,
           world: World | None = None, resume: bool = False, progress: bool = True,
           meta: dict | None = None, final: Callable[[dict], Any] | None = None) -> TrainResult:
-    """Train ``model`` (built by the caller, its head sized for ``load_data(data).num_classes``) on ``data``
-    (a :class:`TrainData`, or the :class:`Datasets` :func:`load_data` made of one) with ``recipe``, writing into
-    ``out`` (see the module docstring). ``meta``: a plain record of the model (name, knobs) kept with the run
-    and compared on resume. ``final``: what ``final.pth`` holds, a function of the trained state dict (the state
-    dict itself by default; an exported ablated network's record around it, so that it loads as the export did).
-    ``world``: the torchrun world (default: the current
-    :func:`~seprobe.distributed.distributed_session`'s, or one process on the CPU)."""
+    """Train ``model`` (built by the caller, its head sized for ``list_data(data).num_classes``) on ``data``
+    (a :class:`TrainData`, or the :class:`Datasets` :func:`list_data` or :func:`load_data` made of one) with
+    ``recipe``, writing into ``out`` (see the module docstring). Every refusal comes before the images are
+    decoded. ``meta``: a plain record of the model (name, knobs) kept with the run and compared on resume.
+    ``final``: what ``final.pth`` holds, a function of the trained state dict (the state dict itself by default;
+    an exported ablated network's record around it, so that it loads as the export did). ``world``: the
+    torchrun world (default: the current :func:`~seprobe.distributed.distributed_session`'s, or one process on
+    the CPU)."""
     world = world if world is not None else current_world()
     out, meta = Path(out), dict(meta or {})
-    _check_start(out, resume, world, recipe, meta)
+    check_start(out, resume, world, recipe, meta)
     saved = checkpoint.load(out / CHECKPOINT) if resume else None
-    datasets = data if isinstance(data, Datasets) else load_data(data, progress=progress and world.is_main)
-    steps_per_epoch(len(datasets.train), recipe.batch_size)
+    datasets = data if isinstance(data, Datasets) else list_data(data)
+    check_batch(recipe, world, len(datasets.train))
     record = {"recipe": asdict(recipe), "meta": meta, "data": datasets.describe()}
     if saved is not None:
         checkpoint.check_same_run(saved["record"], record)
     else:
         torch.manual_seed(recipe.seed + world.rank)
+    datasets = decode(datasets, progress=progress and world.is_main)  # the long part, after every check
     run = _Run(model, datasets, recipe, out, world, record, progress)
     if saved is not None:
         run.restore(saved)
