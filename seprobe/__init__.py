@@ -11,15 +11,10 @@ torch.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from .errors import SeprobeError
-
-try:
-    __version__ = version("seprobe")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+from .version import __version__
 
 _LAZY = {
     "SEBlockInfo": "seprobe.models.blocks",

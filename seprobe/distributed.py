@@ -218,7 +218,7 @@ class World:
         if isinstance(error, SeprobeError):
             message = str(error)
         elif isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-            message = (f"out of memory on {self.device} ({_one_line(error)}); valid: a smaller --batch-size, "
+            message = (f"out of memory on {self.device} ({_one_line(error)}); valid: a smaller batch_size, "
                        "or fewer ranks per device")
         else:  # a bug: its traceback is for a developer, printed by the rank it happened on
             print(f"seprobe: rank {self.rank}: unexpected error", file=sys.stderr)

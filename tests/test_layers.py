@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seprobe"
 
 #: lower layers first; a module may import only from its own layer or below
 LAYERS = (
-    {"errors", "choices", "defaults", "io", "config", "devices", "distributed", "tables", "figures"},
+    {"errors", "choices", "defaults", "io", "config", "devices", "distributed", "tables", "figures", "version"},
     {"data"},
     {"models", "paper"},
     {"cost", "probe", "training"},
@@ -63,7 +63,7 @@ def import_graph() -> dict[str, set[str]]:
     for name, module, names in imports():
         # ``from pkg import mod`` depends on pkg.mod; ``from pkg import name`` on pkg
         targets = [f"{module}.{n}" if f"{module}.{n}" in mods else module for n in names] or [module]
-        graph[name] |= {t for t in targets if t in mods and t != name and t != "seprobe"}
+        graph[name] |= {t for t in targets if t in mods and t != name}
     return graph
 
 
@@ -152,13 +152,19 @@ def test_the_prefix_is_read_in_one_module():
 
 
 def _raised_messages(path: Path):
-    """(line, text) of every string in the arguments of a ``raise X(...)``."""
+    """(line, text) of every string in the arguments of a ``raise X(...)``, and of every string that reads as an
+    error message (``...; valid: ...``) wherever it stands: a message built in a variable and raised later."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
             for arg in [*node.exc.args, *(k.value for k in node.exc.keywords)]:
                 for part in ast.walk(arg):
                     if isinstance(part, ast.Constant) and isinstance(part.value, str):
                         yield node.lineno, part.value
+        elif isinstance(node, ast.JoinedStr) and any(
+                isinstance(v, ast.Constant) and "valid:" in v.value for v in node.values):
+            yield node.lineno, "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "valid:" in node.value:
+            yield node.lineno, node.value
 
 
 def test_no_flag_in_an_error_outside_the_command_line():

@@ -6,8 +6,10 @@ Run as a script, this file is the worker of the subprocess tests: ``python tests
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,7 +265,13 @@ def test_outputs_are_written_and_final_weights_have_the_model_own_keys(images, t
                                      "images_per_s"]
     assert list(history["epoch"]) == [1, 2] and (history["val_top5"] == 1.0).all()  # 2 classes: top-5 is all
     assert result.data["train_images"] == 32 and result.data["val_images"] == 10
-    assert "tiny" in (tmp_path / "run" / "summary.md").read_text()
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "tiny" in summary and f"4-pixel zero padding, a random {SIDE} x {SIDE} crop and a horizontal flip" in summary
+    pixels = np.stack([np.asarray(Image.open(p)) for p in sorted((images / "train").rglob("*.png"))]) / 255
+    mean, std = pixels.mean((0, 1, 2)), pixels.std((0, 1, 2))  # the training set's, as He et al. normalise
+    for name, expected in (("mean", mean), ("std", std)):  # written to 4 decimals: within half a unit of the 4th
+        written = json.loads(re.search(rf"^\| {name} \| (\[.*\]) \|$", summary, re.M).group(1))
+        assert written == pytest.approx(expected.tolist(), abs=5e-5 + 1e-12)
     saved = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
     assert saved["format"] == "seprobe-train/1" and saved["epoch"] == 2 and saved["record"]["meta"] == {"model": "tiny"}
 

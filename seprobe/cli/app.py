@@ -25,11 +25,11 @@ try:  # typer >= 0.2x carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
-from .. import __version__
 from ..choices import (
     Format,
 )
 from ..errors import SeprobeError
+from ..version import __version__
 
 app = typer.Typer(
     no_args_is_help=True,

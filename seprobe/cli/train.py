@@ -18,12 +18,15 @@ from .probes import _session
 
 TRAIN_HELP = """Train any network on labelled images (resumable; under torchrun the ranks share the batch).
 
-Defaults are the published recipes, chosen by the images' size. 32-pixel data (CIFAR): He et al. 2015, 164
-epochs, batch 128, SGD momentum 0.9, weight decay 1e-4, learning rate 0.1 divided by 10 at 50 % and 75 % of the
-steps; 4-pixel zero pad + random 32x32 crop + flip, the training set's mean/std. Larger images (ImageNet): 90
-epochs, batch 256, learning rate 0.1 x batch / 256 divided by 10 at epochs 30 and 60; random resized crop + flip,
-the model's evaluation preprocessing for validation. The learning rate scales with --batch-size. --out receives
-checkpoint.pth, final.pth (the weights, loadable as --weights), history.csv, summary.md and curves.png/.svg."""
+Defaults are the published recipes, chosen by the images' size. Small images (side <= 64: CIFAR, and Tiny
+ImageNet at its own size), held in memory: He et al. 2015's CIFAR recipe, 164 epochs, batch 128, SGD momentum 0.9,
+weight decay 1e-4, learning rate 0.1 divided by 10 at 50 % and 75 % of the steps; 4-pixel zero pad + random crop
++ flip. Larger images (ImageNet), or small ones with --upscale: 90 epochs, batch 256, learning rate 0.1 x batch /
+256 divided by 10 at epochs 30 and 60; random resized crop + flip, the model's evaluation resize + centre crop
+for validation. Images are normalised by the network's own mean/std (its evaluation preprocessing: CIFAR-10's
+for the CIFAR networks, ImageNet's for the others), so that every command evaluates the weights as they were
+trained. The learning rate scales with --batch-size. --out receives checkpoint.pth, final.pth (the weights,
+loadable as --weights), history.csv, summary.md (the recipe, the augmentation, the data) and curves.png/.svg."""
 
 
 @app.command("train", help=TRAIN_HELP)

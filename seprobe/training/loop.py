@@ -329,13 +329,15 @@ def _finish(run: _Run, final: Callable[[dict], Any]) -> TrainResult:
 
     history = run.frame()
     best = history.loc[history["val_top1"].idxmax()].to_dict()
-    data = {**run.datasets.describe(), "decode_seconds": run.datasets.decode_seconds}
+    data = {**run.datasets.describe(), "mean": [round(v, 4) for v in run.datasets.mean],
+            "std": [round(v, 4) for v in run.datasets.std], "decode_seconds": run.datasets.decode_seconds}
     paths = {"checkpoint": run.out / CHECKPOINT, "history": run.out / HISTORY, "final": run.out / FINAL,
              "summary": run.out / "summary.md"}
     if run.world.is_main:
         with output_set():
             atomic_write(paths["final"], lambda tmp: torch.save(final(run.net.state_dict()), tmp))
             figures = save_curves(history, run.out / "curves")
-            atomic_write_text(paths["summary"], summary_markdown(run.record, history, data, str(run.device)))
+            atomic_write_text(paths["summary"], summary_markdown(run.record, history, data, str(run.device),
+                                                                 run.world.size))
         paths.update(curves_png=figures[0], curves_svg=figures[1])
     return TrainResult(history, paths, history.iloc[-1].to_dict(), best, data)

@@ -2,10 +2,11 @@
 
 Published defaults (:func:`default_recipe`):
 
-* 32-pixel data (CIFAR): He et al. 2015, Sec. 4.2, the recipe the SE paper's CIFAR ResNets "match": SGD with
-  momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 at 32k and 48k of 64k iterations,
-  i.e. at 50 % and 75 % of training (164 epochs of 391 steps is about 64k iterations); augmentation: 4-pixel
-  zero padding, a random 32 x 32 crop and a horizontal flip, per-channel mean / std normalisation.
+* small images (side <= :data:`SMALL_SIDE`: CIFAR's 32 pixels, Tiny ImageNet's 64): He et al. 2015, Sec. 4.2,
+  the recipe the SE paper's CIFAR ResNets "match": SGD with momentum 0.9, weight decay 1e-4, batch 128, learning
+  rate 0.1 divided by 10 at 32k and 48k of 64k iterations, i.e. at 50 % and 75 % of training (164 epochs of 391
+  steps is about 64k iterations); augmentation: 4-pixel zero padding, a random crop of the image's size and a
+  horizontal flip, per-channel mean / std normalisation.
 * larger images (ImageNet): He et al. 2016 / the SE paper's Sec. 6: SGD 0.9, weight decay 1e-4, batch 256,
   learning rate 0.1 (scaled by batch / 256, Goyal et al.'s linear rule), divided by 10 every 30 of 90 epochs;
   a random resized crop and a flip at training, the model's evaluation preprocessing (resize + centre crop) at

@@ -6,8 +6,11 @@ import platform
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..figures import new_figure, save_figure
+from ..version import __version__
+from .batches import PAD
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -18,10 +21,7 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 
 def _versions() -> str:
-    import torch
     import torchvision
-
-    from .. import __version__
 
     return (f"seprobe {__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"Python {platform.python_version()}")
@@ -31,7 +31,7 @@ def _table(record: dict) -> list[str]:
     return [f"| {k} | {v} |" for k, v in record.items()]
 
 
-def summary_markdown(record: dict, history: pd.DataFrame, data: dict, device: str) -> str:
+def summary_markdown(record: dict, history: pd.DataFrame, data: dict, device: str, ranks: int = 1) -> str:
     last = history.iloc[-1]
     best = history.loc[history["val_top1"].idxmax()]
     meta = record["meta"]
@@ -43,10 +43,22 @@ def summary_markdown(record: dict, history: pd.DataFrame, data: dict, device: st
              "## Recipe", "", "| field | value |", "|---|---|", *_table(record["recipe"]), "",
              "## Data", "", "| field | value |", "|---|---|",
              *_table({k: v for k, v in data.items() if k != "classes"}), "",
+             f"Augmentation: {augmentation(data)}. Normalised by the mean and std above.",
              "Training drops each epoch's last incomplete batch; validation counts every image once.", "",
-             "## Environment", "", f"Device {device}; {_versions()}.", "",
+             "## Environment", "", f"Device {device}, {ranks} rank(s), {torch.get_num_threads()} thread(s) each; "
+             f"{_versions()}.", "",
              "## History", "", *_history_table(history), ""]
     return "\n".join(lines)
+
+
+def augmentation(data: dict) -> str:
+    """The augmentation a run of ``data`` (:meth:`Datasets.describe`) gets, in words."""
+    side = data["side"]
+    if data["in_memory"]:
+        return (f"{PAD}-pixel zero padding, a random {side} x {side} crop and a horizontal flip at training (on the "
+                "tensor batch); the images as they are at validation")
+    return (f"a random resized crop to {side} x {side} (scale 0.08-1) and a horizontal flip at training; the "
+            "model's evaluation resize and centre crop at validation")
 
 
 def _history_table(history: pd.DataFrame) -> list[str]:
