@@ -209,8 +209,9 @@ def test_crop_of_the_padded_image_and_flip_are_the_hand_computed_slices():
 
 # --- the engine against a hand-written loop ----------------------------------------------------------------------
 
-def _reference_run(data: Path, recipe: Recipe) -> dict:
-    """The CIFAR recipe in plain PyTorch: the same order, crops and flips drawn from the same seeded generator."""
+def _reference_run(data: Path, recipe: Recipe) -> list[dict]:
+    """The CIFAR recipe in plain PyTorch: the same order, crops and flips drawn from the same seeded generator;
+    the weights after each step."""
     paths = [p for c in ("cat", "dog") for p in sorted((data / "train" / c).iterdir())]
     labels = torch.tensor([0] * TRAIN_PER_CLASS + [1] * TRAIN_PER_CLASS)
     pixels = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
@@ -220,6 +221,7 @@ def _reference_run(data: Path, recipe: Recipe) -> dict:
     model = tiny_net()
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
     steps = len(paths) // recipe.batch_size
+    after = []
     for epoch in range(recipe.epochs):
         g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
         order = torch.randperm(len(paths), generator=g)
@@ -239,17 +241,27 @@ def _reference_run(data: Path, recipe: Recipe) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return model.state_dict()
+            after.append({k: v.clone() for k, v in model.state_dict().items()})
+    return after
 
 
-def test_the_engine_trains_the_weights_of_a_hand_written_loop(images, tmp_path):
-    recipe = small(milestones=(0.5,))
+def test_the_engine_trains_the_weights_of_a_hand_written_loop(images, tmp_path, monkeypatch):
+    """Step by step: a checkpoint after every step (``checkpoint_every=1``) holds the weights the hand-written
+    loop has after that step (float32 kernels of one machine in another order: rtol 1e-5)."""
+    import seprobe.training.checkpoint as checkpoint
+
+    recipe = small(milestones=(0.5,), checkpoint_every=1)
+    saved, save = [], checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, state: (
+        saved.append({k: v.clone() for k, v in state["model"].items()}), save(path, state)))
     result = train(tiny_net(), TrainData(images), recipe, tmp_path / "run", progress=False)
     reference = _reference_run(images, recipe)
-    engine = final_weights(tmp_path / "run")
-    assert engine.keys() == reference.keys()
-    for k in engine:
-        torch.testing.assert_close(engine[k], reference[k], rtol=1e-5, atol=1e-6)
+    assert len(saved) == len(reference) == 8   # 2 epochs of 32 // 8 steps
+    for step, (engine, expected) in enumerate(zip(saved, reference, strict=True), 1):
+        assert engine.keys() == expected.keys()
+        for k in engine:
+            torch.testing.assert_close(engine[k], expected[k], rtol=1e-5, atol=1e-6, msg=f"step {step}: {k}")
+    torch.testing.assert_close(final_weights(tmp_path / "run"), reference[-1], rtol=1e-5, atol=1e-6)
     assert len(result.history) == 2 and list(result.history["lr"]) == pytest.approx([0.05, 0.005])
 
 
