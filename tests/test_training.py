@@ -190,6 +190,21 @@ def test_a_few_steps_lower_the_loss_of_a_fixed_batch():
     assert losses[-1] < 0.8 * losses[0]
 
 
+def test_a_few_steps_lower_the_loss_of_a_real_cifar_batch_for_se_resnet20(tmp_path):
+    """SE-ResNet-20 on 8 airplanes and 8 automobiles of the shared CIFAR-10: memorising one batch lowers its loss
+    (ten steps at lr 0.05 from ln 2 = 0.69 at initialisation, near chance, to below half of it)."""
+    from seprobe.models.registry import build_model
+
+    data = load_data(TrainData(_cifar_subset(tmp_path), samples_per_class=8, val_samples_per_class=1))
+    x = (data.train.images.float() / 255 - torch.tensor(data.mean)[:, None, None]) / torch.tensor(data.std)[:, None,
+                                                                                                             None]
+    torch.manual_seed(0)
+    model = build_model("se_resnet20_cifar", num_classes=2)
+    stepper = Stepper(model, model, Recipe(lr=0.05, weight_decay=0.0), torch.device("cpu"))
+    losses = [float(stepper.step(x, data.train.labels, 0.05)[0]) for _ in range(10)]
+    assert losses[0] == pytest.approx(math.log(2), abs=0.3) and losses[-1] < 0.5 * losses[0], losses
+
+
 # --- the in-memory augmentation ----------------------------------------------------------------------------------
 
 def test_crop_of_the_padded_image_and_flip_are_the_hand_computed_slices():
@@ -209,13 +224,17 @@ def test_crop_of_the_padded_image_and_flip_are_the_hand_computed_slices():
 
 # --- the engine against a hand-written loop ----------------------------------------------------------------------
 
-def _reference_run(data: Path, recipe: Recipe) -> list[dict]:
-    """The CIFAR recipe in plain PyTorch: the same order, crops and flips drawn from the same seeded generator;
-    the weights after each step."""
-    paths = [p for c in ("cat", "dog") for p in sorted((data / "train" / c).iterdir())]
-    labels = torch.tensor([0] * TRAIN_PER_CLASS + [1] * TRAIN_PER_CLASS)
+def _reference_run(data: Path, recipe: Recipe, per_class: int | None = None) -> list[dict]:
+    """The CIFAR recipe in plain PyTorch on the first ``per_class`` images of each class folder of
+    ``data/train``: the same order, crops and flips drawn from the same seeded generator; the weights after each
+    step."""
+    classes = sorted(d.name for d in (data / "train").iterdir())
+    files = [sorted((data / "train" / c).iterdir())[:per_class] for c in classes]
+    paths = [p for part in files for p in part]
+    labels = torch.tensor([k for k, part in enumerate(files) for _ in part])
     pixels = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
                           for p in paths])
+    side = pixels.shape[-1]
     mean = (pixels.double() / 255).mean((0, 2, 3)).float()
     std = (pixels.double() / 255).std((0, 2, 3), correction=0).float()
     model = tiny_net()
@@ -232,7 +251,7 @@ def _reference_run(data: Path, recipe: Recipe) -> list[dict]:
             crops = []
             for k, i in enumerate(index):
                 padded = F.pad(pixels[i], (4, 4, 4, 4))
-                crop = padded[:, offsets[k, 0]:offsets[k, 0] + SIDE, offsets[k, 1]:offsets[k, 1] + SIDE]
+                crop = padded[:, offsets[k, 0]:offsets[k, 0] + side, offsets[k, 1]:offsets[k, 1] + side]
                 crops.append(crop.flip(-1) if flips[k] else crop)
             x = (torch.stack(crops).float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
             for group in opt.param_groups:
@@ -245,17 +264,21 @@ def _reference_run(data: Path, recipe: Recipe) -> list[dict]:
     return after
 
 
-def test_the_engine_trains_the_weights_of_a_hand_written_loop(images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", ["random", "cifar10"])
+def test_the_engine_trains_the_weights_of_a_hand_written_loop(source, images, tmp_path, monkeypatch):
     """Step by step: a checkpoint after every step (``checkpoint_every=1``) holds the weights the hand-written
-    loop has after that step (float32 kernels of one machine in another order: rtol 1e-5)."""
+    loop has after that step (float32 kernels of one machine in another order: rtol 1e-5), on random images
+    and on the first 16 images of two classes of the shared CIFAR-10."""
     import seprobe.training.checkpoint as checkpoint
 
+    data, per_class = (images, None) if source == "random" else (_cifar_subset(tmp_path / "cifar"), TRAIN_PER_CLASS)
     recipe = small(milestones=(0.5,), checkpoint_every=1)
     saved, save = [], checkpoint.save
     monkeypatch.setattr(checkpoint, "save", lambda path, state: (
         saved.append({k: v.clone() for k, v in state["model"].items()}), save(path, state)))
-    result = train(tiny_net(), TrainData(images), recipe, tmp_path / "run", progress=False)
-    reference = _reference_run(images, recipe)
+    result = train(tiny_net(), TrainData(data, samples_per_class=per_class, val_samples_per_class=per_class),
+                   recipe, tmp_path / "run", progress=False)
+    reference = _reference_run(data, recipe, per_class)
     assert len(saved) == len(reference) == 8   # 2 epochs of 32 // 8 steps
     for step, (engine, expected) in enumerate(zip(saved, reference, strict=True), 1):
         assert engine.keys() == expected.keys()
@@ -549,7 +572,7 @@ def _cifar_subset(tmp: Path) -> Path:
     """Two classes of the shared CIFAR-10, as links (no image is copied)."""
     cifar = ROOT.parent / "shared" / "data" / "cifar10"
     if not (cifar / "train" / "airplane").is_dir():
-        pytest.skip(f"the shared CIFAR-10 is absent ({cifar}): the SIGKILL test trains on real images")
+        pytest.skip(f"the shared CIFAR-10 is absent ({cifar}): this test trains on real images")
     for split in ("train", "test"):
         (tmp / split).mkdir(parents=True)
         for c in ("airplane", "automobile"):
