@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .defaults import BATCH_SIZE, BOOTSTRAP, CHANNELS, CLASSES
+from .defaults import BATCH_SIZE, BOOTSTRAP, CHANNELS, CLASSES, NUM_WORKERS
 from .errors import SeprobeError, check_int
 from .io import check_output_dir, check_output_file, output_set
 
@@ -401,8 +401,8 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
           val_data: str | os.PathLike | None = None, train_labels: str | os.PathLike | None = None,
           val_labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
           val_samples_per_class: int | None = None, recipe: Recipe | Mapping[str, Any] | None = None,
-          resume: bool = False, num_workers: int = 4, upscale: bool = False, tags: Mapping[str, Any] | None = None,
-          progress: bool = True, **knobs: Any) -> Training:
+          resume: bool = False, num_workers: int = NUM_WORKERS["train"], upscale: bool = False,
+          tags: Mapping[str, Any] | None = None, progress: bool = True, **knobs: Any) -> Training:
     """Train ``model`` (any network seprobe builds, from ``weights``: ``random``, ``pretrained`` or a checkpoint,
     an exported ablated network or a ``checkpoint.pth`` of an earlier run included) on ``data`` into ``out``
     (``seprobe train``).

@@ -18,12 +18,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .defaults import WEIGHT_SOURCES
 from .errors import SeprobeError
 
 KEYS = ("model", "weights", "data", "labels")
 PATH_KEYS = ("weights", "data", "labels")
 #: ``--weights`` values that name a source rather than a file
-WEIGHT_SOURCES = ("pretrained", "timm", "torchvision", "random")
 
 
 @dataclass(frozen=True)

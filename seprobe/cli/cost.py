@@ -9,7 +9,7 @@ import typer
 from ..choices import (
     Dtype,
 )
-from ..defaults import BATCH_SIZE
+from ..defaults import BATCH_SIZE, REPEATS, WARMUP
 from ..errors import SeprobeError
 from .app import FormatOpt, OutputOpt, _err, app, emit, flag
 from .options import KNOBS, with_groups
@@ -49,8 +49,8 @@ def complexity_cmd(
     dtype: Annotated[Dtype, typer.Option(help="autocast dtype (for --time)")] = "float32",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the models")] = False,
-    warmup: Annotated[int, typer.Option(metavar="N", help="untimed iterations")] = 3,
-    repeats: Annotated[int, typer.Option(metavar="N", help="timed iterations")] = 10,
+    warmup: Annotated[int, typer.Option(metavar="N", help="untimed iterations")] = WARMUP,
+    repeats: Annotated[int, typer.Option(metavar="N", help="timed iterations")] = REPEATS,
     auto_batch: Annotated[bool, typer.Option("--auto-batch", help="halve the batch on GPU out-of-memory")] = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,

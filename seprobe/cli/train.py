@@ -11,6 +11,7 @@ from ..choices import (
     Dtype,
     Schedule,
 )
+from ..defaults import NUM_WORKERS
 from ..errors import SeprobeError
 from .app import FormatOpt, _err, app, emit
 from .options import KNOBS, with_groups
@@ -71,7 +72,8 @@ def train_cmd(
     checkpoint_every: Annotated[int | None, typer.Option(metavar="N", help="also checkpoint every N steps")] = None,
     device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu or cuda (this rank's GPU under torchrun)")
                       ] = "cpu",
-    num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")] = 4,
+    num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")
+                           ] = NUM_WORKERS["train"],
     upscale: Annotated[bool, typer.Option("--upscale", help="small images brought to the model's input size, as "
                                           "evaluate does (fine-tuning an ImageNet network on Tiny ImageNet)")
                        ] = False,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..choices import DTYPES
+from ..defaults import BATCH_SIZE, REPEATS, WARMUP
 from ..devices import check_device
 from ..errors import SeprobeError, check_choice, check_int
 
@@ -95,13 +96,13 @@ class TimingSetup:
     ``torch.compile``, untimed and timed iterations, modes, and whether CUDA out-of-memory halves the batch."""
 
     device: str = "cpu"
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE["complexity"]
     input_size: int = 224
     dtype: str = "float32"
     channels_last: bool = False
     compile: bool = False
-    warmup: int = 3
-    repeats: int = 10
+    warmup: int = WARMUP
+    repeats: int = REPEATS
     modes: tuple[str, ...] = TIMING_MODES
     auto_batch: bool = False
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..data.images import Preprocessing
+from ..defaults import WEIGHT_SOURCES
 from ..errors import SeprobeError
 from .ablated import is_ablated_file, load_ablated
 from .blocks import SEBlockInfo, find_blocks
@@ -33,7 +34,6 @@ from .registry import ARCH_KNOBS, SE_KNOBS, ModelSpec, get_spec
 from .sources import build_architecture, check_model_name, evaluation_preprocessing, is_foreign, library
 
 #: weights that name a source rather than a file ("timm" and "torchvision" are older names of "pretrained")
-WEIGHT_SOURCES = ("pretrained", "timm", "torchvision", "random")
 #: the seed of ``weights="random"``
 RANDOM_SEED = 0
 

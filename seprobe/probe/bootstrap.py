@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import BOOTSTRAP
 from ..errors import SeprobeError
 
 LEVEL = 0.95
 
 
-def paired_bootstrap(diff: np.ndarray, bootstrap: int = 2000, seed: int = 0, level: float = LEVEL) -> np.ndarray:
+def paired_bootstrap(diff: np.ndarray, bootstrap: int = BOOTSTRAP, seed: int = 0, level: float = LEVEL) -> np.ndarray:
     """Percentile intervals of the mean of each row of ``diff`` (E x N per-image paired differences, e.g.
     ablated minus full correctness), resampling images with replacement; the same resamples for every row.
     Returns an E x 2 array (low, high)."""

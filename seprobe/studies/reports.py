@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..defaults import CHANNELS
 from ..figures import new_figure, save_figure
 from ..io import atomic_write_text, pending_files, read_pending_text
 from .result import StudyResult
@@ -82,7 +83,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
 
         run, blocks = result.activation_run, [b.name for b in result.activation_run.blocks]
         paths += write_outputs(run, out_dir / name, result.classes, blocks,
-                               result.study.activations.get("channels", 50), result.table, save_stats=False)
+                               result.study.activations.get("channels", CHANNELS), result.table, save_stats=False)
     if result.training is not None:
         from .trained import write_training_outputs
 

@@ -9,8 +9,9 @@ import pandas as pd
 import torch
 
 from .. import api
-from ..defaults import BOOTSTRAP, CLASSES
+from ..defaults import BATCH_SIZE, BOOTSTRAP, CLASSES
 from ..models.factory import ModelSource, get_network
+from ..paper import by_key
 from ..probe.ablation_plan import ORDERS
 from ..report.ablation import calibration_text
 from ..report.ablation import notes as ablation_notes
@@ -145,7 +146,7 @@ def _timing(study: Study, progress) -> StudyResult:
         if plain is not None and plain.name in plain_labels:
             pairs.append((label, plain_labels[plain.name]))
     frames, ratios, contexts = [], [], []
-    for mode, batch in (("inference", inference_batch), ("train", t.get("batch_size", 32))):
+    for mode, batch in (("inference", inference_batch), ("train", t.get("batch_size", BATCH_SIZE["complexity"]))):
         setup = TimingSetup(**{**t, "batch_size": batch, "modes": (mode,)})
         result = time_models(models, pairs, setup, progress=progress)
         frames.append(result.summary)
@@ -160,8 +161,10 @@ def _timing(study: Study, progress) -> StudyResult:
     notes = [f"{r.model} / {r.baseline} ({r.mode}): time ratio {r.ratio_median:.3f} "
              f"(IQR {r.ratio_q1:.3f}-{r.ratio_q3:.3f}, {r.pairs} pairs), SE overhead {r.overhead_pct:+.1f} %"
              for r in ratio.itertuples()]
-    notes.append("The paper's figures: forward+backward of a minibatch of 256 on 8 Titan X GPUs (190 ms vs 209 ms) "
-                 "and CPU inference of one 224x224 image (164 ms vs 167 ms); machines differ, compare ratios.")
+    base, se = by_key("Section 4: ResNet-50"), by_key("Section 4: SE-ResNet-50")
+    notes.append(f"The paper's figures: forward+backward of a minibatch of 256 on 8 Titan X GPUs "
+                 f"({base.gpu_train_ms:g} ms vs {se.gpu_train_ms:g} ms) and CPU inference of one 224x224 image "
+                 f"({base.cpu_inference_ms:g} ms vs {se.cpu_inference_ms:g} ms); machines differ, compare ratios.")
     context = [f"Measured on {result.device_name} ({result.threads} threads), {datetime.date.today().isoformat()}, "
                f"torch {torch.__version__}."] + contexts
     return StudyResult(study, table, notes, context)
@@ -174,8 +177,8 @@ def _activations(study: Study, progress) -> StudyResult:
     progress(f"{study.name}: {a['model']} on {a['data']}")
     done = api.activations(a["model"], str(a["weights"]), a["data"], labels=a.get("labels"),
                            samples_per_class=a.get("samples_per_class"), classes=_names(a.get("classes"))
-                           or CLASSES, views=a.get("views", 1), loader=Loader(a.get("batch_size", 50)),
-                           progress=False)
+                           or CLASSES, views=a.get("views", 1),
+                           loader=Loader(a.get("batch_size", BATCH_SIZE["studies"])), progress=False)
     run = done.run
     context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; {len(run.images.paths)} images "
                f"({run.images.layout}), {run.views} views each; top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on the "
@@ -208,8 +211,8 @@ def _ablation(study: Study, progress) -> StudyResult:
     with tempfile.TemporaryDirectory() as tmp:
         exported = Path(tmp) / "ablated.pth" if export_blocks else None
         done = api.ablate(a["model"], str(a["weights"]), a["data"], plan=plan, calibration=calibration,
-                          loader=Loader(a.get("batch_size", 50)), bootstrap=a.get("bootstrap", BOOTSTRAP),
-                          seed=a.get("seed", 0), progress=False)
+                          loader=Loader(a.get("batch_size", BATCH_SIZE["studies"])),
+                          bootstrap=a.get("bootstrap", BOOTSTRAP), seed=a.get("seed", 0), progress=False)
         result = done.result
         notes = ablation_notes(result)
         if export_blocks:

@@ -29,7 +29,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ..config import WEIGHT_SOURCES
+from ..defaults import WEIGHT_SOURCES
 from ..errors import SeprobeError
 from ..paper import by_key
 

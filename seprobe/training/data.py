@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..data.images import LabelledImages, Preprocessing, check_readable, discover, select, to_rgb
+from ..defaults import NUM_WORKERS
 from ..errors import SeprobeError, check_choice
 from .recipe import SMALL_SIDE
 
@@ -58,7 +59,7 @@ class TrainData:
     samples_per_class: int | None = None
     val_samples_per_class: int | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    num_workers: int = 4
+    num_workers: int = NUM_WORKERS["train"]
     normalise: str = "data"
     upscale: bool = False
 
