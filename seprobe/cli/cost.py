@@ -6,13 +6,10 @@ from typing import Annotated
 
 import typer
 
-from ..choices import (
-    Dtype,
-)
 from ..defaults import BATCH_SIZE, REPEATS, WARMUP
 from ..errors import SeprobeError
 from .app import FormatOpt, OutputOpt, _err, app, emit, flag
-from .options import KNOBS, with_groups
+from .options import KNOBS, ChannelsLastOpt, CompileOpt, DeviceOpt, DtypeOpt, with_groups
 
 
 @app.command("models")
@@ -44,11 +41,11 @@ def complexity_cmd(
     ] = False,
     per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
-    device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N (for --time)")] = "cpu",
+    device: DeviceOpt = "cpu",
     batch_size: Annotated[int, typer.Option(metavar="N", help="batch size (for --time)")] = BATCH_SIZE["complexity"],
-    dtype: Annotated[Dtype, typer.Option(help="autocast dtype (for --time)")] = "float32",
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format")] = False,
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the models")] = False,
+    dtype: DtypeOpt = "float32",
+    channels_last: ChannelsLastOpt = False,
+    compile_: CompileOpt = False,
     warmup: Annotated[int, typer.Option(metavar="N", help="untimed iterations")] = WARMUP,
     repeats: Annotated[int, typer.Option(metavar="N", help="timed iterations")] = REPEATS,
     auto_batch: Annotated[bool, typer.Option("--auto-batch", help="halve the batch on GPU out-of-memory")] = False,

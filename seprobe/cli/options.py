@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from ..choices import (
+    Dtype,
     GateName,
     Integration,
     Interpolation,
@@ -77,6 +78,13 @@ KNOBS = OptionGroup("knobs", (
     _option("num_classes", Annotated[int | None, typer.Option(metavar="K", help="classifier outputs (seprobe "
                                                                             "models)")]),
 ), lambda v: {KNOB_OPTIONS[k]: x for k, x in v.items() if x is not None})
+
+
+#: options of the same meaning in several commands
+DeviceOpt = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N (under torchrun: this rank's GPU)")]
+DtypeOpt = Annotated[Dtype, typer.Option(help="autocast dtype (float16: with a gradient scaler when training)")]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the network")]
 
 
 def _triple(text: str | None, argument: str):
@@ -162,7 +170,7 @@ def loader_group(command: str) -> OptionGroup:
 
     return OptionGroup("loader", (
         _option("batch_size", Annotated[int, typer.Option(metavar="N", help="images a step")], BATCH_SIZE[command]),
-        _option("device", Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N")], "cpu"),
+        _option("device", DeviceOpt, "cpu"),
         _option("num_workers", Annotated[int, typer.Option(metavar="N", help="data-loading processes")], 0),
     ), build)
 

@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from ..choices import (
-    Dtype,
     Schedule,
 )
 from ..defaults import NUM_WORKERS
 from ..errors import SeprobeError
 from .app import FormatOpt, _err, app, emit
-from .options import KNOBS, with_groups
+from .options import KNOBS, ChannelsLastOpt, CompileOpt, DeviceOpt, DtypeOpt, with_groups
 from .probes import _session
 
 TRAIN_HELP = """Train any network on labelled images (resumable; under torchrun the ranks share the batch).
@@ -61,17 +60,16 @@ def train_cmd(
     warmup_epochs: Annotated[float | None, typer.Option(metavar="E", help="linear warm-up from 0")] = None,
     label_smoothing: Annotated[float | None, typer.Option(metavar="S")] = None,
     seed: Annotated[int | None, typer.Option(metavar="N", help="data order, augmentation, initial weights")] = None,
-    dtype: Annotated[Dtype | None, typer.Option(help="autocast dtype (a gradient scaler for float16)")] = None,
-    channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last memory format")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the training step")] = None,
+    dtype: DtypeOpt = "float32",
+    channels_last: ChannelsLastOpt = False,
+    compile_: CompileOpt = False,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="SyncBatchNorm (torchrun on CUDA)")] = None,
     freeze_bn: Annotated[bool | None, typer.Option(
         "--freeze-bn", help="BatchNorm kept in eval mode (fine-tuning; weights with BN folded away)")] = None,
     clip_grad_norm: Annotated[float | None, typer.Option(metavar="NORM", help="clip the gradients' global norm")
                               ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(metavar="N", help="also checkpoint every N steps")] = None,
-    device: Annotated[str, typer.Option(metavar="DEVICE", help="cpu or cuda (this rank's GPU under torchrun)")
-                      ] = "cpu",
+    device: DeviceOpt = "cpu",
     num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")
                            ] = NUM_WORKERS["train"],
     upscale: Annotated[bool, typer.Option("--upscale", help="small images brought to the model's input size, as "
