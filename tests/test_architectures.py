@@ -120,13 +120,13 @@ def test_blocks_are_named_listed_and_hookable(name, first, last):
 
 
 def test_stage_knobs_apply():
-    assert {b.stage for b in se_blocks(build_model("se_vgg16_bn", stages="1,2", device="meta"))} == {1, 2}
+    assert {b.stage for b in se_blocks(build_model("se_vgg16_bn", stages=[1, 2], device="meta"))} == {1, 2}
     assert {b.stage for b in se_blocks(build_model("se_inception_resnet_v2", drop_stage5=True, device="meta"))} \
         == {3, 4}
     from seprobe import SeprobeError
 
-    with pytest.raises(SeprobeError, match="invalid stage 2; valid: a subset of 3, 4, 5"):
-        build_model("se_shufflenet_v1_g3", stages="2,3", device="meta")
+    with pytest.raises(SeprobeError, match="invalid stage 2 in stages; valid: a subset of 3, 4, 5"):
+        build_model("se_shufflenet_v1_g3", stages=[2, 3], device="meta")
 
 
 @pytest.mark.slow

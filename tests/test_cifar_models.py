@@ -205,7 +205,7 @@ def test_blocks_are_named_by_stage_and_block(name):
     assert [b.name for b in blocks] == [f"SE_{s}_{i}" for s in (1, 2, 3) for i in range(1, n + 1)]
     assert blocks[-1].path == f"layer3.{n - 1}.se" and blocks[-1].gate_path == f"layer3.{n - 1}.se.gate"
     assert [b.channels for b in blocks] == [c for c, _ in hc.cifar_se_blocks(name)]
-    assert [b.name for b in se_blocks(build_model(f"se_{name}", stages="2", device="meta"))] == \
+    assert [b.name for b in se_blocks(build_model(f"se_{name}", stages=[2], device="meta"))] == \
         [f"SE_2_{i}" for i in range(1, n + 1)]
 
 
@@ -235,10 +235,12 @@ def test_se_knobs_reach_every_block(name):
 
 
 @pytest.mark.parametrize("name,knobs,match", [
-    ("se_resnet20_cifar", {"stages": (4,)}, r"^invalid stage 4; valid: a subset of 1, 2, 3$"),
-    ("se_resnet20_cifar", {"stages": "0,1"}, r"^invalid stage 0; valid: a subset of 1, 2, 3$"),
-    ("se_resnet20_cifar", {"stages": "1,x"}, r"^invalid stages '1,x'; valid: a comma-separated subset of 1,2,3$"),
-    ("se_resnet20_cifar", {"stages": ""}, r"^no stage carries SE .*valid: a non-empty subset of 1,2,3"),
+    ("se_resnet20_cifar", {"stages": (4,)}, r"^invalid stage 4 in stages; valid: a subset of 1, 2, 3$"),
+    ("se_resnet20_cifar", {"stages": [0, 1]}, r"^invalid stage 0 in stages; valid: a subset of 1, 2, 3$"),
+    ("se_resnet20_cifar", {"stages": "1,2"}, r"^invalid stages '1,2'; valid: a list of stage numbers from 1, 2, 3, "
+                                             r"e\.g\. \[2, 3\]$"),
+    ("se_resnet20_cifar", {"stages": [1, "x"]}, r"^invalid stage 'x' in stages; valid: a subset of 1, 2, 3$"),
+    ("se_resnet20_cifar", {"stages": []}, r"^no stage carries SE .*valid: a non-empty subset of 1,2,3"),
     ("se_wrn16_8_cifar", {"drop_stage5": True}, r"^invalid drop_stage5=True: a CIFAR ResNet has no stage 5 .*"
                                                 r"valid: drop_stage5=False, and stages= a subset of 1, 2, 3$"),
     ("se_resnet20_cifar", {"reduction": 32}, r"larger than an SE block's 16 channels; valid: 1 <= r <= 16$"),

@@ -206,8 +206,8 @@ def test_paper_figures_reproduced_or_explained(fig):
 @pytest.mark.slow  # the same figures are checked exactly, and more, by the test above
 def test_paper_figures_that_must_match_exactly():
     """Section 4 and Tables 13, 15, 16: the paper's two decimals, under the default convention."""
-    expected = [("resnet50", {}, 3.86), ("se_resnet50", {}, 3.87), ("se_resnet50", {"stages": "2"}, 3.86),
-                ("se_resnet50", {"stages": "4"}, 3.86), ("se_resnet50", {"integration": "3x3"}, 3.86),
+    expected = [("resnet50", {}, 3.86), ("se_resnet50", {}, 3.87), ("se_resnet50", {"stages": (2,)}, 3.86),
+                ("se_resnet50", {"stages": (4,)}, 3.86), ("se_resnet50", {"integration": "3x3"}, 3.86),
                 ("se_resnet50", {"squeeze": "none"}, 4.27)]
     for name, knobs, g in expected:
         assert round(measure(name, **knobs).total / 1e9, 2) == g, (name, knobs)
@@ -294,7 +294,10 @@ def test_cli_writes_files_atomically(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--model", "se_resnet50", "--squeeze", "median"], "'median' is not one of 'avg', 'max', 'none'"),
     (["--model", "resnet99"], "unknown model 'resnet99'"),
-    (["--model", "se_resnet50", "--stages", "1,2"], "invalid stage 1"),
+    (["--model", "se_resnet50", "--stages", "1,2"], "invalid stage 1 in --se-stages"),
+    (["--model", "se_resnet50", "--se-stages", "2,x"], "invalid --se-stages '2,x'; valid: comma-separated stage "
+                                                      "numbers, e.g. 2,3,4"),
+    (["--model", "se_resnet50", "--reduction", "0"], "invalid --reduction ratio 0; valid: an integer r >= 1"),
     (["--model", "resnet50", "--time", "--dtype", "int8"], "'int8' is not one of 'float32', 'bfloat16', 'float16'"),
 ])
 @pytest.mark.slow
@@ -308,7 +311,7 @@ def test_cli_bad_input(args, message):
 @pytest.mark.parametrize("name,knobs", [("se_resnet50", {}), ("se_resnet50", {"integration": "pre"}),
                                         ("se_resnet50", {"integration": "identity", "squeeze": "none"}),
                                         ("se_resnet18", {"integration": "3x3"}),
-                                        ("se_resnext50_32x4d", {"integration": "post", "stages": "3,5"})])
+                                        ("se_resnext50_32x4d", {"integration": "post", "stages": (3, 5)})])
 def test_derived_plain_counts_equal_a_traced_plain_model(name, knobs):
     derived, traced = measure(name, **knobs), measure(name, trace_plain=True, **knobs)
     assert derived.plain_params == traced.plain_params

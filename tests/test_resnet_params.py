@@ -110,7 +110,7 @@ def test_blocks_are_named_the_papers_way():
     # Table 1's hidden widths: fc [16, 256], [32, 512], [64, 1024], [128, 2048]
     assert {(b.hidden_channels, b.channels) for b in blocks} == {(16, 256), (32, 512), (64, 1024), (128, 2048)}
     assert sum(b.params for b in blocks) == 28_088_024 - 25_557_032
-    no5 = se_blocks(build_model("se_resnet50", stages="2,3,4", device="meta"))
+    no5 = se_blocks(build_model("se_resnet50", stages=[2, 3, 4], device="meta"))
     assert not [b for b in no5 if b.stage == 5]
 
 

@@ -77,7 +77,16 @@ KNOBS = OptionGroup("knobs", (
     _option("stem_pool", Annotated[StemPool | None, typer.Option(help="ResNets: Caffe's ceil or torchvision's pool")]),
     _option("num_classes", Annotated[int | None, typer.Option(metavar="K", help="classifier outputs (seprobe "
                                                                             "models)")]),
-), lambda v: {KNOB_OPTIONS[k]: x for k, x in v.items() if x is not None})
+), lambda v: {KNOB_OPTIONS[k]: _stage_list(x) if k == "se_stages" else x for k, x in v.items() if x is not None})
+
+
+def _stage_list(text: str) -> tuple[int, ...]:
+    """``--se-stages 2,3,4`` -> ``(2, 3, 4)`` (the models check the numbers)."""
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise SeprobeError(f"invalid stages {text!r}; valid: comma-separated stage numbers, e.g. 2,3,4",
+                           argument="stages") from None
 
 
 #: options of the same meaning in several commands

@@ -162,7 +162,7 @@ def check_se(se: SEConfig) -> None:
 
 def se_config(**knobs: Any) -> SEConfig:
     """The SE knobs of a CIFAR model, with ``stages`` checked against 1, 2, 3 (not the ImageNet 1..5)."""
-    stages: Iterable[int] | str | None = knobs.get("stages")
+    stages: Iterable[int] | None = knobs.get("stages")
     if stages is not None:
         knobs["stages"] = parse_stages(stages, CIFAR_STAGES)
     se = SEConfig(**knobs)

@@ -163,7 +163,7 @@ def check_knobs(name: str, knobs: dict[str, Any]) -> ModelSpec:
 
 
 def build_model(name: str, *, device: torch.device | str | None = None, **knobs: Any) -> nn.Module:
-    """Build a registered model, e.g. ``build_model("se_resnet50", reduction=8, stages="2,3,4")``.
+    """Build a registered model, e.g. ``build_model("se_resnet50", reduction=8, stages=[2, 3, 4])``.
 
     ``device="meta"`` builds it without memory or initialisation (for counting parameters or shapes).
     Unknown names and invalid knob values raise :class:`~seprobe.errors.SeprobeError`.

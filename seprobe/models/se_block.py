@@ -57,11 +57,11 @@ class Squeeze(nn.Module):
 def hidden_width(channels: int, reduction: int) -> int:
     """The bottleneck width ``C // r`` of the excitation (the paper's and the Caffe models' rounding)."""
     if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-        raise SeprobeError(f"invalid reduction ratio {reduction!r}; valid: an integer r >= 1")
+        raise SeprobeError(f"invalid reduction ratio {reduction!r}; valid: an integer r >= 1", argument="reduction")
     if reduction > channels:
         raise SeprobeError(
             f"invalid reduction ratio {reduction}: larger than an SE block's {channels} channels; "
-            f"valid: 1 <= r <= {channels}"
+            f"valid: 1 <= r <= {channels}", argument="reduction"
         )
     return channels // reduction
 

@@ -19,20 +19,17 @@ ALL_STAGES = (1, 2, 3, 4, 5)
 #: residual branch after the 3x3 convolution, on the narrower width.
 
 
-def parse_stages(stages: Iterable[int] | str, valid: tuple[int, ...] = ALL_STAGES) -> tuple[int, ...]:
-    """``(2, 3, 4)`` from an iterable of ints or a comma-separated string such as ``"2,3,4"``."""
-    if isinstance(stages, str):
-        try:
-            stages = [int(s) for s in stages.split(",") if s.strip()]
-        except ValueError:
-            raise SeprobeError(
-                f"invalid stages {stages!r}; valid: a comma-separated subset of {','.join(map(str, valid))}"
-            ) from None
-    out = tuple(sorted(set(stages)))
-    for s in out:
-        if s not in valid:
-            raise SeprobeError(f"invalid stage {s!r}; valid: a subset of {', '.join(map(str, valid))}")
-    return out
+def parse_stages(stages: Iterable[int], valid: tuple[int, ...] = ALL_STAGES) -> tuple[int, ...]:
+    """``(2, 3, 4)`` from an iterable of stage numbers (a list, a tuple); a string is refused, not parsed."""
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+        raise SeprobeError(f"invalid stages {stages!r}; valid: a list of stage numbers from "
+                           f"{', '.join(map(str, valid))}, e.g. {list(valid[1:])}", argument="stages")
+    stages = list(stages)
+    for s in stages:
+        if isinstance(s, bool) or not isinstance(s, int) or s not in valid:
+            raise SeprobeError(f"invalid stage {s!r} in stages; valid: a subset of {', '.join(map(str, valid))}",
+                               argument="stages")
+    return tuple(sorted(set(stages)))
 
 
 @dataclass(frozen=True)
@@ -55,10 +52,10 @@ class SEConfig:
     def __post_init__(self):
         r = self.reduction
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise SeprobeError(f"invalid reduction ratio {r!r}; valid: an integer r >= 1")
-        check_choice("squeeze", self.squeeze, SQUEEZES)
-        check_choice("excitation gate", self.gate, GATES)
-        check_choice("integration", self.integration, INTEGRATIONS)
+            raise SeprobeError(f"invalid reduction ratio {r!r}; valid: an integer r >= 1", argument="reduction")
+        check_choice("squeeze", self.squeeze, SQUEEZES, argument="squeeze")
+        check_choice("excitation gate", self.gate, GATES, argument="gate")
+        check_choice("integration", self.integration, INTEGRATIONS, argument="integration")
         if self.stages is not None:
             object.__setattr__(self, "stages", parse_stages(self.stages))
 
@@ -74,7 +71,7 @@ class SEConfig:
             chosen = ",".join(map(str, self.stages if self.stages is not None else valid))
             raise SeprobeError(
                 f"no stage carries SE (stages={chosen}, drop_stage5={self.drop_stage5}); valid: a non-empty subset "
-                f"of {','.join(map(str, valid))}, or the model without SE"
+                f"of {','.join(map(str, valid))}, or the model without SE", argument="stages"
             )
 
     def block(self, channels: int) -> SqueezeExcite:
