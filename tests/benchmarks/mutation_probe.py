@@ -58,7 +58,7 @@ T_ACT = "tests/test_activations.py"
 T_CLS = "tests/test_imagenet_classes.py"
 T_ZOO = "tests/test_zoo.py"
 T_ABL = "tests/test_ablation.py"
-T_INT = "tests/test_integration.py"
+T_INT = "tests/test_se_placement.py"
 
 MUTANTS = (
     # the SE block (Eq. 2-4)
@@ -81,9 +81,9 @@ MUTANTS = (
            ("tests/test_resnet_params.py::test_stage5_removal_is_one_flag_and_cuts_the_increase",)),
     # stride placement and SE placement (Fig. 5)
     Mutant("stride-swapped", RESNET, "s1, s3 = (stride, 1) if stride_at", "s1, s3 = (1, stride) if stride_at",
-           (f"{T_CX}::test_resnet50_conv_fc_equals_hand_count", "tests/test_integration.py")),
+           (f"{T_CX}::test_resnet50_conv_fc_equals_hand_count", "tests/test_se_placement.py")),
     Mutant("identity-se-skipped", RESNET, "identity = block.se(identity)", "identity = identity",
-           ("tests/test_integration.py",)),
+           ("tests/test_se_placement.py",)),
     # FLOP handles and convention
     Mutant("scale-by-first-input", FLOPS, "output_elements = elementwise_flop_counter(input_scale=0, output_scale=1)",
            "output_elements = elementwise_flop_counter(input_scale=1, output_scale=0)",
