@@ -197,6 +197,45 @@ def test_top5_interval_is_top5s_own(tmp_path):
     assert row.within_noise  # top-1's interval holds 0; top-5's would not
 
 
+class RedLogits(ConstantLogits):
+    """:class:`ConstantLogits` whose SE input reads the image: channel 0 is f = a r + b for the normalised red
+    value r, chosen so that f = 1 for a black image and f = 1/2 for a red one. Full network (gate 1/2): logits
+    5 + 0.1 k - 5 f of classes 0-2 all above the -2 of classes 3-6, in the top 5 behind class 7 (10). Identity
+    (gate 1): 5 + 0.1 k - 10 f, above -2 for a red image (f = 1/2), below it for a black one (f = 1)."""
+
+    def __init__(self, pre: Preprocessing):
+        super().__init__()
+        black, red = ((v - pre.mean[0]) / pre.std[0] for v in (0.0, 1.0))
+        a = (0.5 - 1.0) / (red - black)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0] = a
+            self.conv.bias.fill_(1.0)
+            self.conv.bias[0] = 1.0 - a * black
+
+
+def test_top5_interval_is_the_bootstrap_of_top5s_own_per_image_differences(tmp_path):
+    """Identity on SE_2_1 takes the black images out of the top 5 and leaves the red ones in (see
+    :class:`RedLogits`): paired top-5 differences of -1 and 0, image by image, whose bootstrap interval
+    (with the same resamples) is the row's top-5 interval; top-1 is wrong throughout, its interval [0, 0]."""
+    for k in range(8):
+        (tmp_path / f"class{k}").mkdir()
+        for i in range(4 if k < 3 else 0):
+            Image.new("RGB", (SIDE, SIDE), (255 * (i % 2), 0, 0)).save(tmp_path / f"class{k}" / f"{i}.png")
+    images = discover(tmp_path)
+    net = loaded(RedLogits(Preprocessing(resize=SIDE, crop=SIDE)).eval())
+    result = ablate(net, images, AblationPlan(modes=["identity"]), progress=False, bootstrap=500, seed=3)
+    row = result.table.set_index(["label", "mode"]).loc[("SE_2_1", "identity")]
+    diff = np.array([[0.0 if Image.open(p).getpixel((0, 0))[0] == 255 else -1.0 for p in images.paths]])
+    expected = paired_bootstrap(diff, bootstrap=500, seed=3)[0]
+    assert diff.min() == -1.0 and diff.max() == 0.0
+    assert row.top5_change == pytest.approx(diff.mean(), abs=1e-12) == -0.5
+    assert row.top5_low < row.top5_high  # not a constant: a swap of the bounds or of top-1's and top-5's shows
+    assert (row.top5_low, row.top5_high) == (pytest.approx(expected[0], abs=1e-12), pytest.approx(expected[1],
+                                                                                                  abs=1e-12))
+    assert (row.top1, row.top1_low, row.top1_high) == (0.0, 0.0, 0.0)
+
+
 def test_calibration_mean_is_over_images_not_classes(folder, tmp_path):
     """``mean`` mode's E[s_c] is over the calibration images: with 3 images of one class and 1 of another it
     is the mean of 4 gates, not the mean of the two class means (which weighs the lone image 3 times more)."""

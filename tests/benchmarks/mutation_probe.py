@@ -168,6 +168,10 @@ MUTANTS = (
            "top1_low=ci5[k - 1, 0], top1_high=ci5[k - 1, 1], top5_low=ci1[k - 1, 0],\n"
            "                           top5_high=ci1[k - 1, 1])",
            (f"{T_ABL}::test_top5_interval_is_top5s_own",)),
+    Mutant("ablation-top5-bounds-swapped", ABL,
+           "top5_low=ci5[k - 1, 0],\n                           top5_high=ci5[k - 1, 1])",
+           "top5_low=ci5[k - 1, 1],\n                           top5_high=ci5[k - 1, 0])",
+           (f"{T_ABL}::test_top5_interval_is_the_bootstrap_of_top5s_own_per_image_differences",)),
     Mutant("calibration-mean-of-class-means", CALIB,
            "torch.from_numpy(run.stats.blocks[b.name].mean[all_group].copy())",
            "torch.from_numpy(run.stats.blocks[b.name].mean[:all_group][run.stats.blocks[b.name].count[:all_group] > 0]"
