@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,13 +40,15 @@ def block_costs(model: nn.Module, blocks: Sequence[SEBlockInfo],
     return costs, count.total(DEFAULT), sum(p.numel() for p in model.parameters())
 
 
-def saved(costs: dict[str, BlockCost], blocks: Iterable[str], mode: str, folded: bool) -> tuple[int, int]:
+def saved(costs: dict[str, BlockCost], blocks: Iterable[str], mode: str,
+          folded: bool | Mapping[str, bool]) -> tuple[int, int]:
     """Parameters and multiply-adds an ablation saves: all of an identity or folded mean block's; a mean block
-    kept as a scale keeps ``C`` parameters and one multiply per element."""
+    kept as a scale keeps ``C`` parameters and one multiply per element. ``folded``: for every block, or block
+    by block (a block missing from the mapping is not folded)."""
     params = macs = 0
     for b in blocks:
         c = costs[b]
-        keeps = mode == "mean" and not folded
+        keeps = mode == "mean" and not (folded.get(b, False) if isinstance(folded, Mapping) else folded)
         params += c.params - (c.channels if keeps else 0)
         macs += c.macs - (c.scale_macs if keeps else 0)
     return params, macs

@@ -247,10 +247,7 @@ def _rows(result: AblationResult, out: Outcomes, evaluations: list[Ablation | No
         row["kl"] = float(out.kl[k, seen].mean())
         mode = "identity" if ab is None else ab.mode
         p_eval, m_eval = saved(result.costs, blocks, mode, folded=False)
-        p_exp = m_exp = 0
-        for b in blocks:
-            p, m = saved(result.costs, (b,), mode, folded=foldable.get(b, False))
-            p_exp, m_exp = p_exp + p, m_exp + m
+        p_exp, m_exp = saved(result.costs, blocks, mode, folded=foldable)
         row.update(params_saved=p_eval, macs_saved=m_eval, params_saved_exported=p_exp, macs_saved_exported=m_exp,
                    macs_saved_pct=100 * m_exp / result.total_macs,
                    se_macs_removed_pct=100 * sum(result.costs[b].macs for b in blocks) / se_macs if se_macs else 0.0)

@@ -52,6 +52,24 @@ def display_table(result: AblationResult, rows: pd.DataFrame | None = None) -> p
     return shown
 
 
+def study_table(result: AblationResult) -> pd.DataFrame:
+    """The ablation study's table (``reports/ablation.md``): one row per ablation, changes in points with their
+    95 % intervals."""
+    t = result.table
+    rows = pd.DataFrame({"ablation": t["label"], "group": t["group"], "mode": t["mode"]})
+    rows["top1"] = (100 * t["top1"]).round(1)
+    for key in ("top1", "top5"):
+        rows[f"d_{key}"] = (100 * t[f"{key}_change"]).round(1)
+        rows[f"d_{key}_ci"] = [f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" for lo, hi in zip(t[f"{key}_low"],
+                                                                                    t[f"{key}_high"], strict=True)]
+    rows["within_noise"] = t["within_noise"].map({True: "yes", False: "no"})  # empty for the full network
+    rows["agreement"] = (100 * t["agreement"]).round(1)
+    rows["kl"] = t["kl"].round(4)
+    rows["se_macs_removed_pct"] = t["se_macs_removed_pct"].round(1)
+    rows["params_saved"] = t["params_saved_exported"]
+    return rows
+
+
 def summary_markdown(result: AblationResult) -> str:
     lm, t = result.network, result.table
     full = t.iloc[0]

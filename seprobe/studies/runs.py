@@ -13,7 +13,7 @@ from ..defaults import BATCH_SIZE, BOOTSTRAP, CLASSES
 from ..models.factory import ModelSource, get_network
 from ..paper import by_key
 from ..probe.ablation_plan import ORDERS
-from ..report.ablation import calibration_text
+from ..report.ablation import calibration_text, study_table
 from ..report.ablation import notes as ablation_notes
 from ..report.activations import notes as activation_notes
 from .result import StudyResult
@@ -221,24 +221,7 @@ def _ablation(study: Study, progress) -> StudyResult:
     context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; evaluated on {result.evaluated} images "
                f"({result.images.layout}): top-1 {full.top1:.3f}, top-5 {full.top5:.3f}. `mean` calibration: "
                f"{calibration_text(result) or 'none'}."]
-    return StudyResult(study, _ablation_table(result), notes, context, ablation_result=result)
-
-
-def _ablation_table(result) -> pd.DataFrame:
-    """The report's table: one row per ablation, changes in points with their 95 % intervals."""
-    t = result.table
-    rows = pd.DataFrame({"ablation": t["label"], "group": t["group"], "mode": t["mode"]})
-    rows["top1"] = (100 * t["top1"]).round(1)
-    for key in ("top1", "top5"):
-        rows[f"d_{key}"] = (100 * t[f"{key}_change"]).round(1)
-        rows[f"d_{key}_ci"] = [f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" for lo, hi in zip(t[f"{key}_low"],
-                                                                                    t[f"{key}_high"], strict=True)]
-    rows["within_noise"] = t["within_noise"].map({True: "yes", False: "no"})  # empty for the full network
-    rows["agreement"] = (100 * t["agreement"]).round(1)
-    rows["kl"] = t["kl"].round(4)
-    rows["se_macs_removed_pct"] = t["se_macs_removed_pct"].round(1)
-    rows["params_saved"] = t["params_saved_exported"]
-    return rows
+    return StudyResult(study, study_table(result), notes, context, ablation_result=result)
 
 
 def _export_check(result, blocks: list[str], mode: str, path: Path) -> str:
@@ -267,10 +250,7 @@ def _export_check(result, blocks: list[str], mode: str, path: Path) -> str:
     after = measure(ModelSource(net.source.name, str(path), net.source.knobs))
     size = path.stat().st_size
     foldable = {b: "folded" in export.how[b] or mode == "identity" for b in chosen}
-    p_saved = m_saved = 0
-    for b in chosen:
-        p, m = saved(result.costs, (b,), mode, folded=foldable[b])
-        p_saved, m_saved = p_saved + p, m_saved + m
+    p_saved, m_saved = saved(result.costs, chosen, mode, folded=foldable)
     hows = sorted(set(export.how.values()))
     return (f"export check ({mode}: {', '.join(chosen)}): the exported file ({size / 1e6:.1f} MB; "
             f"{'; '.join(hows)}), loaded back as every command loads it, gives logits within {diff:.2e} (max abs) "
