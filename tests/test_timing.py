@@ -6,6 +6,7 @@ from torch import nn
 
 from seprobe import SeprobeError, build_model
 from seprobe.cost.timing import TimingSetup, interleaved, pair_ratios, summarise, time_models
+from seprobe.report.complexity import timing_notes
 
 
 def test_warmup_is_not_timed_and_order_is_interleaved():
@@ -42,7 +43,8 @@ def test_time_models_on_cpu_reports_every_figure():
     assert (s["repeats"] == 3).all() and (s["batch_size"] == 2).all()
     assert len(result.ratios) == 2 and (result.ratios["ratio_median"] > 0).all()
     assert len(result.records) == 2 * 2 * 3
-    assert result.threads >= 1 and result.date and "peak resident" in result.notes[-1]
+    assert result.threads >= 1 and result.date and result.process_peak_mb > 0
+    assert "peak resident" in timing_notes(result)[-1]
 
 
 class _OOMAbove(nn.Module):
@@ -64,8 +66,8 @@ def test_out_of_memory_names_the_batch_or_backs_off():
     result = time_models({"m": _OOMAbove(2)}, [], TimingSetup(batch_size=8, input_size=32, warmup=0, repeats=1,
                                                               auto_batch=True))
     assert result.setup.batch_size == 2 and (result.summary["batch_size"] == 2).all()
-    assert result.notes[:2] == ["batch size 8 ran out of GPU memory; measured at 4",
-                                "batch size 4 ran out of GPU memory; measured at 2"]
+    assert result.halved == (8, 4)
+    assert timing_notes(result)[0] == "batch size 8, then 4 ran out of GPU memory; measured at 2"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when no GPU exists")

@@ -133,7 +133,8 @@ class TimingResult:
     summary: pd.DataFrame   # one row per (model, mode)
     ratios: pd.DataFrame    # one row per (SE model, plain model, mode)
     records: pd.DataFrame   # every timed iteration
-    notes: list[str]
+    halved: tuple[int, ...] = ()           # batch sizes that ran out of GPU memory (auto_batch), in order
+    process_peak_mb: float | None = None   # on the CPU: the whole process's peak resident set, MiB
 
 
 def _step(model: nn.Module, x: torch.Tensor, mode: str, autocast) -> Callable[[], None]:
@@ -183,7 +184,7 @@ def time_models(models: dict[str, nn.Module], pairs: list[tuple[str, str]], setu
     if setup.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
     prepared, autocast = _prepare(models, setup)
-    notes = []
+    halved = []
     while True:
         try:
             result = _time_at(prepared, pairs, setup, autocast, progress)
@@ -197,16 +198,15 @@ def time_models(models: dict[str, nn.Module], pairs: list[tuple[str, str]], setu
                 raise SeprobeError(f"out of GPU memory at batch size {failed}; valid: a smaller batch_size, "
                                    "or auto_batch to halve it until it fits", argument="batch_size") from None
             setup = dataclasses.replace(setup, batch_size=failed // 2)
-            notes.append(f"batch size {failed} ran out of GPU memory; measured at {setup.batch_size}")
-            progress(notes[-1])
+            halved.append(failed)
+            progress(f"batch size {failed} ran out of GPU memory; trying {setup.batch_size}")
         except (MemoryError, RuntimeError) as e:
             if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
                 raise
             raise SeprobeError(f"out of memory at batch size {setup.batch_size}, input {setup.input_size}x"
                                f"{setup.input_size} on {setup.device}; valid: a smaller batch_size or "
                                "input_size", argument="batch_size") from None
-    result.notes = notes + result.notes
-    return result
+    return dataclasses.replace(result, halved=tuple(halved))
 
 
 def _time_at(models, pairs, setup: TimingSetup, autocast, progress) -> TimingResult:
@@ -233,11 +233,7 @@ def _time_at(models, pairs, setup: TimingSetup, autocast, progress) -> TimingRes
         records_all += [{**rec, "mode": mode} for rec in records]
     summary = pd.concat(summaries, ignore_index=True).rename(columns={"name": "model"})
     summary.insert(2, "batch_size", setup.batch_size)
-    notes = []
-    if not setup.device.startswith("cuda"):
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        notes.append(f"CPU peak memory is the whole process's peak resident set: {rss:.0f} MiB "
-                     "(per-model peaks are measured on CUDA only)")
+    cpu = not setup.device.startswith("cuda")
     return TimingResult(
         setup=setup,
         device_name=torch.cuda.get_device_name(setup.device) if setup.device.startswith("cuda")
@@ -247,5 +243,5 @@ def _time_at(models, pairs, setup: TimingSetup, autocast, progress) -> TimingRes
         summary=summary,
         ratios=pd.concat(ratios, ignore_index=True) if ratios else pd.DataFrame(),
         records=pd.DataFrame(records_all),
-        notes=notes,
+        process_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if cpu else None,
     )

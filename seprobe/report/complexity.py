@@ -106,8 +106,18 @@ def timing_text(t: TimingResult) -> str:
     if not t.ratios.empty:
         lines += ["", "SE model / model without SE, per pair of neighbouring iterations:",
                   t.ratios.to_string(index=False, float_format="{:.3f}".format)]
-    lines += [f"Note: {n}." for n in t.notes]
+    lines += [f"Note: {n}." for n in timing_notes(t)]
     return "\n".join(lines) + "\n"
+
+
+def timing_notes(t: TimingResult) -> list[str]:
+    """What the timing tables do not say: a batch halved to fit, and what the CPU's memory figure is."""
+    notes = [f"batch size {', then '.join(map(str, t.halved))} ran out of GPU memory; measured at "
+             f"{t.setup.batch_size}"] if t.halved else []
+    if t.process_peak_mb is not None:
+        notes.append(f"CPU peak memory is the whole process's peak resident set: {t.process_peak_mb:.0f} MiB "
+                     "(per-model peaks are measured on CUDA only)")
+    return notes
 
 
 def notes(c: Complexity) -> list[str]:
