@@ -419,7 +419,7 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     global batch; rank 0 writes."""
     from .devices import check_device
     from .distributed import current_world
-    from .models.ablated import retrained
+    from .models.ablated import export_header, retrained
     from .models.factory import ModelSource
     from .training import TrainData, check_start, list_data
     from .training import train as run_training
@@ -443,7 +443,10 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     net, head = _fit_head(net, source, datasets.num_classes, seed)
     meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},
             "weights": str(weights), "head": head, **({"tags": dict(tags)} if tags else {})}
-    final = retrained(source.weights, datasets.num_classes if head else None) if net.ablated is not None else None
+    final = None
+    if net.ablated is not None:  # saved as the export, and its checkpoint.pth loads as one too
+        meta["export"] = export_header(source.weights, datasets.num_classes if head else None)
+        final = retrained(meta["export"])
     result = run_training(net.model, datasets, _recipe(recipe, datasets.side), out, resume=resume,
                           progress=progress, meta=meta, final=final)
     return Training(result, source.name, head)

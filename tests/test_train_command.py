@@ -98,6 +98,14 @@ def test_an_exported_ablated_network_can_be_fine_tuned_and_the_result_loads_like
         evaluation = seprobe.evaluate("se_resnet20_cifar", out / "final.pth", cifar_like / "test", progress=False)
         assert evaluation.images == 12
         assert evaluation.top1 == pytest.approx(done.run.final["val_top1"], abs=1e-12)
+        # the run's checkpoint.pth is the same network: it evaluates as final.pth and starts another run
+        again = seprobe.evaluate("se_resnet20_cifar", out / "checkpoint.pth", cifar_like / "test", progress=False)
+        assert again.top1 == evaluation.top1 and again.top5 == evaluation.top5
+        more = seprobe.train("se_resnet20_cifar", cifar_like, tmp_path / f"more{classes}",
+                             recipe={**RECIPE, "lr": 1e-9}, weights=out / "checkpoint.pth", progress=False)
+        assert more.head is None
+        kept = torch.load(tmp_path / f"more{classes}" / "final.pth", weights_only=True)["state_dict"]
+        assert kept.keys() == weights.keys() and (kept["fc.weight"] - weights["fc.weight"]).abs().max() < 1e-6
 
 
 def test_a_checkpoint_of_an_earlier_run_is_a_starting_point(cifar_like, tmp_path):

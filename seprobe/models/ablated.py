@@ -142,8 +142,25 @@ def export_ablated(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mappin
 
 
 def is_ablated(obj: Any) -> bool:
-    """Whether a loaded checkpoint object is an exported ablated network."""
-    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+    """Whether a loaded checkpoint object is an exported ablated network, or a training checkpoint of a network
+    trained from one (:func:`as_export`)."""
+    return as_export(obj) is not None
+
+
+def as_export(obj: Any) -> dict | None:
+    """``obj`` as an export's record: itself, or, for a training checkpoint of a network trained from an export
+    (its weights under ``model``, the export's header kept in ``record.meta.export``, :func:`export_header`),
+    that header around those weights; ``None`` for anything else."""
+    if not isinstance(obj, Mapping):
+        return None
+    if obj.get("format") == FORMAT:
+        return dict(obj)
+    record = obj.get("record")
+    meta = record.get("meta") if isinstance(record, Mapping) else None
+    header = meta.get("export") if isinstance(meta, Mapping) else None
+    if isinstance(header, Mapping) and header.get("format") == FORMAT and isinstance(obj.get("model"), Mapping):
+        return {**header, "state_dict": obj["model"]}
+    return None
 
 
 @dataclass
@@ -167,6 +184,7 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
         found = obj.get("format") if isinstance(obj, Mapping) else type(obj).__name__
         raise SeprobeError(f"{path}: not an ablated network (format {found!r}); valid: a file written by "
                            f"seprobe ablate's export (format {FORMAT!r})")
+    obj = as_export(obj)
     model = apply_surgery(build_architecture(obj["model"], obj["knobs"]), obj["removed"], obj["scaled"])
     if obj.get("num_classes") is not None:
         replace_head(model, obj["num_classes"])
@@ -178,14 +196,20 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
     return AblatedModel(model.eval(), obj["model"], dict(obj["knobs"]), dict(obj["blocks"]), obj["preprocessing"])
 
 
-def retrained(path: str | os.PathLike, num_classes: int | None = None):
-    """How to save the weights of a network trained from the export at ``path``: a function of the trained
-    state dict giving the same record with those weights (and its new head's size, when training gave it a
-    ``num_classes``-way one), so that the trained network loads as the export does."""
-    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+def export_header(path: str | os.PathLike, num_classes: int | None = None) -> dict:
+    """The record of the export at ``path`` without its weights (plain data), with the size of a new head when
+    training gave it a ``num_classes``-way one: what a network trained from it is saved with, so that it loads
+    as the export does (:func:`retrained`, and the training checkpoint's record, :func:`as_export`)."""
+    obj = as_export(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
     header = {k: v for k, v in obj.items() if k != "state_dict"}
     if num_classes is not None:
         header["num_classes"] = num_classes
+    return header
+
+
+def retrained(header: dict):
+    """How to save the weights of a network trained from an export (its :func:`export_header`): a function of
+    the trained state dict giving the export's record with those weights."""
     return lambda state_dict: {**header, "state_dict": state_dict}
 
 
