@@ -372,6 +372,27 @@ def _refused(tmp_path, data: TrainData, recipe: Recipe = None, out=None, **optio
     return str(e.value)
 
 
+class _OutOfMemoryWhen(nn.Module):
+    """Raises CUDA's out-of-memory error in training or in evaluation mode, as a full GPU would."""
+
+    def __init__(self, training: bool):
+        super().__init__()
+        self.net, self.fails_training = tiny_net(), training
+
+    def forward(self, x):
+        if self.training == self.fails_training:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.net(x)
+
+
+@pytest.mark.parametrize("training,doing", [(True, "training"), (False, "evaluating")])
+def test_out_of_memory_names_the_batch_where_it_happens(images, tmp_path, training, doing):
+    with pytest.raises(SeprobeError) as e:
+        train(_OutOfMemoryWhen(training), TrainData(images), small(), tmp_path / "run", progress=False)
+    assert str(e.value) == (f"out of memory on cpu {doing} at batch_size 8 (8 per rank); valid: a smaller "
+                            "batch_size") and e.value.argument == "batch_size"
+
+
 def test_bad_data_folders_are_refused_before_any_work(images, tmp_path):
     assert "does not exist" in _refused(tmp_path, TrainData(tmp_path / "missing"))
     assert "neither train/ + test/" in _refused(tmp_path, TrainData(images / "train"))

@@ -119,6 +119,17 @@ def _stop_requests():
 
 # --- the run -------------------------------------------------------------------------------------------------------
 
+@contextmanager
+def _memory(run: _Run, doing: str):
+    """Out of memory while ``doing`` is one line naming the batch (a traceback for anything else)."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise SeprobeError(f"out of memory on {run.device} {doing} at batch_size {run.recipe.batch_size} "
+                           f"({run.recipe.batch_size // run.world.size} per rank); valid: a smaller batch_size",
+                           argument="batch_size") from None
+
+
 class _Run:
     """The state of one training run on this rank, and the steps that move it."""
 
@@ -128,7 +139,8 @@ class _Run:
         self.progress = progress and world.is_main
         self.device = torch.device(world.device)
         self.datasets = datasets
-        self.train_split, self.val_split = (_to(s, self.device) for s in (datasets.train, datasets.val))
+        with _memory(self, "moving the in-memory images to the device"):
+            self.train_split, self.val_split = (_to(s, self.device) for s in (datasets.train, datasets.val))
         self.spe = steps_per_epoch(len(datasets.train), recipe.batch_size)
         self.net = model.to(self.device)
         if recipe.channels_last:
@@ -241,18 +253,15 @@ class _Run:
         self.sums["seconds"] += time.perf_counter() - start
 
     def _step(self, x, y, lr):
-        try:
+        with _memory(self, "training"):
             return self.stepper.step(x, y, lr)
-        except torch.OutOfMemoryError:
-            raise SeprobeError(f"out of memory on {self.device} at batch_size {self.recipe.batch_size} "
-                               f"({self.recipe.batch_size // self.world.size} per rank); valid: a smaller "
-                               "batch_size") from None
 
     def end_epoch(self) -> dict:
         start = time.perf_counter()
-        hits1, hits5, seen = self.stepper.evaluate(eval_batches(
-            self.val_split, self.datasets, self.data.preprocessing, self.recipe.batch_size, self.world,
-            self.data.num_workers, self.device))
+        with _memory(self, "evaluating"):
+            hits1, hits5, seen = self.stepper.evaluate(eval_batches(
+                self.val_split, self.datasets, self.data.preprocessing, self.recipe.batch_size, self.world,
+                self.data.num_workers, self.device))
         hits1, hits5, seen = self.world.sum(hits1, hits5, seen)
         train_seconds = self.sums["seconds"]
         row = {"epoch": self.epoch + 1, "train_loss": self.sums["loss"] / self.sums["seen"],
