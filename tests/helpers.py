@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from torch import nn
 
 from seprobe import SqueezeExcite
+
+#: the checkout's root: its pyproject.toml holds the defaults of the mission's example
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def env_without_defaults(**extra) -> dict[str, str]:

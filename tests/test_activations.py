@@ -1,7 +1,5 @@
 """Excitation collection on synthetic data whose gate values are known by construction; real data when present."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,6 +17,7 @@ from seprobe.probe.gate_stats import GateStats
 from seprobe.report.activations import notes, sampled_channels, tidy_table, write_outputs
 
 from .conftest import SHARED
+from .helpers import ROOT, run_seprobe
 from .rounding import m2_tolerance, mean_tolerance
 
 # class index -> solid RGB colours of its images; wnids of ImageNet classes 1 (goldfish) and 254 (pug)
@@ -191,7 +190,7 @@ def test_sampled_channels_are_uniform_and_sorted():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True)
+    return run_seprobe(*args, cwd=ROOT)
 
 
 @pytest.mark.slow

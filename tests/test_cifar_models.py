@@ -4,11 +4,7 @@ knobs and errors, and the paper's CIFAR errors as data."""
 
 import functools
 import json
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -24,7 +20,7 @@ from seprobe.report.complexity import block_table, stage_table
 
 from . import hand_counts as hc
 from .conftest import SHARED, randomize_batchnorm
-from .helpers import bn, se_ref
+from .helpers import bn, run_seprobe, se_ref
 
 measure = functools.cache(complexity.measure)
 NAMES = sorted(hc.CIFAR_NETS)
@@ -283,11 +279,8 @@ def test_paper_cifar_errors_are_the_reference_files():
 @pytest.mark.slow
 def test_cli_complexity_measures_at_32x32(tmp_path):
     """`seprobe complexity --model se_resnet20_cifar --per-block`: the 32x32 input and the block names."""
-    root = pathlib.Path(__file__).resolve().parents[1]  # this checkout's seprobe, not another installed one
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "seprobe", "complexity", "--model", "se_resnet20_cifar",
-                           "--per-block", "--format", "json", "--output", str(tmp_path / "c.json")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    proc = run_seprobe("complexity", "--model", "se_resnet20_cifar", "--per-block", "--format", "json", "--output",
+                       tmp_path / "c.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     tables = json.loads((tmp_path / "c.json").read_text())["tables"]
     (row,) = tables["summary"]

@@ -1,8 +1,6 @@
 """Multiply-add counts against hand counts, closed forms, fvcore on torchvision, and the paper's figures."""
 
 import functools
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from seprobe.paper import FIGURES
 from seprobe.report.complexity import block_table, notes, stage_table, summary_table
 
 from . import hand_counts as hc
+from .helpers import ROOT, run_seprobe
 
 #: Counting is deterministic: tests that read the same model's counts share one trace (read-only).
 measure = functools.cache(complexity.measure)
@@ -266,8 +265,7 @@ def test_foreign_se_counted_on_the_feature_map():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "seprobe.cli", "complexity", *args],
-                          capture_output=True, text=True)
+    return run_seprobe("complexity", *args, cwd=ROOT)
 
 
 @pytest.mark.slow

@@ -1,7 +1,5 @@
 """Studies and reports: fresh, deterministic, validated, consistent with the paper's figures."""
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -13,13 +11,15 @@ from seprobe.studies.reports import figure, write_report
 from seprobe.studies.runs import run_study
 from seprobe.studies.spec import load_study
 
+from .helpers import run_seprobe
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.toml"))
 REGENERATED = [p for p in STUDIES if load_study(p).kind in ("complexity", "excitation")]
 
 
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "seprobe.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return run_seprobe(*args, cwd=cwd)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ class folders; refusals before any work leave the folders as they were."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from seprobe import SeprobeError
 from seprobe.models.ablated import export_ablated
 from seprobe.models.blocks import find_blocks
 
+from .children import seprobe_child
 from .helpers import env_without_defaults, run_seprobe
 
 CLASSES = ("cat", "dog", "frog")
@@ -75,6 +77,17 @@ def test_random_weights_are_built_with_the_data_classes_from_the_seed(cifar_like
     final = torch.load(tmp_path / "a" / "final.pth", weights_only=True)
     assert final["fc.weight"].shape == (3, 512)
     assert (final["fc.weight"] - reference["fc.weight"]).abs().max() < 1e-6  # lr 1e-9: the initial weights
+
+
+def test_a_torchvision_network_trains_with_a_new_head_and_its_weights_load_back(cifar_like, tmp_path):
+    done = seprobe.train("torchvision:resnet18", cifar_like, tmp_path / "run", recipe=RECIPE, progress=False)
+    assert done.head == "a new 3-way head at fc (the network had 1000 outputs)"
+    final = torch.load(tmp_path / "run" / "final.pth", weights_only=True)
+    assert final["fc.weight"].shape == (3, 512)
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=3)
+    model.load_state_dict(final)  # the torchvision layout itself, strict
 
 
 def test_an_exported_ablated_network_can_be_fine_tuned_and_the_result_loads_like_the_export(cifar_like, tmp_path):
@@ -203,3 +216,22 @@ def test_the_command_trains_and_resumes_as_the_function(cifar_like, tmp_path):
     function = torch.load(tmp_path / "api" / "final.pth", weights_only=True)
     assert all(torch.equal(command[k], function[k]) for k in function)
     assert done.run.final["val_top1"] == pytest.approx(float(history["val_top1"].iloc[-1]), abs=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_command_stopped_by_a_signal_checkpoints_exits_130_and_resumes(cifar_like, tmp_path, sig):
+    """The signal lands after the first epoch's line (11 epochs of 3 steps remain): a checkpoint of the current
+    step is written, the command says so in one line and exits 130, and ``--resume`` finishes the run."""
+    common = ["train", "--model", "resnet20_cifar", "--data", cifar_like, "--epochs", "12", "--batch-size", "6",
+              "--lr", "0.02", "--num-workers", "0"]
+    with seprobe_child(*common, "--out", "run", cwd=tmp_path, env=env_without_defaults()) as child:
+        assert child.wait_for("epoch 1/12: train loss"), "no epoch line"
+        child.send_signal(sig)
+        code, out, err = child.finish()
+    assert code == 130 and "seprobe: interrupted" in err and "Traceback" not in err, err
+    saved = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert 1 <= saved["epoch"] < 12 and not (tmp_path / "run" / "final.pth").exists()
+    done = run_seprobe(*common, "--resume", "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 12

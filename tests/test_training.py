@@ -485,6 +485,36 @@ def test_torchvision_cifar_files_are_read_by_their_layout(tmp_path):
         load_data(TrainData(tmp_path))
 
 
+def test_torchvision_cifar100_files_are_read_with_their_fine_labels(tmp_path):
+    """cifar-100-python as torchvision's CIFAR100 leaves it: ``train``, ``test`` and ``meta`` pickles, 100 fine
+    classes (the coarse 20 are not the task), pointed at directly or from the folder above it."""
+    import pickle
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    parts = {}
+    for name, n in (("train", 300), ("test", 100)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine = [k % 100 for k in range(n)]
+        parts[name] = (data, fine)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"filenames": [], "batch_label": name, "fine_labels": fine,
+                         "coarse_labels": [k // 5 for k in fine], "data": data}, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"f{k:02d}" for k in range(100)],
+                     "coarse_label_names": [f"c{k}" for k in range(20)]}, f, protocol=2)
+    for where in (tmp_path, folder):
+        data = load_data(TrainData(where, samples_per_class=2))
+        assert data.layout == "torchvision cifar-100-python" and data.num_classes == 100
+        assert data.class_names[:2] == ("f00", "f01") and len(data.class_names) == 100
+        fine = parts["train"][1]
+        keep = sorted(i for c in range(100) for i in [j for j in range(300) if fine[j] == c][:2])  # file order
+        assert torch.equal(data.train.labels, torch.tensor([parts["train"][1][i] for i in keep]))
+        assert torch.equal(data.train.images, torch.from_numpy(parts["train"][0][keep].reshape(-1, 3, 32, 32)))
+        assert torch.equal(data.val.labels, torch.tensor(parts["test"][1]))
+
+
 def test_imagenet_wnid_folders_keep_imagenet_indices_and_a_1000_way_head(tmp_path):
     write_images(tmp_path / "train", {"n01443537": 2, "n02110958": 2}, SIDE)
     write_images(tmp_path / "val", {"n01443537": 1, "n02110958": 1}, SIDE)
@@ -683,6 +713,12 @@ def test_mixed_precision_and_channels_last_train_on_the_cpu(images, tmp_path, op
     result = train(tiny_net(classes=data.num_classes), data, small(**options), tmp_path / "run", progress=False)
     assert np.isfinite(result.history["train_loss"]).all() and len(result.history) == 2
     assert all(v.dtype != torch.bfloat16 for v in final_weights(tmp_path / "run").values())
+    # float16 scales the loss (torch's GradScaler starts at 2^16 and halves on an overflow); bfloat16 needs none
+    scaler = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)["scaler"]
+    if options["dtype"] == "float16":
+        assert math.log2(scaler["scale"]).is_integer() and 1 <= scaler["scale"] <= 2.0 ** 16
+    else:
+        assert scaler == {}
 
 
 def test_recipe_is_plain_data():

@@ -1,13 +1,13 @@
 """Every registered model and every knob value builds, runs forward and backward; bad input is refused clearly."""
 
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from seprobe import SeprobeError, build_model, list_models, plain_counterpart, se_blocks
 from seprobe.models.se_config import parse_stages
+
+from .helpers import ROOT, run_seprobe
 
 
 def fwd_bwd(model, size=64):
@@ -116,8 +116,7 @@ def test_plain_counterpart_keeps_architecture_knobs():
 
 @pytest.mark.slow
 def test_cli_error_is_one_line_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "seprobe.cli", "models", "--output", "x.unknown"],
-                          capture_output=True, text=True)
+    proc = run_seprobe("models", "--output", "x.unknown", cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "valid: .csv" in proc.stderr

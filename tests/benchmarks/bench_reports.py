@@ -23,7 +23,7 @@ def main():
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "seprobe.cli", "reports", "--studies", str(ROOT / "studies"),
+            subprocess.run([sys.executable, "-m", "seprobe", "reports", "--studies", str(ROOT / "studies"),
                             "--out", out], check=True, capture_output=True)
             times.append(time.perf_counter() - start)
             count = len(list(Path(out).glob("*.md"))) - 1
