@@ -70,13 +70,14 @@ def identity_model(model=None):
     return Network((model or TwoSE()).eval(), "two-se", Preprocessing(resize=8, crop=8, mean=(0, 0, 0), std=(1, 1, 1)))
 
 
-def write_class_folders(root, classes, per_class: int, side: int, seed: int = 0):
-    """``root/<class>/<i>.png``: ``per_class`` random ``side`` x ``side`` images of each class."""
+def write_class_folders(root, counts: dict[str, int], side: int, seed: int = 0):
+    """``root/<class>/<i>.png``: ``counts[class]`` random ``side`` x ``side`` images of each class, drawn in order
+    from a generator seeded with ``seed``."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    for c in classes:
+    for c, per_class in counts.items():
         (root / c).mkdir(parents=True)
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / c / f"{i}.png")

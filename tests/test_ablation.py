@@ -72,7 +72,7 @@ def kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Three class folders of four random images each (calibration_per_class=1 takes the first of each)."""
-    return write_class_folders(tmp_path_factory.mktemp("ablation-data"), CLASSES, 4, SIDE)
+    return write_class_folders(tmp_path_factory.mktemp("ablation-data"), dict.fromkeys(CLASSES, 4), SIDE)
 
 
 def tiny(constant_first: bool) -> TinySE:

@@ -16,7 +16,7 @@ from .helpers import write_class_folders
 
 
 def test_prefix_reuse_gives_the_same_outcomes(tmp_path):
-    folder = write_class_folders(tmp_path, ("a", "b", "c"), 4, 12)
+    folder = write_class_folders(tmp_path, dict.fromkeys("abc", 4), 12)
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = randomize_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()

@@ -33,6 +33,8 @@ from seprobe.training.augment import crop_params, pad_crop_flip
 from seprobe.training.loop import TIMING
 from seprobe.training.steps import Stepper, param_groups
 
+from .helpers import write_class_folders
+
 ROOT = Path(__file__).resolve().parents[1]
 SIDE, TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 16, 5
 
@@ -45,20 +47,12 @@ def tiny_net(batchnorm: bool = True, classes: int = 2) -> nn.Module:
                          nn.Linear(24, classes))
 
 
-def write_images(root: Path, per_class: dict[str, int], side: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    for name, count in per_class.items():
-        (root / name).mkdir(parents=True)
-        for k in range(count):
-            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / name / f"{k:03d}.png")
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """DIR/train and DIR/test with two classes of random 12 x 12 images."""
     root = tmp_path_factory.mktemp("train-data")
-    write_images(root / "train", {"cat": TRAIN_PER_CLASS, "dog": TRAIN_PER_CLASS}, SIDE)
-    write_images(root / "test", {"cat": VAL_PER_CLASS, "dog": VAL_PER_CLASS}, SIDE, seed=1)
+    write_class_folders(root / "train", {"cat": TRAIN_PER_CLASS, "dog": TRAIN_PER_CLASS}, SIDE)
+    write_class_folders(root / "test", {"cat": VAL_PER_CLASS, "dog": VAL_PER_CLASS}, SIDE, seed=1)
     return root
 
 
@@ -397,16 +391,16 @@ def test_bad_data_folders_are_refused_before_any_work(images, tmp_path):
     assert "does not exist" in _refused(tmp_path, TrainData(tmp_path / "missing"))
     assert "neither train/ + test/" in _refused(tmp_path, TrainData(images / "train"))
     other = tmp_path / "other"
-    write_images(other, {"cat": 2, "cow": 2}, SIDE)
+    write_class_folders(other, {"cat": 2, "cow": 2}, SIDE)
     assert "val classes differ" in _refused(tmp_path, TrainData(images / "train", val=other))
     mixed = tmp_path / "mixed"
-    write_images(mixed / "train", {"cat": 2}, SIDE)
-    write_images(mixed / "test", {"cat": 2}, SIDE)
+    write_class_folders(mixed / "train", {"cat": 2}, SIDE)
+    write_class_folders(mixed / "test", {"cat": 2}, SIDE)
     Image.new("RGB", (SIDE + 2, SIDE)).save(mixed / "train" / "cat" / "wide.png")
     assert "all of one size" in _refused(tmp_path, TrainData(mixed), small(batch_size=1))
     broken = tmp_path / "broken"
-    write_images(broken / "train", {"cat": 2}, SIDE)
-    write_images(broken / "test", {"cat": 2}, SIDE)
+    write_class_folders(broken / "train", {"cat": 2}, SIDE)
+    write_class_folders(broken / "test", {"cat": 2}, SIDE)
     (broken / "train" / "cat" / "bad.png").write_bytes(b"not an image")
     assert "cannot be read" in _refused(tmp_path, TrainData(broken), small(batch_size=1))
     assert "invalid samples_per_class 0" in str(pytest.raises(SeprobeError, TrainData, images,
@@ -516,8 +510,8 @@ def test_torchvision_cifar100_files_are_read_with_their_fine_labels(tmp_path):
 
 
 def test_imagenet_wnid_folders_keep_imagenet_indices_and_a_1000_way_head(tmp_path):
-    write_images(tmp_path / "train", {"n01443537": 2, "n02110958": 2}, SIDE)
-    write_images(tmp_path / "val", {"n01443537": 1, "n02110958": 1}, SIDE)
+    write_class_folders(tmp_path / "train", {"n01443537": 2, "n02110958": 2}, SIDE)
+    write_class_folders(tmp_path / "val", {"n01443537": 1, "n02110958": 1}, SIDE)
     data = load_data(TrainData(tmp_path))
     assert data.imagenet and data.num_classes == 1000
     assert data.train.labels.tolist() == [1, 1, 254, 254] and data.val.labels.tolist() == [1, 254]
@@ -526,8 +520,8 @@ def test_imagenet_wnid_folders_keep_imagenet_indices_and_a_1000_way_head(tmp_pat
 def test_large_images_go_through_the_loader_the_same_for_any_worker_count(tmp_path):
     from seprobe.data.images import Preprocessing
 
-    write_images(tmp_path / "data" / "train", {"a": 4, "b": 4}, 80)
-    write_images(tmp_path / "data" / "val", {"a": 2, "b": 2}, 80)
+    write_class_folders(tmp_path / "data" / "train", {"a": 4, "b": 4}, 80)
+    write_class_folders(tmp_path / "data" / "val", {"a": 2, "b": 2}, 80)
     finals = []
     for workers in (0, 2):
         spec = TrainData(tmp_path / "data", preprocessing=Preprocessing(resize=72, crop=64), num_workers=workers)
@@ -687,7 +681,7 @@ def test_two_ranks_train_the_weights_of_one_process(images, tmp_path):
     # would count an image twice and change the accuracies (k / 12 for k / 11)
     data = tmp_path / "data"
     shutil.copytree(images / "train", data / "train")
-    write_images(data / "test", {"cat": 6, "dog": 5}, SIDE, seed=2)
+    write_class_folders(data / "test", {"cat": 6, "dog": 5}, SIDE, seed=2)
     _torchrun_two("ranks", data, tmp_path / "two", script=__file__)
     with one_thread():
         one = train(tiny_net(batchnorm=False), TrainData(data), small(epochs=2, batch_size=8), tmp_path / "one",

@@ -67,8 +67,8 @@ def test_paired_differences_and_their_interval_by_hand():
 
 
 def _study(tmp_path, extra=""):
-    write_class_folders(tmp_path / "data" / "train", ("cat", "dog"), 6, 32)
-    write_class_folders(tmp_path / "data" / "test", ("cat", "dog"), 4, 32, seed=1)
+    write_class_folders(tmp_path / "data" / "train", {"cat": 6, "dog": 6}, 32)
+    write_class_folders(tmp_path / "data" / "test", {"cat": 4, "dog": 4}, 32, seed=1)
     (tmp_path / "studies").mkdir()
     path = tmp_path / "studies" / "tiny.toml"
     path.write_text(STUDY.format(extra=extra))
