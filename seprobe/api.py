@@ -167,6 +167,12 @@ class Evaluation:
     images: int
     unreadable: list[str]
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        import pandas as pd
+
+        return {"evaluation": pd.DataFrame([{"model": self.model, "top1": self.top1, "top5": self.top5,
+                                             "images": self.images, "unreadable": len(self.unreadable)}])}
+
     def text(self) -> str:
         skipped = f", {len(self.unreadable)} unreadable images skipped" if self.unreadable else ""
         return f"{self.model}: top-1 {self.top1:.3f}, top-5 {self.top5:.3f} on {self.images} images{skipped}"

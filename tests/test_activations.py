@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+import seprobe
 from seprobe import SeprobeError, SqueezeExcite
 from seprobe.data.images import Preprocessing, discover, select
 from seprobe.models.factory import Network
@@ -225,6 +226,14 @@ def test_cli_random_weights_warn_and_run(solid_images, tmp_path):
     assert "SE_5_2" in proc.stdout and (tmp_path / "o" / "fig6_class_means.png").is_file()
     spec = pd.read_csv(tmp_path / "o" / "specificity.csv")
     assert list(spec["channels"]) == [64, 64, 128, 128, 256, 256, 512, 512]  # se_resnet18: every block counted
+    # the Python API with the same values writes the same tables (random weights are seeded: the same network)
+    seprobe.activations("se_resnet18", "random", solid_images, classes=["goldfish", "pug"], stage=[5],
+                        loader=Loader(batch_size=5), out=tmp_path / "api", progress=False, reduction=8, squeeze="max")
+    for table in ("specificity.csv", "gates.csv"):
+        # gates are float32 in (0, 1), from another thread count's kernels: each moves by a few units of 2^-23,
+        # and so do the means and standard deviations of three of them (16 units allowed)
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "api" / table), pd.read_csv(tmp_path / "o" / table),
+                                      check_exact=False, rtol=0, atol=16 * 2.0 ** -23)
 
 
 WEIGHTS = SHARED / "weights" / "tf_mobilenetv3_small_100.pth"

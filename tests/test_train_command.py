@@ -216,6 +216,15 @@ def test_the_command_trains_and_resumes_as_the_function(cifar_like, tmp_path):
     function = torch.load(tmp_path / "api" / "final.pth", weights_only=True)
     assert all(torch.equal(command[k], function[k]) for k in function)
     assert done.run.final["val_top1"] == pytest.approx(float(history["val_top1"].iloc[-1]), abs=1e-12)
+    # seprobe evaluate on the weights the command wrote: the run's own validation figures, as the function gives
+    scored = run_seprobe("evaluate", "--model", "resnet20_cifar", "--weights", "run/final.pth", "--data",
+                         cifar_like / "test", "--num-classes", "3", "--format", "json", cwd=tmp_path, env=one_thread)
+    assert scored.returncode == 0, scored.stderr
+    row = json.loads(scored.stdout)["tables"]["evaluation"][0]
+    evaluation = seprobe.evaluate("resnet20_cifar", tmp_path / "run" / "final.pth", cifar_like / "test",
+                                  progress=False, num_classes=3)
+    assert (row["top1"], row["top5"], row["images"]) == (evaluation.top1, evaluation.top5, evaluation.images)
+    assert row["top1"] == pytest.approx(float(history["val_top1"].iloc[-1]), abs=1e-12)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from ..choices import (
 )
 from ..defaults import BOOTSTRAP, CHANNELS, CLASSES, OUT
 from ..errors import SeprobeError
-from .app import _err, app
+from .app import FormatOpt, _err, app, emit
 from .options import KNOBS, PREPROCESSING, Inputs, _names, inputs_group, loader_group, with_groups
 
 
@@ -27,21 +27,25 @@ def _session(device: str):
     return distributed_session(device)
 
 
-def _print_result(world, result) -> None:
-    """The files a probe command wrote (stderr) and its result (stdout); under torchrun, rank 0 alone prints."""
+def _print_result(world, result, fmt: str | None = None, command: str = "") -> None:
+    """The files a probe command wrote (stderr) and its result (stdout: its text, or its tables in ``fmt``);
+    under torchrun, rank 0 alone prints."""
     if not world.is_main:
         return
     for path in getattr(result, "written", ()):
         _err(f"wrote {path}")
+    if fmt not in (None, "table"):
+        emit(result.tables(), fmt, None, command)
+        return
     text = result.text()
     typer.echo(text, nl=not text.endswith("\n"))
 
 
-def _probe_command(device: str, run: Callable[[], Any]) -> None:
+def _probe_command(device: str, run: Callable[[], Any], fmt: str | None = None, command: str = "") -> None:
     """Run a probe command in a (torchrun) session and print what it returns."""
     with _session(device) as world:
         result = run()
-    _print_result(world, result)
+    _print_result(world, result, fmt, command)
 
 
 @app.command("activations")
@@ -80,7 +84,7 @@ def activations_cmd(
 
 @app.command("evaluate")
 @with_groups(inputs_group("evaluate"), loader_group("evaluate"), PREPROCESSING, KNOBS)
-def evaluate_cmd(inputs: Inputs | None = None, loader: Any = None, overrides: Any = None,
+def evaluate_cmd(fmt: FormatOpt = None, inputs: Inputs | None = None, loader: Any = None, overrides: Any = None,
                  knobs: dict | None = None) -> None:
     """Top-1 / top-5 accuracy of a classifier on labelled images (evaluation crop): ImageNet labels for a
     1000-way classifier, or one output per class of the data."""
@@ -88,7 +92,7 @@ def evaluate_cmd(inputs: Inputs | None = None, loader: Any = None, overrides: An
 
     _probe_command(loader.device, lambda: api.evaluate(
         inputs.model, inputs.weights, inputs.data, labels=inputs.labels, loader=loader,
-        overrides=overrides, **knobs))
+        overrides=overrides, **knobs), fmt, "evaluate")
 
 
 @app.command("ablate")
