@@ -32,8 +32,7 @@ from seprobe.training import Recipe, TrainData, default_recipe, learning_rate, l
 from seprobe.training.augment import crop_params, pad_crop_flip
 from seprobe.training.loop import TIMING
 from seprobe.training.steps import Stepper, param_groups
-
-from .helpers import write_class_folders
+from tests.helpers import write_class_folders  # absolute: this file also runs as a script (the workers)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE, TRAIN_PER_CLASS, VAL_PER_CLASS = 12, 16, 5
