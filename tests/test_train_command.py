@@ -167,7 +167,7 @@ def test_every_refusal_comes_before_the_images_are_decoded(cifar_like, tmp_path,
              ("done", {"lr": 0.03}, True, "cannot resume: recipe.lr is 0.03 but the run was started with 0.02"),
              ("done", {"seed": 1}, True, "recipe.seed is 1"),
              ("new", {"batch_size": 19}, False, "invalid batch_size 19 for 18 training images"),
-             ("new", {"sync_bn": True}, False, "sync_bn=True on device 'cpu'")]
+             ("new", {"sync_bn": True}, False, "sync_bn on device 'cpu'")]
     for out, change, resume, needle in cases:
         with pytest.raises(SeprobeError) as e:
             seprobe.train("resnet20_cifar", cifar_like, tmp_path / out, recipe={**RECIPE, **change}, resume=resume,

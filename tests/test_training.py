@@ -410,7 +410,7 @@ def test_bad_runs_are_refused_before_any_work(images, tmp_path):
     data = TrainData(images)
     assert "batch_size 64 for 32 training images" in _refused(tmp_path, data, small(batch_size=64))
     assert "batch_size 8 for 3 ranks" in _refused(tmp_path, data, world=World(size=3))
-    assert "sync_bn=True on device 'cpu'" in _refused(tmp_path, data, small(sync_bn=True))
+    assert "sync_bn on device 'cpu'; valid: sync_bn on CUDA only" in _refused(tmp_path, data, small(sync_bn=True))
     assert "invalid meta" in _refused(tmp_path, data, meta={"model": object()})
     full = tmp_path / "full"
     full.mkdir()

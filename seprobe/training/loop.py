@@ -68,7 +68,7 @@ def check_start(out: str | Path, resume: bool, world: World, recipe: Recipe, met
         raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
                            "the run in it", argument=("out", "resume"))
     if recipe.sync_bn and not world.device.startswith("cuda"):
-        raise SeprobeError(f"sync_bn=True on device {world.device!r}; valid: sync_bn=False, or CUDA",
+        raise SeprobeError(f"sync_bn on device {world.device!r}; valid: sync_bn on CUDA only (SyncBatchNorm)",
                            argument="sync_bn")
     try:
         json.dumps(meta or {}, allow_nan=False)
