@@ -227,8 +227,10 @@ def test_cli_random_weights_warn_and_run(solid_images, tmp_path):
     spec = pd.read_csv(tmp_path / "o" / "specificity.csv")
     assert list(spec["channels"]) == [64, 64, 128, 128, 256, 256, 512, 512]  # se_resnet18: every block counted
     # the Python API with the same values writes the same tables (random weights are seeded: the same network)
-    seprobe.activations("se_resnet18", "random", solid_images, classes=["goldfish", "pug"], stage=[5],
-                        loader=Loader(batch_size=5), out=tmp_path / "api", progress=False, reduction=8, squeeze="max")
+    with pytest.warns(UserWarning, match="mean nothing"):  # the same warning the command printed
+        seprobe.activations("se_resnet18", "random", solid_images, classes=["goldfish", "pug"], stage=[5],
+                            loader=Loader(batch_size=5), out=tmp_path / "api", progress=False, reduction=8,
+                            squeeze="max")
     for table in ("specificity.csv", "gates.csv"):
         # gates are float32 in (0, 1), from another thread count's kernels: each moves by a few units of 2^-23,
         # and so do the means and standard deviations of three of them (16 units allowed)
