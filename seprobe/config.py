@@ -23,7 +23,6 @@ from .errors import SeprobeError
 
 KEYS = ("model", "weights", "data", "labels")
 PATH_KEYS = ("weights", "data", "labels")
-#: ``--weights`` values that name a source rather than a file
 
 
 @dataclass(frozen=True)

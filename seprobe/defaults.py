@@ -18,5 +18,6 @@ OUT = {"activations": "activations", "ablate": "ablation"}
 NUM_WORKERS = {"evaluate": 0, "activations": 0, "ablate": 0, "train": 4}
 #: untimed and timed iterations of ``seprobe complexity --time``
 WARMUP, REPEATS = 3, 10
-#: where weights come from besides a file
+#: ``weights`` values that name a source rather than a file ("timm" and "torchvision" are older names of
+#: "pretrained")
 WEIGHT_SOURCES = ("pretrained", "timm", "torchvision", "random")

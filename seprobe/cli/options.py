@@ -21,7 +21,7 @@ from ..choices import (
     StemPool,
     StrideAt,
 )
-from ..defaults import BATCH_SIZE
+from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..errors import SeprobeError
 
 
@@ -180,7 +180,8 @@ def loader_group(command: str) -> OptionGroup:
     return OptionGroup("loader", (
         _option("batch_size", Annotated[int, typer.Option(metavar="N", help="images a step")], BATCH_SIZE[command]),
         _option("device", DeviceOpt, "cpu"),
-        _option("num_workers", Annotated[int, typer.Option(metavar="N", help="data-loading processes")], 0),
+        _option("num_workers", Annotated[int, typer.Option(metavar="N", help="data-loading processes")],
+                NUM_WORKERS[command]),
     ), build)
 
 

@@ -33,7 +33,6 @@ from .checkpoints import build_from_timm, load_weights, pretrained_download, tim
 from .registry import ARCH_KNOBS, SE_KNOBS, ModelSpec, get_spec
 from .sources import build_architecture, check_model_name, evaluation_preprocessing, is_foreign, library
 
-#: weights that name a source rather than a file ("timm" and "torchvision" are older names of "pretrained")
 #: the seed of ``weights="random"``
 RANDOM_SEED = 0
 
