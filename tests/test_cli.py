@@ -361,3 +361,14 @@ def test_bare_ablate_runs_identity_and_says_what_mean_needs(tmp_path):
             in proc.stderr)
     table = __import__("pandas").read_csv(tmp_path / "abl" / "ablation.csv")
     assert set(table["mode"]) == {"none", "identity"} and (table["group"] == "block").sum() == 8
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+@pytest.mark.parametrize("args", [["models"], ["models", "--format", "json"]])
+def test_a_full_standard_output_is_one_line(tmp_path, args):
+    """stdout on a full disk: the result cannot be written, which the command says in one line (exit 2)."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "seprobe", *args], stdout=full, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path, env=env_without_defaults())
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("seprobe: error: cannot write the result to standard output (No space left")

@@ -59,6 +59,21 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def echo(text: str, nl: bool = True) -> None:
+    """A command's result on stdout. A stdout that cannot take it (a full disk, a reader that closed the pipe) is
+    one line, not a traceback; stdout then points at the null device, so that the interpreter's own flush at
+    exit does not fail again."""
+    try:
+        typer.echo(text, nl=nl)
+    except OSError as e:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise SeprobeError(f"cannot write the result to standard output ({e.strerror or e}); valid: a standard "
+                           "output with room that stays open (a terminal, a file, a pipe read to its end)") from None
+
+
 #: Python arguments whose flag is not their name with dashes (``batch_size`` is ``--batch-size``)
 FLAGS = {
     "stages": "--se-stages", "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
@@ -106,7 +121,7 @@ def emit(tables: dict, fmt: str | None, output: Path | None, command: str) -> No
     from ..tables import render_all, write_tables
 
     if output is None:
-        typer.echo(render_all(tables, fmt or "table", command), nl=False)
+        echo(render_all(tables, fmt or "table", command), nl=False)
         return
     with output_set():
         written = write_tables(tables, output, fmt, command)

@@ -8,7 +8,7 @@ import typer
 
 from ..defaults import BATCH_SIZE, REPEATS, WARMUP
 from ..errors import SeprobeError
-from .app import FormatOpt, OutputOpt, _err, app, emit, flag
+from .app import FormatOpt, OutputOpt, _err, app, echo, emit, flag
 from .options import KNOBS, ChannelsLastOpt, CompileOpt, DeviceOpt, DtypeOpt, with_groups
 
 
@@ -82,7 +82,7 @@ def complexity_cmd(
         emit(report.tables(with_operations=fmt != "csv" or output is not None), fmt, output, "complexity")
         if output is None:
             return
-    typer.echo(report.text(), nl=False)
+    echo(report.text(), nl=False)
 
 
 def _default_model() -> list[str]:

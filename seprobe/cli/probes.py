@@ -16,7 +16,7 @@ from ..choices import (
 )
 from ..defaults import BOOTSTRAP, CHANNELS, CLASSES, OUT
 from ..errors import SeprobeError
-from .app import FormatOpt, _err, app, emit
+from .app import FormatOpt, _err, app, echo, emit
 from .options import KNOBS, PREPROCESSING, Inputs, _names, inputs_group, loader_group, with_groups
 
 
@@ -38,7 +38,7 @@ def _print_result(world, result, fmt: str | None = None, command: str = "") -> N
         emit(result.tables(), fmt, None, command)
         return
     text = result.text()
-    typer.echo(text, nl=not text.endswith("\n"))
+    echo(text, nl=not text.endswith("\n"))
 
 
 def _probe_command(device: str, run: Callable[[], Any], fmt: str | None = None, command: str = "") -> None:

@@ -12,7 +12,7 @@ from ..choices import (
 )
 from ..defaults import NUM_WORKERS
 from ..errors import SeprobeError
-from .app import FormatOpt, _err, app, emit
+from .app import FormatOpt, _err, app, echo, emit
 from .options import KNOBS, ChannelsLastOpt, CompileOpt, DeviceOpt, DtypeOpt, with_groups
 from .probes import _session
 
@@ -110,4 +110,4 @@ def train_cmd(
     if fmt not in (None, "table"):
         emit(result.tables(), fmt, None, "train")
     else:
-        typer.echo(result.text(), nl=False)
+        echo(result.text(), nl=False)
