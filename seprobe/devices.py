@@ -1,11 +1,18 @@
-"""The ``--device`` check that every command and the timing set-up share.
+"""The ``--device`` check that every command and the timing set-up share, and the autocast dtype of a
+``--dtype`` name.
 
-torch is imported only when the device names CUDA, so a usage error stays as fast as the rest of start-up.
+torch is imported only when the device names CUDA or a dtype is looked up, so a usage error stays as fast as
+the rest of start-up.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import SeprobeError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_device(device: str) -> str:
@@ -22,3 +29,10 @@ def check_device(device: str) -> str:
             raise SeprobeError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s); valid: "
                                f"cuda:0 ... cuda:{torch.cuda.device_count() - 1}", argument="device")
     return device
+
+
+def autocast_dtype(name: str) -> torch.dtype | None:
+    """The ``torch.autocast`` dtype of a :data:`~seprobe.choices.DTYPES` name; ``None`` for float32 (no autocast)."""
+    import torch
+
+    return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]

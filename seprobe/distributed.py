@@ -16,9 +16,10 @@ How a pass over the images is split and put back together:
 * **Lock-step** (:meth:`World.heartbeat`): after each batch every rank all-reduces ``[images done, failed]``.
   Rank 0's progress bar shows the global count from it, and a failure anywhere stops every rank at its next
   step. Ranks with one batch fewer take an empty step, so all ranks make the same number of collective calls.
-* **Combining** exactly: counts by all-reduced sums (:meth:`World.sum`), gate statistics by the k-shard form of
-  Chan et al.'s merge (:meth:`World.merge_stats`), per-image records by an all-gather in global image order
-  (:meth:`World.gather_records`). Every rank ends with the same combined result; rank 0 alone writes and prints.
+* **Combining** exactly: counts by all-reduced sums (:meth:`World.sum`), gate statistics by all-reduces of
+  arrays (:meth:`World.all_reduce`, in :meth:`~seprobe.probe.gate_stats.GateStats.merge_ranks`), per-image
+  records by an all-gather in global image order (:meth:`World.gather_records`). Every rank ends with the same
+  combined result; rank 0 alone writes and prints.
 
 Failures. An exception on any rank inside the session becomes the same :class:`DistributedError` on every rank:
 the failing rank announces it at the next collective call (the heartbeat the others are waiting in), all ranks
@@ -114,6 +115,13 @@ class World:
         self.heartbeat()
         return tuple(self._all_reduce_ints(list(values)))
 
+    def all_reduce(self, array: np.ndarray) -> np.ndarray:
+        """Element-wise sums of ``array`` (the same shape and dtype on every rank) over ranks, on every rank."""
+        if not self.distributed:
+            return array
+        self.heartbeat()
+        return self._all_reduce(array)
+
     def gather(self, obj: T) -> list[T]:
         """Every rank's ``obj`` (picklable), in rank order, on every rank."""
         if not self.distributed:
@@ -151,39 +159,6 @@ class World:
         if len(set(seen)) != len(seen):
             raise ValueError("an image index occurs on more than one rank: the shards overlap")
         return [r for _, r in merged]
-
-    def merge_stats(self, stats):
-        """Combine every rank's :class:`~seprobe.probe.gate_stats.GateStats` in place, into the statistics of
-        all images, on every rank.
-
-        Chan et al.'s merge for k shards: ``n = sum n_i``, ``mean = sum n_i mean_i / n``,
-        ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``; counts and histograms are summed exactly. Three
-        all-reduces of packed arrays (sizes fixed by blocks x groups x channels, not by the number of images).
-        """
-        if not self.distributed:
-            return stats
-        self.heartbeat()
-        blocks = [stats.blocks[name] for name in sorted(stats.blocks)]
-        if not blocks:
-            return stats
-        local = [(b.count.copy(), b.mean.copy(), b.m2) for b in blocks]
-        ints = self._all_reduce(np.concatenate([np.concatenate([n, b.hist.ravel()]) for b, (n, _, _)
-                                                in zip(blocks, local, strict=True)]))
-        weighted = self._all_reduce(np.concatenate([(n[:, None] * mean).ravel() for n, mean, _ in local]))
-        spread = []
-        for b, (n, mean, m2) in zip(blocks, local, strict=True):
-            groups, hist = b.count.size, b.hist.size
-            b.count[:], b.hist[:] = ints[:groups], ints[groups:groups + hist].reshape(b.hist.shape)
-            ints = ints[groups + hist:]
-            total = weighted[:mean.size].reshape(mean.shape)
-            weighted = weighted[mean.size:]
-            b.mean[:] = np.divide(total, b.count[:, None], out=np.zeros_like(total), where=b.count[:, None] > 0)
-            spread.append((m2 + n[:, None] * (mean - b.mean) ** 2).ravel())
-        m2s = self._all_reduce(np.concatenate(spread))
-        for b in blocks:
-            b.m2[:] = m2s[:b.m2.size].reshape(b.m2.shape)
-            m2s = m2s[b.m2.size:]
-        return stats
 
     # --- internals --------------------------------------------------------------------------------------------
 

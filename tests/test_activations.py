@@ -10,7 +10,7 @@ from torch import nn
 
 import seprobe
 from seprobe import SeprobeError, SqueezeExcite
-from seprobe.data.images import Preprocessing, discover, select
+from seprobe.data.images import Preprocessing, ViewDataset, discover, select, to_rgb
 from seprobe.models.factory import Network
 from seprobe.probe.activations import collect, specificity_table
 from seprobe.probe.evaluation import Loader
@@ -138,6 +138,23 @@ def test_views_multiply_the_samples_and_keep_accuracy_on_the_first(solid_images)
     run = collect(loaded(), discover(solid_images), Loader(4), views=3, progress=False)
     assert run.stats.blocks["SE_2_1"].count[1] == 9 and run.evaluated == 5
     assert any("3 views" in n for n in notes(run))
+
+
+def test_a_view_leaves_the_callers_random_state_alone(tmp_path):
+    """A view is drawn under its own seed, as before; the caller's next draw is the one it had without the view."""
+    (tmp_path / "flat").mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "flat" / f"{WNIDS[1]}_noise.png")
+    views = ViewDataset(discover(tmp_path / "flat"), Preprocessing(resize=24, crop=16), views=3, seed=5)
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    view = views[2][0]
+    assert torch.equal(torch.rand(1), expected)
+    assert torch.equal(views[2][0], view) and not torch.equal(views[1][0], view)
+    torch.manual_seed(5 * 1_000_003 + 2)  # the seed of item 2: the views of earlier runs
+    with Image.open(views.images.paths[0]) as im:
+        assert torch.equal(views.view_t(to_rgb(im)), view)
 
 
 def test_data_layouts(tmp_path, solid_images):

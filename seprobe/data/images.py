@@ -433,8 +433,10 @@ class ViewDataset(torch.utils.data.Dataset):
                 im = to_rgb(im)
                 if view == 0:
                     return self.eval_t(im), label, i, None
-                torch.manual_seed(self.seed * 1_000_003 + i)  # the same views in every run and worker
-                return self.view_t(im), label, i, None
+                with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+                    # the same views in every run and worker
+                    torch.default_generator.manual_seed(self.seed * 1_000_003 + i)
+                    return self.view_t(im), label, i, None
         except Exception as e:  # PIL raises many types for truncated or non-image files
             return None, label, i, f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 

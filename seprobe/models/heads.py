@@ -7,6 +7,7 @@ the same input width, initialised as ``nn.Linear`` is (the caller's random state
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..errors import SeprobeError
@@ -27,6 +28,14 @@ def classifier_path(model: nn.Module) -> str:
 
 def num_outputs(model: nn.Module) -> int:
     return model.get_submodule(classifier_path(model)).out_features
+
+
+def topk_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image: the predicted class, whether it is the label (top-1), and whether the label is among the five
+    highest logits (top-5; all of them when there are fewer), on the device of ``labels``."""
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.to(labels.device)
+    truth = labels.unsqueeze(1)
+    return top5[:, 0], (top5[:, :1] == truth).any(1), (top5 == truth).any(1)
 
 
 def replace_head(model: nn.Module, num_classes: int) -> str:

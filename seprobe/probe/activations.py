@@ -130,7 +130,7 @@ def collect(network: Network, images: LabelledImages, loader: Loader = Loader(),
                 evaluated += int(first.sum())
         per_position = any(v.dim() > 2 and v.shape[-1] > 1 for v in hooks.values.values())
     world = images_pass.world
-    world.merge_stats(stats)
+    stats.merge_ranks(world)
     correct1, correct5, run.evaluated = world.sum(correct1, correct5, evaluated)
     images_pass.finish()
     run.failed = images_pass.failed

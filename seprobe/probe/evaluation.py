@@ -21,6 +21,7 @@ from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..devices import check_device
 from ..distributed import World, current_world
 from ..errors import SeprobeError, check_int
+from ..models.heads import topk_hits
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,6 @@ def scored(images: LabelledImages, num_logits: int) -> bool:
 
 
 def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image: the predicted class, whether it is the label (top-1), and whether the label is among the five
-    highest logits (top-5; all of them when there are fewer), on the CPU."""
-    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
-    truth = labels.unsqueeze(1)
-    return top5[:, 0], (top5[:, :1] == truth).any(1), (top5 == truth).any(1)
+    """Per image: the predicted class, top-1 hit and top-5 hit (:func:`~seprobe.models.heads.topk_hits`), on the
+    CPU."""
+    return topk_hits(logits, labels.cpu())

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import SeprobeError
 from ..io import atomic_write
+
+if TYPE_CHECKING:
+    from ..distributed import World
 
 BINS = 50
 
@@ -115,6 +119,35 @@ class GateStats:
             o = other.blocks[name]
             b.merge_moments(o.count, o.mean, o.m2)
             b.hist += o.hist
+        return self
+
+    def merge_ranks(self, world: World) -> GateStats:
+        """Combine every rank's statistics in place into those of all images, on every rank.
+
+        Chan et al.'s merge for k shards: ``n = sum n_i``, ``mean = sum n_i mean_i / n``,
+        ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``; counts and histograms are summed exactly. Three
+        all-reduces of packed arrays (sizes fixed by blocks x groups x channels, not by the number of images).
+        """
+        blocks = [self.blocks[name] for name in sorted(self.blocks)]
+        if not world.distributed or not blocks:
+            return self
+        local = [(b.count.copy(), b.mean.copy(), b.m2) for b in blocks]
+        ints = world.all_reduce(np.concatenate([np.concatenate([n, b.hist.ravel()]) for b, (n, _, _)
+                                                in zip(blocks, local, strict=True)]))
+        weighted = world.all_reduce(np.concatenate([(n[:, None] * mean).ravel() for n, mean, _ in local]))
+        spread = []
+        for b, (n, mean, m2) in zip(blocks, local, strict=True):
+            groups, hist = b.count.size, b.hist.size
+            b.count[:], b.hist[:] = ints[:groups], ints[groups:groups + hist].reshape(b.hist.shape)
+            ints = ints[groups + hist:]
+            total = weighted[:mean.size].reshape(mean.shape)
+            weighted = weighted[mean.size:]
+            b.mean[:] = np.divide(total, b.count[:, None], out=np.zeros_like(total), where=b.count[:, None] > 0)
+            spread.append((m2 + n[:, None] * (mean - b.mean) ** 2).ravel())
+        m2s = world.all_reduce(np.concatenate(spread))
+        for b in blocks:
+            b.m2[:] = m2s[:b.m2.size].reshape(b.m2.shape)
+            m2s = m2s[b.m2.size:]
         return self
 
     def save(self, path: str | Path) -> Path:

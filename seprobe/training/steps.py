@@ -12,6 +12,8 @@ import contextlib
 import torch
 from torch import nn
 
+from ..devices import autocast_dtype
+from ..models.heads import topk_hits
 from .recipe import Recipe
 
 #: Modules whose parameters count as normalisation (no weight decay with ``no_decay_bn_bias``).
@@ -33,16 +35,12 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) 
     return [{"params": plain, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
 
 
-def autocast_dtype(recipe: Recipe) -> torch.dtype | None:
-    return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[recipe.dtype]
-
-
 class Stepper:
     """The training step of ``runner`` (the model, possibly wrapped by DDP / compile) for ``recipe``."""
 
     def __init__(self, net: nn.Module, runner: nn.Module, recipe: Recipe, device: torch.device):
         self.net, self.runner, self.device = net, runner, device
-        self.dtype = autocast_dtype(recipe)
+        self.dtype = autocast_dtype(recipe.dtype)
         self.channels_last = recipe.channels_last
         self.optimizer = torch.optim.SGD(param_groups(net, recipe.weight_decay, recipe.no_decay_bn_bias),
                                          lr=recipe.lr, momentum=recipe.momentum)
@@ -83,8 +81,8 @@ class Stepper:
         for x, y in batches:
             with self.autocast():
                 logits = self.net(self.prepare(x))
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits1 += int((top[:, 0] == y).sum())
-            hits5 += int((top == y[:, None]).any(1).sum())
+            _, hit1, hit5 = topk_hits(logits, y)
+            hits1 += int(hit1.sum())
+            hits5 += int(hit5.sum())
             seen += len(y)
         return hits1, hits5, seen
