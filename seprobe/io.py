@@ -5,8 +5,8 @@
   them 0600), a replaced file keeps its mode. A symbolic link is written through (its target is replaced, the link
   stays); a target that is not a regular file (``/dev/stdout``, a pipe) is written to directly, never replaced.
 * Inside :func:`output_set`, renames wait until the block ends: the run's files then appear together (with SIGINT
-  and SIGTERM held back for the few renames), or, on any error or interrupt, none of them does, no temporary file
-  is left and folders the set created are removed again.
+  and SIGTERM held back for the few renames: :func:`seprobe.interrupts.signals_held`), or, on any error or
+  interrupt, none of them does, no temporary file is left and folders the set created are removed again.
 * :func:`check_output_file` / :func:`check_output_dir` refuse an unwritable location before any long work.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import signal
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SeprobeError
+from .interrupts import signals_held
 
 
 @dataclass
@@ -38,21 +38,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (a no-op where signals cannot be masked)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):  # not the main thread's business, or no pthreads
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _make_parents(folder: Path, staged: _Staged | None) -> None:

@@ -3,7 +3,7 @@
 Every error a user can cause is one line on stderr (``seprobe: error: ...``) and exit code 2: a bad option
 value, a missing input, a malformed file. The library's errors name Python arguments (``batch_size``); here they
 name the flag (``--batch-size``, :data:`FLAGS`). Ctrl-C and SIGTERM print ``seprobe: interrupted`` and exit 130,
-with no output half-written.
+with no output half-written (:mod:`seprobe.interrupts`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from ..choices import (
     Format,
 )
 from ..errors import SeprobeError
+from ..interrupts import EXIT_CODE, exit_interrupted, sigterm_as_interrupt
 from ..version import __version__
 
 app = typer.Typer(
@@ -76,15 +76,18 @@ def echo(text: str, nl: bool = True) -> None:
 
 #: Python arguments whose flag is not their name with dashes (``batch_size`` is ``--batch-size``)
 FLAGS = {
-    "stages": "--se-stages", "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
+    "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
     "include": "--with-timing/--with-activations/--with-ablation/--with-training",
     "skip_kinds": "--with-timing/--with-activations/--with-ablation/--with-training",
 }
 
 
 def flag(argument: str) -> str:
-    """The flag of a Python argument: ``batch_size`` -> ``--batch-size``, unless :data:`FLAGS` says otherwise."""
-    return FLAGS.get(argument, "--" + argument.replace("_", "-"))
+    """The flag of a Python argument: ``batch_size`` -> ``--batch-size``, unless :data:`FLAGS` or the option's
+    declaration (:func:`~seprobe.cli.options.declared_flag`) says otherwise."""
+    from .options import declared_flag
+
+    return FLAGS.get(argument) or declared_flag(argument) or "--" + argument.replace("_", "-")
 
 
 def for_the_command_line(e: SeprobeError) -> str:
@@ -135,28 +138,43 @@ study_app = typer.Typer(
 app.add_typer(study_app, name="study")
 
 
+# --- one process, or a rank of torchrun -------------------------------------------------------------------------------
+
+
+def session(device: str):
+    """One process, or this rank of a ``torchrun`` launch (:func:`seprobe.distributed.distributed_session`)."""
+    from ..distributed import distributed_session
+
+    return distributed_session(device)
+
+
+def speaks_for_all() -> bool:
+    """Whether this process prints what every rank would: rank 0 of the running session's world; before a
+    session (torch not yet imported, the options being read), rank 0 as torchrun's ``RANK`` says."""
+    distributed = sys.modules.get("seprobe.distributed")
+    world = distributed.current_world() if distributed is not None else None
+    if world is not None and world.distributed:
+        return world.is_main
+    return os.environ.get("RANK", "0") == "0"
+
+
 # --- entry point -----------------------------------------------------------------------------------------------------
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM takes the same clean-up path as Ctrl-C
-
-
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    if os.environ.get("RANK", "0") != "0":
-        return  # under torchrun, rank 0 speaks for all
-    _err(f"seprobe: warning: {str(message).splitlines()[0] if str(message) else category.__name__}")
+    if speaks_for_all():
+        _err(f"seprobe: warning: {str(message).splitlines()[0] if str(message) else category.__name__}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; every failure a user can cause ends here as one line and a non-zero exit code."""
-    signal.signal(signal.SIGTERM, _terminate)
+    sigterm_as_interrupt()
     warnings.showwarning = _one_line_warning
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = next((a for a in argv if not a.startswith("-")), "")
     try:
         code = app(args=argv, prog_name="seprobe", standalone_mode=False)
-        if code == 130:  # typer turns Ctrl-C into this exit code
+        if code == EXIT_CODE:  # typer turns Ctrl-C into this exit code
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
@@ -165,8 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             _err(f"seprobe: error: {for_the_command_line(e)}")
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
-        _err("seprobe: interrupted")
-        sys.exit(130)
+        exit_interrupted()
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except click_errors.UsageError as e:

@@ -3,7 +3,6 @@ process, or one rank of a ``torchrun`` launch."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,15 +15,8 @@ from ..choices import (
 )
 from ..defaults import BOOTSTRAP, CHANNELS, CLASSES, OUT
 from ..errors import SeprobeError
-from .app import FormatOpt, _err, app, echo, emit
+from .app import FormatOpt, _err, app, echo, emit, session
 from .options import KNOBS, PREPROCESSING, Inputs, _names, inputs_group, loader_group, with_groups
-
-
-def _session(device: str):
-    """One process, or this rank of a ``torchrun`` launch (:mod:`seprobe.distributed`)."""
-    from ..distributed import distributed_session
-
-    return distributed_session(device)
 
 
 def _print_result(world, result, fmt: str | None = None, command: str = "") -> None:
@@ -43,7 +35,7 @@ def _print_result(world, result, fmt: str | None = None, command: str = "") -> N
 
 def _probe_command(device: str, run: Callable[[], Any], fmt: str | None = None, command: str = "") -> None:
     """Run a probe command in a (torchrun) session and print what it returns."""
-    with _session(device) as world:
+    with session(device) as world:
         result = run()
     _print_result(world, result, fmt, command)
 
@@ -139,6 +131,7 @@ def ablate_cmd(
     mean, with paired-bootstrap intervals, and the cost each saves; --export writes the smaller network."""
     from .. import api
     from ..data.images import ImageSource
+    from ..distributed import current_world
     from ..probe.ablation_plan import ORDERS, AblationPlan
     from ..probe.calibration import CalibrationSource
 
@@ -159,7 +152,7 @@ def ablate_cmd(
             inputs.model, inputs.weights, inputs.data, labels=inputs.labels, samples_per_class=samples_per_class,
             plan=plan, calibration=source, loader=loader, bootstrap=bootstrap, seed=seed,
             export=export, export_mode=export_mode, out=out, overrides=overrides, **knobs)
-        if result.result.mean_skipped and os.environ.get("RANK", "0") == "0":
+        if result.result.mean_skipped and current_world().is_main:
             _err("seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only")
         return result
 

@@ -15,6 +15,7 @@ Evaluation is exact: every validation image once, in :meth:`World.batches` shard
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -24,6 +25,22 @@ from .augment import crop_params, normalise, pad_crop_flip
 from .data import Datasets, Split
 
 PAD = 4  # He et al. 2015: 4 pixels padded on each side
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a run cuts its batches: ``batch_size`` images a step (the global batch), this rank's share of them
+    (``world``) on ``device``, read by ``workers`` loader processes (image files)."""
+
+    batch_size: int
+    world: World
+    device: torch.device
+    workers: int = 0
+
+    @property
+    def local(self) -> slice:
+        """This rank's part of a global batch."""
+        return local_slice(self.world, self.batch_size)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Generator]:
@@ -38,14 +55,14 @@ def local_slice(world: World, batch_size: int) -> slice:
     return slice(world.rank * share, (world.rank + 1) * share)
 
 
-def memory_train(split: Split, data: Datasets, order: torch.Tensor, generator: torch.Generator, steps: range,
-                 batch_size: int, world: World, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Augmented, normalised batches of this rank for ``steps`` (images already on ``device``)."""
+def memory_train(split: Split, data: Datasets, order: torch.Tensor, generator: torch.Generator, steps: range, *,
+                 batching: Batching) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Augmented, normalised batches of this rank for ``steps`` (images already on ``batching.device``)."""
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
-    mine = local_slice(world, batch_size)
+    batch_size, mine = batching.batch_size, batching.local
     for step in steps:
         offsets, flips = crop_params(generator, batch_size, PAD)
-        index = order[step * batch_size:(step + 1) * batch_size][mine].to(device)
+        index = order[step * batch_size:(step + 1) * batch_size][mine].to(batching.device)
         x = pad_crop_flip(split.images[index], offsets[mine], flips[mine], PAD)
         yield normalise(x, mean, std), split.labels[index]
 
@@ -78,20 +95,22 @@ class TrainFiles(torch.utils.data.Dataset):
                 return self.transform(to_rgb(im)), self.labels[i]
 
 
-def files_train(split: Split, pre: Preprocessing, seed: int, epoch: int, order: torch.Tensor, steps: range,
-                batch_size: int, world: World, workers: int, device: torch.device):
-    """A DataLoader of this rank's batches for ``steps``."""
-    mine = local_slice(world, batch_size)
-    indices = [int(i) for s in steps for i in order[s * batch_size:(s + 1) * batch_size][mine]]
+def files_train(split: Split, pre: Preprocessing, order: torch.Tensor, steps: range, *, seed: int, epoch: int,
+                batching: Batching):
+    """A DataLoader of this rank's batches for ``steps`` of epoch ``epoch``."""
+    batch_size, world, device = batching.batch_size, batching.world, batching.device
+    indices = [int(i) for s in steps for i in order[s * batch_size:(s + 1) * batch_size][batching.local]]
     return torch.utils.data.DataLoader(TrainFiles(split, pre, seed, epoch), batch_size=batch_size // world.size,
-                                       sampler=indices, num_workers=workers, pin_memory=device.type == "cuda",
+                                       sampler=indices, num_workers=batching.workers,
+                                       pin_memory=device.type == "cuda",
                                        generator=torch.Generator().manual_seed(seed), persistent_workers=False)
 
 
-def eval_batches(split: Split, data: Datasets, pre: Preprocessing, batch_size: int, world: World, workers: int,
-                 device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(split: Split, data: Datasets, pre: Preprocessing, batching: Batching
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's validation batches (normalised, no augmentation), as :meth:`World.batches` deals them."""
-    batches = world.batches(len(split), batch_size)
+    device, workers = batching.device, batching.workers
+    batches = batching.world.batches(len(split), batching.batch_size)
     if split.images is not None:
         mean, std = torch.tensor(data.mean), torch.tensor(data.std)
         for batch in batches:

@@ -12,6 +12,9 @@ Layouts (:func:`load_data`, ``TrainData.train`` and ``TrainData.val``):
 Classes: ImageNet wnids (``discover`` tells) keep their ImageNet-1k indices and a 1000-way head; other class
 folders are numbered 0..K-1 in sorted name order, and the caller sizes the head from ``num_classes``.
 
+Two steps, two objects: :func:`list_data` makes a :class:`DataListing` (the files, their headers read, and what
+a run is checked against), :func:`decode` turns it into the :class:`Datasets` a run trains on.
+
 Small images (side <= 64: CIFAR, Tiny ImageNet) are decoded once into a uint8 N x C x H x W tensor that lives
 on the training device, augmented there (:mod:`.augment`) and normalised with the training set's per-channel
 mean and std. Larger images are read by a ``DataLoader`` with workers: a random resized crop and a flip at
@@ -24,7 +27,7 @@ from __future__ import annotations
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +92,11 @@ class Split:
 
 
 @dataclass(frozen=True)
-class Datasets:
+class DataListing:
+    """What :func:`list_data` found, nothing decoded yet: each side's labels with its image files (CIFAR's arrays,
+    read with the listing), and what a run is checked against before decoding (:meth:`describe`)."""
+
+    request: TrainData
     train: Split
     val: Split
     num_classes: int              # the head's size: 1000 for ImageNet classes
@@ -97,22 +104,44 @@ class Datasets:
     class_names: tuple[str, ...]
     layout: str
     side: int                     # the training images' side (the crop for large images)
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    decode_seconds: float = 0.0
+    in_memory: bool               # trained from memory: small image files (:func:`decode` reads them), CIFAR's arrays
     notes: tuple[str, ...] = ()
-    request: TrainData | None = None  # what was asked for (the loop reads preprocessing and num_workers from it)
-    pending: bool = False         # small image files listed, not yet decoded (:func:`decode`)
-
-    @property
-    def in_memory(self) -> bool:
-        return self.train.images is not None or self.pending
 
     def describe(self) -> dict:
         """The record of the data kept with a run (no paths: a moved data folder may resume)."""
-        return {"layout": self.layout, "train_images": len(self.train), "val_images": len(self.val),
-                "num_classes": self.num_classes, "imagenet": self.imagenet, "side": self.side,
-                "in_memory": self.in_memory, "classes": list(self.class_names) if not self.imagenet else "imagenet"}
+        return _describe(self)
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """The images a run trains and validates on: in memory (``Split.images``) or files read as it goes."""
+
+    train: Split
+    val: Split
+    num_classes: int
+    imagenet: bool
+    class_names: tuple[str, ...]
+    layout: str
+    side: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    request: TrainData            # what was asked for: the loop reads preprocessing and num_workers from it
+    decode_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.train.images is not None
+
+    def describe(self) -> dict:
+        """As :meth:`DataListing.describe`: the same record before and after decoding."""
+        return _describe(self)
+
+
+def _describe(data: DataListing | Datasets) -> dict:
+    return {"layout": data.layout, "train_images": len(data.train), "val_images": len(data.val),
+            "num_classes": data.num_classes, "imagenet": data.imagenet, "side": data.side,
+            "in_memory": data.in_memory, "classes": list(data.class_names) if not data.imagenet else "imagenet"}
 
 
 # --- layouts -------------------------------------------------------------------------------------------------------
@@ -139,28 +168,13 @@ def load_data(request: TrainData, progress: bool = False) -> Datasets:
     return decode(list_data(request), progress)
 
 
-def list_data(request: TrainData) -> Datasets:
+def list_data(request: TrainData) -> DataListing:
     """The images of ``request``, listed and their headers read but small image files not yet decoded (that is
     the long part: :func:`decode`). Every layout problem is one :class:`SeprobeError`, raised here, and the
-    listing knows what a run is checked against (``num_classes``, :meth:`Datasets.describe`).
+    listing knows what a run is checked against (``num_classes``, :meth:`DataListing.describe`).
 
     A caller that must size the model's head lists the data, builds the model with ``num_classes`` and
-    passes these ``Datasets`` to :func:`~seprobe.training.train`, which decodes them after its own checks."""
-    return replace(_list(request), request=request)
-
-
-def decode(datasets: Datasets, progress: bool = False) -> Datasets:
-    """``datasets`` with its listed small images decoded into memory (as they are when nothing is pending)."""
-    if not datasets.pending:
-        return datasets
-    start = time.perf_counter()
-    splits = [Split(p.labels, images=decode_all(p.files, progress=progress)) for p in (datasets.train, datasets.val)]
-    decoded = _memory_datasets(datasets.request, *splits, datasets.class_names, datasets.layout,
-                               time.perf_counter() - start, datasets.imagenet, datasets.notes)
-    return replace(decoded, request=datasets.request)
-
-
-def _list(request: TrainData) -> Datasets:
+    passes the listing to :func:`~seprobe.training.train`, which decodes it after its own checks."""
     root = Path(request.train)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
@@ -172,7 +186,7 @@ def _list(request: TrainData) -> Datasets:
             raise SeprobeError(f"upscale reads image files, and {str(cifar)!r} holds CIFAR's pickled arrays; "
                                "valid: CIFAR as image folders (e.g. shared/data/cifar10), or no upscale",
                                argument="upscale")
-        return _cifar_datasets(cifar, request)
+        return _cifar_listing(cifar, request)
     if request.val is None:
         folders = _split_folders(root)
         if folders is None:
@@ -184,7 +198,7 @@ def _list(request: TrainData) -> Datasets:
     train = select(discover(train_dir, request.train_labels), request.samples_per_class)
     val = select(discover(val_dir, request.val_labels), request.val_samples_per_class)
     _check_same_classes(train, val)
-    return _file_datasets(train, val, request, f"{layout} ({train.layout})")
+    return _file_listing(train, val, request, f"{layout} ({train.layout})")
 
 
 def _check_same_classes(train: LabelledImages, val: LabelledImages) -> None:
@@ -251,7 +265,7 @@ def _first_per_class(labels: torch.Tensor, per_class: int | None) -> torch.Tenso
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def _cifar_datasets(root: Path, request: TrainData) -> Datasets:
+def _cifar_listing(root: Path, request: TrainData) -> DataListing:
     meta_name, train_files, test_file = CIFAR_FILES[root.name]
     meta = _read_pickle(root / meta_name)
     names = tuple(meta.get("label_names") or meta.get("fine_label_names") or ())
@@ -260,7 +274,9 @@ def _cifar_datasets(root: Path, request: TrainData) -> Datasets:
         images, labels = _cifar_part(root, files)
         keep = _first_per_class(labels, per_class)
         parts.append(Split(labels[keep], images=images[keep]))
-    return _memory_datasets(request, parts[0], parts[1], names, f"torchvision {root.name}", 0.0)
+    train, val = parts
+    return DataListing(request, train, val, _num_classes(False, names, train), False, names,
+                       f"torchvision {root.name}", max(train.images.shape[-2:]), in_memory=True)
 
 
 # --- decoding small images once ---------------------------------------------------------------------------------
@@ -295,7 +311,7 @@ def decode_all(images: LabelledImages, threads: int = 4, progress: bool = False)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _file_datasets(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str) -> Datasets:
+def _file_listing(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str) -> DataListing:
     for part in (train, val):
         failed = check_readable(part)
         if failed:
@@ -303,23 +319,37 @@ def _file_datasets(train: LabelledImages, val: LabelledImages, request: TrainDat
                                "and validation image readable")
     side = _side(train)
     large = side > SMALL_SIDE or request.upscale
-    pre = request.preprocessing
-    return Datasets(Split(torch.tensor(train.labels), files=train), Split(torch.tensor(val.labels), files=val),
-                    1000 if train.imagenet else len(train.class_names), train.imagenet, train.class_names, layout,
-                    pre.crop if large else side, tuple(pre.mean), tuple(pre.std), notes=train.notes + val.notes,
-                    pending=not large)
+    return DataListing(request, Split(torch.tensor(train.labels), files=train),
+                       Split(torch.tensor(val.labels), files=val), 1000 if train.imagenet else len(train.class_names),
+                       train.imagenet, train.class_names, layout, request.preprocessing.crop if large else side,
+                       in_memory=not large, notes=train.notes + val.notes)
 
 
-def _memory_datasets(request: TrainData, train: Split, val: Split, names: tuple[str, ...], layout: str, seconds: float,
-                     imagenet: bool = False, notes: tuple[str, ...] = ()) -> Datasets:
+def decode(listing: DataListing, progress: bool = False) -> Datasets:
+    """The datasets of ``listing``: its small image files decoded into memory (the long part of a start), CIFAR's
+    arrays as they were read, large images left as files."""
+    request = listing.request
+    if not listing.in_memory:
+        pre = request.preprocessing
+        return Datasets(listing.train, listing.val, listing.num_classes, listing.imagenet, listing.class_names,
+                        listing.layout, listing.side, tuple(pre.mean), tuple(pre.std), request, notes=listing.notes)
+    train, val, seconds = listing.train, listing.val, 0.0
+    if train.images is None:
+        start = time.perf_counter()
+        train, val = [Split(p.labels, images=decode_all(p.files, progress=progress)) for p in (train, val)]
+        seconds = time.perf_counter() - start
     if train.images.shape[1:] != val.images.shape[1:]:
         raise SeprobeError(f"train images are {tuple(train.images.shape[1:])} but val images "
                            f"{tuple(val.images.shape[1:])}; valid: both of one size")
     mean, std = channel_stats(train.images) if request.normalise == "data" else (request.preprocessing.mean,
                                                                                request.preprocessing.std)
-    num_classes = 1000 if imagenet else (len(names) or int(train.labels.max()) + 1)
-    return Datasets(train, val, num_classes, imagenet, names, layout, max(train.images.shape[-2:]), mean, std,
-                    seconds, notes)
+    return Datasets(train, val, _num_classes(listing.imagenet, listing.class_names, train), listing.imagenet,
+                    listing.class_names, listing.layout, max(train.images.shape[-2:]), mean, std, request, seconds,
+                    listing.notes)
+
+
+def _num_classes(imagenet: bool, names: tuple[str, ...], train: Split) -> int:
+    return 1000 if imagenet else (len(names) or int(train.labels.max()) + 1)
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -23,7 +23,7 @@ from torch import nn
 from seprobe.cost.timing import interleaved, wall_clock
 from seprobe.distributed import World
 from seprobe.training import Recipe, TrainData, load_data
-from seprobe.training.batches import epoch_order, memory_train
+from seprobe.training.batches import Batching, epoch_order, memory_train
 from seprobe.training.steps import Stepper
 
 CIFAR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
@@ -80,8 +80,8 @@ def data_path(args, step_seconds: float) -> None:
           "opening every header)")
     order, generator = epoch_order(0, 0, len(data.train))
     steps = len(data.train) // args.batch_size
-    batches = memory_train(data.train, data, order, generator, range(steps), args.batch_size, World(),
-                           torch.device("cpu"))
+    batches = memory_train(data.train, data, order, generator, range(steps),
+                           batching=Batching(args.batch_size, World(), torch.device("cpu")))
     times = []
     for _ in range(min(args.repeats * 3, steps)):
         times.append(wall_clock(lambda: next(batches)))
