@@ -80,7 +80,7 @@ def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input
     :class:`~seprobe.cost.timing.TimingSetup` to also time inference and a training step.
     """
     from .cost.complexity import measure
-    from .cost.timing import MAX_INPUT_SIZE
+    from .cost.settings import MAX_INPUT_SIZE
     from .models.factory import ModelSource
 
     models = [models] if isinstance(models, (str, ModelSource)) else list(models)
@@ -123,16 +123,9 @@ def _check_timing_memory(setup: TimingSetup) -> None:
 
 
 def _time(sources, setup: TimingSetup, progress) -> TimingResult:
-    from .cost.timing import time_models
-    from .models.factory import get_network
+    from .cost.timing import plain_pairs, time_models
 
-    models, pairs = {}, []
-    for s in sources:
-        models[s.name] = get_network(s).model
-        plain = s.plain()
-        if plain is not None:
-            models.setdefault(plain.name, get_network(plain).model)
-            pairs.append((s.name, plain.name))
+    models, pairs = plain_pairs({s.name: s for s in sources})
     return time_models(models, pairs, setup, progress=progress)
 
 
@@ -202,8 +195,12 @@ def evaluate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
 
 
 def _outputs(net: Network) -> str:
-    fc = [m for m in net.model.modules() if hasattr(m, "out_features")]
-    return str(fc[-1].out_features) if fc else "?"
+    from .models.heads import num_outputs
+
+    try:
+        return str(num_outputs(net.model))
+    except SeprobeError:
+        return "?"
 
 
 @dataclass
@@ -427,7 +424,7 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     from .distributed import current_world
     from .models.ablated import export_header, retrained
     from .models.factory import ModelSource
-    from .training import TrainData, check_start, list_data
+    from .training import Recipe, TrainData, check_start, list_data
     from .training import train as run_training
 
     world = current_world()
@@ -437,38 +434,43 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
         raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")
     if tags is not None and not isinstance(tags, Mapping):
         raise SeprobeError(f"invalid tags {tags!r}; valid: a mapping of plain values", argument="tags")
-    seed = _recipe_seed(recipe)
+    recipe = _recipe_changes(recipe)
+    seed = recipe.seed if isinstance(recipe, Recipe) else recipe.get("seed", 0)
     # every recipe value and the output folder checked before any network is built or image read (the images'
-    # side only sets the recipe's defaults); the loop checks the recipe's batch and compares the run's record
-    # with a checkpoint before it decodes the images
-    check_start(out, resume, world, _recipe(recipe, 32), tags)
+    # side sets the recipe's defaults, and the rules between its fields are checked when it is built from the
+    # listing); the loop checks the recipe's batch and compares the run's record with a checkpoint before it
+    # decodes the images
+    sync_bn = recipe.sync_bn if isinstance(recipe, Recipe) else recipe.get("sync_bn", False)
+    check_start(out, resume, world, sync_bn, tags)
     net = _seeded_network(source, seed)
-    spec = TrainData(data, val_data, train_labels, val_labels, samples_per_class, val_samples_per_class,
-                     net.preprocessing, num_workers, normalise="model", upscale=upscale)
-    datasets = list_data(spec)
-    net, head = _fit_head(net, source, datasets.num_classes, seed)
+    train_data = TrainData(data, val=val_data, train_labels=train_labels, val_labels=val_labels,
+                           samples_per_class=samples_per_class, val_samples_per_class=val_samples_per_class,
+                           preprocessing=net.preprocessing, num_workers=num_workers, normalise="model",
+                           upscale=upscale)
+    listing = list_data(train_data)  # sizes the head; the loop decodes it after its checks
+    net, head = _fit_head(net, source, listing.num_classes, seed)
     meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},
             "weights": str(weights), "head": head, **({"tags": dict(tags)} if tags else {})}
     final = None
     if net.ablated is not None:  # saved as the export, and its checkpoint.pth loads as one too
-        meta["export"] = export_header(source.weights, datasets.num_classes if head else None)
+        meta["export"] = export_header(source.weights, listing.num_classes if head else None)
         final = retrained(meta["export"])
-    result = run_training(net.model, datasets, _recipe(recipe, datasets.side), out, resume=resume,
+    result = run_training(net.model, listing, _recipe(recipe, listing.side), out, resume=resume,
                           progress=progress, meta=meta, final=final)
     return Training(result, source.name, head)
 
 
-def _recipe_seed(recipe) -> int:
+def _recipe_changes(recipe) -> Recipe | dict[str, Any]:
+    """A :class:`~seprobe.training.Recipe` as it is, or the fields a mapping changes, each checked."""
+    from .schema import check_values
     from .training import Recipe
 
     if isinstance(recipe, Recipe):
-        return recipe.seed
+        return recipe
     if recipe is not None and not isinstance(recipe, Mapping):
         raise SeprobeError(f"invalid recipe {recipe!r}; valid: a Recipe, or a mapping of its fields to change",
                            argument="recipe")
-    seed = (recipe or {}).get("seed", 0)
-    check_int("seed", seed, 0)
-    return seed
+    return check_values(Recipe, recipe or {}, argument="recipe", what="recipe field")
 
 
 def _seeded_network(source: ModelSource, seed: int, **knobs: Any) -> Network:
@@ -487,15 +489,14 @@ def _seeded_network(source: ModelSource, seed: int, **knobs: Any) -> Network:
 
 
 def _recipe(recipe, side: int) -> Recipe:
+    """The recipe of a run on images of ``side`` pixels: a :class:`~seprobe.training.Recipe` as it is, else the
+    published one with the fields of the mapping changed."""
     from .training import Recipe, default_recipe
 
-    if isinstance(recipe, Recipe):
-        return recipe
-    changes = dict(recipe or {})
-    fields = set(Recipe.__dataclass_fields__)
-    for key in changes:
-        if key not in fields:
-            raise SeprobeError(f"unknown recipe field {key!r}; valid: {', '.join(sorted(fields))}", argument="recipe")
+    changes = _recipe_changes(recipe)
+    if isinstance(changes, Recipe):
+        return changes
+    changes = dict(changes)
     return default_recipe(side, changes.pop("batch_size", None), **changes)
 
 

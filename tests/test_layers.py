@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seprobe"
 
 #: lower layers first; a module may import only from its own layer or below
 LAYERS = (
-    {"errors", "choices", "defaults", "io", "config", "devices", "distributed", "tables", "figures", "version"},
+    {"errors", "choices", "defaults", "interrupts", "io", "config", "devices", "distributed", "tables", "figures",
+     "schema", "version"},
     {"data"},
     {"models", "paper"},
     {"cost", "probe", "training"},

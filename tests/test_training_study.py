@@ -110,7 +110,7 @@ def test_a_study_trains_once_and_is_rebuilt_from_its_histories(tmp_path):
 ])
 def test_a_good_study_loads(tmp_path, extra, message):
     study = load_study(_study(tmp_path, extra))
-    assert study.training["baseline"] == "plain" and study.budgets["tiny"]["epochs"] == 2
+    assert study.training.baseline == "plain" and study.budgets["tiny"].epochs == 2
 
 
 @pytest.mark.parametrize("old,new,message", [
@@ -148,7 +148,7 @@ def test_committed_training_reports_are_their_histories(path):
     study = load_study(path)
     if study.missing_inputs():
         pytest.skip(f"{', '.join(study.missing_inputs())} not found here: the study's data")
-    runs = ROOT / "reports" / study.training.get("runs", study.name) / "runs"
+    runs = ROOT / "reports" / (study.training.runs or study.name) / "runs"
     before = {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")}
     result = run_study(study, runs=runs)
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")} == before  # nothing was trained
@@ -303,7 +303,8 @@ def test_what_decides_a_fine_tuning_result_decides_what_is_done_again(tmp_path):
     ("holdout_per_class = 2", "holdout_per_class = 0", "training.holdout_per_class: invalid value 0"),
     ('evaluate = ["../samples"]', 'evaluate = "../samples"', "training.evaluate: invalid value '../samples'"),
     ("freeze_bn = true", 'freeze_bn = "yes"', "budgets.tiny.freeze_bn: invalid value 'yes'"),
-    ("clip_grad_norm = 5.0", "clip_grad_norm = -5.0", "budgets.tiny: invalid clip_grad_norm -5.0; valid: a finite"),
+    ("clip_grad_norm = 5.0", "clip_grad_norm = -5.0",
+     "budgets.tiny.clip_grad_norm: invalid value -5.0 .a float.; expected a finite number > 0"),
     ("num_workers = 0", "num_workers = -1", "budgets.tiny.num_workers: invalid value -1"),
     ('evaluate = ["../samples"]', 'evaluate = ["../samples", "../x/samples"]',
      "training.evaluate: two evaluation sets named 'samples'"),

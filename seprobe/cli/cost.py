@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..defaults import BATCH_SIZE, REPEATS, WARMUP
 from ..errors import SeprobeError
 from .app import FormatOpt, OutputOpt, _err, app, echo, emit, flag
-from .options import KNOBS, ChannelsLastOpt, CompileOpt, DeviceOpt, DtypeOpt, with_groups
+from .options import CONVENTION, KNOBS, TIMING, with_groups
 
 
 @app.command("models")
@@ -23,7 +22,7 @@ def models_cmd(fmt: FormatOpt = None, output: OutputOpt = None) -> None:
 
 
 @app.command("complexity")
-@with_groups(KNOBS)
+@with_groups(KNOBS, CONVENTION, TIMING)
 def complexity_cmd(
     model: Annotated[
         list[str] | None,
@@ -32,26 +31,13 @@ def complexity_cmd(
     input_size: Annotated[
         int | None, typer.Option(metavar="N", help="square input side (default: the model's)")
     ] = None,
-    count_bn: Annotated[bool, typer.Option("--count-bn", help="count BatchNorm (fvcore: 2/element)")] = False,
-    count_activations: Annotated[bool, typer.Option("--count-activations", help="count activations, gates")] = False,
-    count_adds: Annotated[bool, typer.Option("--count-adds", help="count residual adds")] = False,
-    count_pooling: Annotated[bool, typer.Option("--count-pooling", help="count pooling and SE squeeze adds")] = False,
-    count_muls: Annotated[
-        bool, typer.Option("--count-muls", help="count other elementwise products (residual scaling)")
-    ] = False,
     per_block: Annotated[bool, typer.Option("--per-block", help="one row per SE block, and per stage")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="measure forward and forward+backward time")] = False,
-    device: DeviceOpt = "cpu",
-    batch_size: Annotated[int, typer.Option(metavar="N", help="batch size (for --time)")] = BATCH_SIZE["complexity"],
-    dtype: DtypeOpt = "float32",
-    channels_last: ChannelsLastOpt = False,
-    compile_: CompileOpt = False,
-    warmup: Annotated[int, typer.Option(metavar="N", help="untimed iterations")] = WARMUP,
-    repeats: Annotated[int, typer.Option(metavar="N", help="timed iterations")] = REPEATS,
-    auto_batch: Annotated[bool, typer.Option("--auto-batch", help="halve the batch on GPU out-of-memory")] = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     knobs: dict | None = None,
+    convention: dict | None = None,
+    timing: dict | None = None,
 ) -> None:
     """Multiply-adds and parameters of SE models against the same networks without SE (and --time)."""
     from .. import api
@@ -64,16 +50,10 @@ def complexity_cmd(
     if fmt == "csv" and output is None and (per_block or time_it):
         raise SeprobeError("--format csv prints one table, and --per-block / --time add more; valid: --output "
                            "FILE.csv (one file per table), or --format json")
-    from ..cost.timing import TimingSetup
+    from ..cost.settings import FlopConvention, TimingSetup
 
-    # checked whether or not --time is given: a nonsense value is an error either way
-    timing = TimingSetup(device=device, batch_size=batch_size, dtype=dtype, channels_last=channels_last,
-                         compile=compile_, warmup=warmup, repeats=repeats, auto_batch=auto_batch)
-    from ..cost.flops import FlopConvention
-
-    convention = FlopConvention(bn=count_bn, activations=count_activations, adds=count_adds, pooling=count_pooling,
-                                muls=count_muls)
-    report = api.complexity(model or _default_model(), input_size=input_size, convention=convention,
+    timing = TimingSetup(**timing)  # checked whether or not --time is given: a nonsense value is an error either way
+    report = api.complexity(model or _default_model(), input_size=input_size, convention=FlopConvention(**convention),
                             per_block=per_block, time=timing if time_it else None, progress=_err, **knobs)
     for knob, names in report.ignored.items():
         _err(f"seprobe: warning: {flag(knob)} does not apply to {', '.join(names)} (no SE, or not an seprobe model): "

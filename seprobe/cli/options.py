@@ -14,15 +14,15 @@ import typer
 
 from ..choices import (
     Dtype,
-    GateName,
-    Integration,
     Interpolation,
-    SqueezeName,
-    StemPool,
-    StrideAt,
 )
+from ..cost.settings import FlopConvention, TimingSetup
 from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..errors import SeprobeError
+from ..models.arch_config import ArchConfig
+from ..models.se_config import SEConfig
+from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, fields
+from ..training.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -59,41 +59,61 @@ def with_groups(*groups: OptionGroup):
     return decorate
 
 
-#: command-line option -> model-zoo knob
-KNOB_OPTIONS = {"reduction": "reduction", "squeeze": "squeeze", "gate": "gate", "bias": "bias", "se_stages": "stages",
-                "drop_stage5": "drop_stage5", "integration": "integration", "stride_at": "stride_at",
-                "stem_pool": "stem_pool", "num_classes": "num_classes"}
-
-KNOBS = OptionGroup("knobs", (
-    _option("reduction", Annotated[int | None, typer.Option(metavar="R", help="SE reduction ratio r (C // r)")]),
-    _option("squeeze", Annotated[SqueezeName | None, typer.Option(help="squeeze: average (Eq. 2), max, none")]),
-    _option("gate", Annotated[GateName | None, typer.Option(help="excitation gate (Eq. 3)")]),
-    _option("bias", Annotated[bool | None, typer.Option("--bias/--no-bias", help="biases on the SE FCs")]),
-    _option("se_stages", Annotated[str | None, typer.Option(
-        "--se-stages", "--stages", metavar="S,S,...", help="stages that carry SE, e.g. 2,3,4")]),
-    _option("drop_stage5", Annotated[bool | None, typer.Option("--drop-stage5", help="remove stage 5's SE blocks")]),
-    _option("integration", Annotated[Integration | None, typer.Option(help="where the SE block sits (Fig. 5)")]),
-    _option("stride_at", Annotated[StrideAt | None, typer.Option(help="ResNets: the conv that downsamples")]),
-    _option("stem_pool", Annotated[StemPool | None, typer.Option(help="ResNets: Caffe's ceil or torchvision's pool")]),
-    _option("num_classes", Annotated[int | None, typer.Option(metavar="K", help="classifier outputs (seprobe "
-                                                                            "models)")]),
-), lambda v: {KNOB_OPTIONS[k]: _stage_list(x) if k == "se_stages" else x for k, x in v.items() if x is not None})
+def declared_params(*classes: type, exclude: tuple[str, ...] = (),
+                    defaults: bool = False) -> dict[str, inspect.Parameter]:
+    """The command-line options of option dataclasses' fields (:mod:`seprobe.schema`): each defaulting to
+    ``None`` (not given: the dataclass's default, or the published recipe's, applies), or with ``defaults`` to
+    the field's default (shown by ``--help``)."""
+    params = {}
+    for cls in classes:
+        for name, option in fields(cls).items():
+            if name in exclude or not option.spec.cli:
+                continue
+            spec = option.spec
+            kind = spec.python_type() if defaults and not option.optional else spec.python_type() | None
+            params[name] = _option(name, Annotated[kind, typer.Option(
+                *option.flags, metavar=spec.metavar, help=spec.help or None)], option.default if defaults else None)
+    return params
 
 
-def _stage_list(text: str) -> tuple[int, ...]:
-    """``--se-stages 2,3,4`` -> ``(2, 3, 4)`` (the models check the numbers)."""
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise SeprobeError(f"invalid stages {text!r}; valid: comma-separated stage numbers, e.g. 2,3,4",
-                           argument="stages") from None
+def given_values(classes: tuple[type, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line, by field name, text parsed as each field's spec reads it."""
+    options = {n: o for cls in classes for n, o in fields(cls).items()}
+    return {name: options[name].spec.parse(name, x) if isinstance(x, str) and options[name].spec.python_type() is str
+            else x for name, x in values.items() if x is not None}
 
 
-#: options of the same meaning in several commands
-DeviceOpt = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda or cuda:N (under torchrun: this rank's GPU)")]
-DtypeOpt = Annotated[Dtype, typer.Option(help="autocast dtype (float16: with a gradient scaler when training)")]
-ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the network")]
+def declared_group(name: str, *classes: type, exclude: tuple[str, ...] = (), defaults: bool = False) -> OptionGroup:
+    """An :class:`OptionGroup` of the fields of ``classes``; the command receives the given ones as a dict
+    (with ``defaults``: every one, as :func:`declared_params` says)."""
+    params = declared_params(*classes, exclude=exclude, defaults=defaults)
+    return OptionGroup(name, tuple(params.values()), lambda v: given_values(classes, v))
+
+
+#: the option dataclasses whose fields are command-line options
+DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup)
+#: the model-zoo knobs: the SE knobs and the architecture knobs
+KNOBS = declared_group("knobs", SEConfig, ArchConfig)
+#: the training recipe's fields (``seprobe train``): those given change the published recipe
+RECIPE = declared_group("recipe", Recipe)
+#: ``seprobe complexity``: what the total counts, and how ``--time`` times
+CONVENTION = declared_group("convention", FlopConvention, defaults=True)
+TIMING = declared_group("timing", TimingSetup, defaults=True)
+
+def declared_flag(argument: str) -> str | None:
+    """The flag of a declared option whose flag is not its name with dashes (``stages``: ``--se-stages``)."""
+    for cls in DECLARED:
+        option = fields(cls).get(argument)
+        if option is not None:
+            return option.flags[0].split("/")[0]
+    return None
+
+
+#: options of the same meaning in several commands (declared in :mod:`seprobe.schema`)
+DeviceOpt = Annotated[str, typer.Option(metavar=DEVICE.metavar, help=DEVICE.help)]
+DtypeOpt = Annotated[Dtype, typer.Option(help=DTYPE.help)]
+ChannelsLastOpt = Annotated[bool, typer.Option(*CHANNELS_LAST.flags, help=CHANNELS_LAST.help)]
+CompileOpt = Annotated[bool, typer.Option(*COMPILE.flags, help=COMPILE.help)]
 
 
 def _triple(text: str | None, argument: str):

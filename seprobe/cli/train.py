@@ -7,14 +7,10 @@ from typing import Annotated
 
 import typer
 
-from ..choices import (
-    Schedule,
-)
 from ..defaults import NUM_WORKERS
 from ..errors import SeprobeError
-from .app import FormatOpt, _err, app, echo, emit
-from .options import KNOBS, ChannelsLastOpt, CompileOpt, DeviceOpt, DtypeOpt, with_groups
-from .probes import _session
+from .app import FormatOpt, _err, app, echo, emit, session
+from .options import KNOBS, RECIPE, DeviceOpt, with_groups
 
 TRAIN_HELP = """Train any network on labelled images (resumable; under torchrun the ranks share the batch).
 
@@ -30,7 +26,7 @@ loadable as --weights), history.csv, summary.md (the recipe, the augmentation, t
 
 
 @app.command("train", help=TRAIN_HELP)
-@with_groups(KNOBS)
+@with_groups(KNOBS, RECIPE)
 def train_cmd(
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or "
                                        "torchvision:NAME")],
@@ -49,26 +45,6 @@ def train_cmd(
                                                               "class")] = None,
     out: Annotated[Path | None, typer.Option(metavar="DIR", help="a new or empty folder for the run")] = None,
     resume: Annotated[Path | None, typer.Option(metavar="DIR", help="continue the run in DIR (same options)")] = None,
-    epochs: Annotated[int | None, typer.Option(metavar="N")] = None,
-    batch_size: Annotated[int | None, typer.Option(metavar="N", help="the global batch")] = None,
-    lr: Annotated[float | None, typer.Option(metavar="LR", help="peak learning rate")] = None,
-    momentum: Annotated[float | None, typer.Option(metavar="M")] = None,
-    weight_decay: Annotated[float | None, typer.Option(metavar="WD")] = None,
-    no_decay_bn_bias: Annotated[bool | None, typer.Option(
-        "--no-decay-bn-bias/--decay-bn-bias", help="no weight decay on BatchNorm and biases")] = None,
-    schedule: Annotated[Schedule | None, typer.Option(help="learning-rate schedule")] = None,
-    warmup_epochs: Annotated[float | None, typer.Option(metavar="E", help="linear warm-up from 0")] = None,
-    label_smoothing: Annotated[float | None, typer.Option(metavar="S")] = None,
-    seed: Annotated[int | None, typer.Option(metavar="N", help="data order, augmentation, initial weights")] = None,
-    dtype: DtypeOpt = "float32",
-    channels_last: ChannelsLastOpt = False,
-    compile_: CompileOpt = False,
-    sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="SyncBatchNorm (torchrun on CUDA)")] = None,
-    freeze_bn: Annotated[bool | None, typer.Option(
-        "--freeze-bn", help="BatchNorm kept in eval mode (fine-tuning; weights with BN folded away)")] = None,
-    clip_grad_norm: Annotated[float | None, typer.Option(metavar="NORM", help="clip the gradients' global norm")
-                              ] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(metavar="N", help="also checkpoint every N steps")] = None,
     device: DeviceOpt = "cpu",
     num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")
                            ] = NUM_WORKERS["train"],
@@ -77,6 +53,7 @@ def train_cmd(
                        ] = False,
     fmt: FormatOpt = None,
     knobs: dict | None = None,
+    recipe: dict | None = None,
 ) -> None:
     from .. import api
 
@@ -89,14 +66,7 @@ def train_cmd(
     if data is not None and (val_data is not None or train_labels is not None):
         raise SeprobeError("--data DIR holds train/ and test/; valid: --train-data DIR with --val-data DIR for "
                            "separate folders (and their --train-labels / --val-labels)")
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
-             "weight_decay": weight_decay, "no_decay_bn_bias": no_decay_bn_bias, "schedule": schedule,
-             "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "seed": seed, "dtype": dtype,
-             "channels_last": channels_last, "compile": compile_, "sync_bn": sync_bn,
-             "freeze_bn": freeze_bn, "clip_grad_norm": clip_grad_norm,
-             "checkpoint_every": checkpoint_every}
-    recipe = {k: v for k, v in given.items() if v is not None}
-    with _session(device) as world:
+    with session(device) as world:
         result = api.train(model, data or train_data, out or resume, weights=weights, val_data=val_data,
                            train_labels=train_labels, val_labels=val_labels, samples_per_class=samples_per_class,
                            val_samples_per_class=val_samples_per_class, recipe=recipe, resume=resume is not None,

@@ -34,8 +34,8 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import elementwise_flop_counter
 
-from ..errors import SeprobeError
 from ..models.blocks import SEBlockInfo
+from .settings import FlopConvention
 
 # fvcore operator names (without "aten::") by category
 CONV_OPS = {"conv"}
@@ -52,36 +52,6 @@ ADD_OPS = {"add", "add_"}
 input_elements = elementwise_flop_counter(input_scale=1, output_scale=0)
 #: one operation per element of the output (an activation, a product, a sum)
 output_elements = elementwise_flop_counter(input_scale=0, output_scale=1)
-
-
-@dataclass(frozen=True)
-class FlopConvention:
-    """Which categories a total counts. Multiply-adds always; the rest as the flags say."""
-
-    bn: bool = False
-    activations: bool = False
-    adds: bool = False
-    pooling: bool = False
-    muls: bool = False  # elementwise products outside SE (residual scaling)
-
-    def __post_init__(self):
-        for name in ("bn", "activations", "adds", "pooling", "muls"):
-            if not isinstance(getattr(self, name), bool):
-                raise SeprobeError(f"invalid {name} {getattr(self, name)!r}; valid: True or False", argument=name)
-
-    def categories(self) -> set[str]:
-        counted = {"conv", "fc", "se_fc", "se_scale"}
-        if self.muls:
-            counted.add("mul")
-        if self.pooling:
-            counted |= {"pool", "se_squeeze"}
-        if self.bn:
-            counted.add("norm")
-        if self.activations:
-            counted |= {"act", "se_act", "se_gate"}
-        if self.adds:
-            counted.add("add")
-        return counted
 
 
 DEFAULT = FlopConvention()

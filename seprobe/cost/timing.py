@@ -15,22 +15,21 @@ import datetime
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 from torch import nn
 
-from ..choices import DTYPES
-from ..defaults import BATCH_SIZE, REPEATS, WARMUP
-from ..devices import check_device
-from ..errors import SeprobeError, check_choice, check_int
+from ..devices import autocast_dtype
+from ..errors import SeprobeError
+from .settings import TimingSetup
 
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TIMING_MODES = ("inference", "train")
-#: a side larger than this is surely a typo (a 4096x4096 image through ResNet-50 already needs ~60 GB to train)
-MAX_INPUT_SIZE = 4096
+if TYPE_CHECKING:
+    from ..models.factory import ModelSource
+
 
 
 def interleaved(fns: dict[str, Callable[[], None]], clock: Callable[[Callable[[], None]], float],
@@ -90,40 +89,6 @@ def pair_ratios(records: list[dict], pairs: list[tuple[str, str]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-@dataclass(frozen=True)
-class TimingSetup:
-    """How ``seprobe complexity --time`` times: device, batch, input side, autocast dtype, memory format,
-    ``torch.compile``, untimed and timed iterations, modes, and whether CUDA out-of-memory halves the batch."""
-
-    device: str = "cpu"
-    batch_size: int = BATCH_SIZE["complexity"]
-    input_size: int = 224
-    dtype: str = "float32"
-    channels_last: bool = False
-    compile: bool = False
-    warmup: int = WARMUP
-    repeats: int = REPEATS
-    modes: tuple[str, ...] = TIMING_MODES
-    auto_batch: bool = False
-
-    def __post_init__(self):
-        check_choice("dtype", self.dtype, DTYPES, argument="dtype")
-        check_device(self.device)
-        for m in self.modes:
-            check_choice("timing mode", m, TIMING_MODES, argument="modes")
-        check_int("batch_size", self.batch_size)
-        check_int("input_size", self.input_size, 1, MAX_INPUT_SIZE)
-        check_int("warmup", self.warmup, 0)
-        check_int("repeats", self.repeats)
-        for argument in ("channels_last", "compile", "auto_batch"):
-            if not isinstance(getattr(self, argument), bool):
-                raise SeprobeError(f"invalid {argument} {getattr(self, argument)!r}; valid: True or False",
-                                   argument=argument)
-        if self.compile and self.warmup < 1:
-            raise SeprobeError(f"invalid warmup {self.warmup} with compile: the first call compiles; valid: an "
-                               "integer >= 1", argument="warmup")
-
-
 @dataclass
 class TimingResult:
     setup: TimingSetup
@@ -157,9 +122,9 @@ def _prepare(models: dict[str, nn.Module], setup: TimingSetup) -> tuple[dict[str
     for name, m in models.items():
         m = m.to(setup.device, memory_format=fmt)
         prepared[name] = torch.compile(m) if setup.compile else m
-    dtype = TORCH_DTYPES[setup.dtype]
+    dtype = autocast_dtype(setup.dtype)
     device_type = setup.device.split(":")[0]
-    if dtype == torch.float32:
+    if dtype is None:
         return prepared, contextlib.nullcontext
     return prepared, lambda: torch.autocast(device_type, dtype=dtype)
 
@@ -172,6 +137,32 @@ def _peak_memory_mb(model: nn.Module, run: Callable[[], None], device: str) -> f
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() / 2**20
     return float("nan")
+
+
+def plain_pairs(sources: Mapping[str, ModelSource], *, add_plain: bool = True
+                ) -> tuple[dict[str, nn.Module], list[tuple[str, str]]]:
+    """The models of ``sources`` (label -> source) for :func:`time_models`, and their (SE label, plain label) pairs.
+
+    Each SE model is paired with its SE-free counterpart (:meth:`~seprobe.models.factory.ModelSource.plain`)
+    when a source of that model is in ``sources``, else, with ``add_plain``, with the counterpart itself, added
+    under its name. With ``add_plain`` a counterpart comes right after the first SE model paired with it; without,
+    the models keep the order of ``sources``.
+    """
+    from ..models.factory import get_network
+
+    listed = {s.name: label for label, s in sources.items() if s.spec is not None and not s.spec.has_se}
+    models, pairs = {}, []
+    for label, source in sources.items():
+        if label not in models:
+            models[label] = get_network(source).model
+        plain = source.plain()
+        if plain is None or (plain.name not in listed and not add_plain):
+            continue
+        partner = listed.get(plain.name, plain.name)
+        if add_plain and partner not in models:
+            models[partner] = get_network(sources[partner] if plain.name in listed else plain).model
+        pairs.append((label, partner))
+    return models, pairs
 
 
 def time_models(models: dict[str, nn.Module], pairs: list[tuple[str, str]], setup: TimingSetup,

@@ -49,6 +49,7 @@ from torchvision.models.resnet import conv1x1, conv3x3
 
 from ..data.images import Preprocessing
 from ..errors import SeprobeError
+from .arch_config import NUM_CLASSES
 from .resnet import SEBasicBlock
 from .se_config import SEConfig, attach_se, parse_stages
 
@@ -181,8 +182,7 @@ class CifarResNet(nn.Module):
     def __init__(self, block: type[nn.Module], layers: tuple[int, int, int],
                  widths: tuple[int, int, int] = (16, 32, 64), *, num_classes: int = 10, se: SEConfig | None = None):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise SeprobeError(f"invalid num_classes {num_classes!r}; valid: an integer >= 1")
+        NUM_CLASSES.check("num_classes", num_classes)
         if se is not None:
             check_se(se)
         self.preact = getattr(block, "preact", False)

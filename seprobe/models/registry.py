@@ -8,7 +8,6 @@ the SE knobs of :class:`~seprobe.models.se_config.SEConfig` (``reduction``, ``sq
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,9 @@ from torch import nn
 
 from ..data.images import Preprocessing
 from ..errors import SeprobeError
+from ..schema import fields
 from . import cifar_resnet
+from .arch_config import ArchConfig
 from .inception import BNInception, InceptionResNetV2
 from .mobilenet_v1 import MobileNetV1
 from .resnet import SEBasicBlock, SEBottleneck, SEResNet
@@ -26,8 +27,8 @@ from .se_config import SEConfig
 from .shufflenet_v1 import ShuffleNetV1
 from .vgg import SEVGG
 
-SE_KNOBS = tuple(f.name for f in dataclasses.fields(SEConfig))
-ARCH_KNOBS = ("num_classes", "stride_at", "stem_pool")
+SE_KNOBS = tuple(fields(SEConfig))
+ARCH_KNOBS = tuple(fields(ArchConfig))
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import ResNet, conv1x1, conv3x3
 
-from ..choices import STEM_POOLS, STRIDES
-from ..errors import check_choice
+from .arch_config import STEM_POOL, STRIDE_AT
 from .se_config import STAGES, SEConfig, attach_se
 
 
@@ -132,12 +131,12 @@ class SEResNet(ResNet):
 
     def __init__(self, block, layers, *, groups=1, width_per_group=64, num_classes=1000,
                  stride_at="1x1", stem_pool=None, se: SEConfig | None = None):
-        check_choice("stride placement", stride_at, STRIDES)
+        STRIDE_AT.check("stride_at", stride_at)
         if se is not None:
             se.check_stages(STAGES)
         if stem_pool is None:
             stem_pool = "ceil" if stride_at == "1x1" else "pad"
-        check_choice("stem pool", stem_pool, STEM_POOLS)
+        STEM_POOL.check("stem_pool", stem_pool)
         super().__init__(_StagedBlock(block, stride_at, se), layers, num_classes=num_classes,
                          groups=groups, width_per_group=width_per_group)
         if stem_pool == "ceil":

@@ -21,13 +21,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..choices import GATES, SQUEEZES
-from ..errors import SeprobeError, check_choice
+from ..errors import SeprobeError
+from .knobs import GATE, REDUCTION, SQUEEZE
 
 
 def create_gate(name: str) -> nn.Module:
     """The excitation's final non-linearity, by name (Table 12's ablation)."""
-    check_choice("excitation gate", name, GATES)
+    GATE.check("gate", name)
     return {
         "sigmoid": nn.Sigmoid,
         "tanh": nn.Tanh,
@@ -41,7 +41,7 @@ class Squeeze(nn.Module):
 
     def __init__(self, kind: str = "avg"):
         super().__init__()
-        self.kind = check_choice("squeeze", kind, SQUEEZES)
+        self.kind = SQUEEZE.check("squeeze", kind)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "avg":
@@ -56,8 +56,7 @@ class Squeeze(nn.Module):
 
 def hidden_width(channels: int, reduction: int) -> int:
     """The bottleneck width ``C // r`` of the excitation (the paper's and the Caffe models' rounding)."""
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-        raise SeprobeError(f"invalid reduction ratio {reduction!r}; valid: an integer r >= 1", argument="reduction")
+    REDUCTION.check("reduction", reduction)
     if reduction > channels:
         raise SeprobeError(
             f"invalid reduction ratio {reduction}: larger than an SE block's {channels} channels; "

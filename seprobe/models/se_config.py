@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
-from torch import nn
+from ..errors import SeprobeError
+from ..schema import Options
+from .knobs import ALL_STAGES, BIAS, DROP_STAGE5, GATE, INTEGRATION, REDUCTION, SE_STAGES, SQUEEZE, STAGES, parse_stages
 
-from ..choices import GATES, INTEGRATIONS, SQUEEZES
-from ..errors import SeprobeError, check_choice
-from .se_block import SqueezeExcite
+__all__ = ["ALL_STAGES", "STAGES", "SEConfig", "attach_se", "parse_stages"]
 
-STAGES = (2, 3, 4, 5)  # a ResNet's conv2_x..conv5_x
-ALL_STAGES = (1, 2, 3, 4, 5)
-#: Where the block sits in a residual unit (paper Fig. 5 and Table 15):
-#: ``standard`` on the residual branch before the sum; ``pre`` on the unit's input, feeding the residual
-#: branch only; ``post`` after the sum (and its ReLU); ``identity`` on the identity branch; ``3x3`` inside the
-#: residual branch after the 3x3 convolution, on the narrower width.
+if TYPE_CHECKING:
+    from torch import nn
 
-
-def parse_stages(stages: Iterable[int], valid: tuple[int, ...] = ALL_STAGES) -> tuple[int, ...]:
-    """``(2, 3, 4)`` from an iterable of stage numbers (a list, a tuple); a string is refused, not parsed."""
-    if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
-        raise SeprobeError(f"invalid stages {stages!r}; valid: a list of stage numbers from "
-                           f"{', '.join(map(str, valid))}, e.g. {list(valid[1:])}", argument="stages")
-    stages = list(stages)
-    for s in stages:
-        if isinstance(s, bool) or not isinstance(s, int) or s not in valid:
-            raise SeprobeError(f"invalid stage {s!r} in stages; valid: a subset of {', '.join(map(str, valid))}",
-                               argument="stages")
-    return tuple(sorted(set(stages)))
+    from .se_block import SqueezeExcite
 
 
 @dataclass(frozen=True)
-class SEConfig:
+class SEConfig(Options):
     """The SE knobs of a network.
 
     ``stages`` are the paper's stage numbers (for a ResNet 2..5 = conv2_x..conv5_x = torchvision's layer1..layer4;
@@ -41,23 +26,13 @@ class SEConfig:
     (Section 4: the parameter increase falls from ~10 % to ~4 %).
     """
 
-    reduction: int = 16
-    squeeze: str = "avg"
-    gate: str = "sigmoid"
-    bias: bool = True
-    stages: tuple[int, ...] | None = None
-    drop_stage5: bool = False
-    integration: str = "standard"
-
-    def __post_init__(self):
-        r = self.reduction
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise SeprobeError(f"invalid reduction ratio {r!r}; valid: an integer r >= 1", argument="reduction")
-        check_choice("squeeze", self.squeeze, SQUEEZES, argument="squeeze")
-        check_choice("excitation gate", self.gate, GATES, argument="gate")
-        check_choice("integration", self.integration, INTEGRATIONS, argument="integration")
-        if self.stages is not None:
-            object.__setattr__(self, "stages", parse_stages(self.stages))
+    reduction: Annotated[int, REDUCTION] = 16
+    squeeze: Annotated[str, SQUEEZE] = "avg"
+    gate: Annotated[str, GATE] = "sigmoid"
+    bias: Annotated[bool, BIAS] = True
+    stages: Annotated[tuple[int, ...] | None, SE_STAGES] = None
+    drop_stage5: Annotated[bool, DROP_STAGE5] = False
+    integration: Annotated[str, INTEGRATION] = "standard"
 
     def carries(self, stage: int) -> bool:
         """Whether the blocks of ``stage`` get SE."""
@@ -75,6 +50,8 @@ class SEConfig:
             )
 
     def block(self, channels: int) -> SqueezeExcite:
+        from .se_block import SqueezeExcite
+
         return SqueezeExcite(
             channels, reduction=self.reduction, squeeze=self.squeeze, gate=self.gate, bias=self.bias
         )

@@ -67,7 +67,7 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
     results = []
     for s in kept:
         progress(f"running {s.name}" + (f" ({len(s.variants)} variants)" if s.variants else ""))
-        runs = out_dirs[s.name] / s.training.get("runs", s.name) / "runs"
+        runs = out_dirs[s.name] / ((s.training.runs if s.training else None) or s.name) / "runs"
         results.append(run_study(s, progress=lambda msg: progress(f"  {msg}"), runs=runs, budget=budget))
     written, warns = [], []
     with output_set():

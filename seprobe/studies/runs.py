@@ -17,7 +17,7 @@ from ..report.ablation import calibration_text, study_table
 from ..report.ablation import notes as ablation_notes
 from ..report.activations import notes as activation_notes
 from .result import StudyResult
-from .spec import DECIMALS, Study, Variant
+from .spec import DECIMALS, TIMING_EXTRA, Study, Variant
 
 
 def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, *, runs: Path | None = None,
@@ -131,20 +131,13 @@ def _excitation(study: Study, progress) -> StudyResult:
 def _timing(study: Study, progress) -> StudyResult:
     import datetime
 
-    from ..cost.timing import TimingSetup, time_models
+    from ..cost.timing import TimingSetup, plain_pairs, time_models
 
     t = dict(study.timing)
-    inference_batch = t.pop("inference_batch_size", 1)
-    models, pairs, paper = {}, [], {}
-    sources = {v.label: ModelSource(v.model, "random", v.knobs) for v in study.variants}
-    for v in study.variants:
-        models[v.label] = get_network(sources[v.label]).model
-        paper[v.label] = v.paper
-    plain_labels = {v.model: v.label for v in study.variants if not sources[v.label].spec.has_se}
-    for label, source in sources.items():
-        plain = source.plain()
-        if plain is not None and plain.name in plain_labels:
-            pairs.append((label, plain_labels[plain.name]))
+    inference_batch = t.pop("inference_batch_size", TIMING_EXTRA["inference_batch_size"].default)
+    models, pairs = plain_pairs({v.label: ModelSource(v.model, "random", v.knobs) for v in study.variants},
+                                add_plain=False)
+    paper = {v.label: v.paper for v in study.variants}
     frames, ratios, contexts = [], [], []
     for mode, batch in (("inference", inference_batch), ("train", t.get("batch_size", BATCH_SIZE["complexity"]))):
         setup = TimingSetup(**{**t, "batch_size": batch, "modes": (mode,)})

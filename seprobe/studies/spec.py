@@ -21,17 +21,22 @@ and the valid choices.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from ..defaults import WEIGHT_SOURCES
+from ..cost.settings import TimingSetup
+from ..defaults import NUM_WORKERS, WEIGHT_SOURCES
 from ..errors import SeprobeError
+from ..models.arch_config import ArchConfig
+from ..models.se_config import SEConfig
 from ..paper import by_key
+from ..schema import Bool, Custom, Int, Option, Options, PathText, Text, check_toml, fields, from_table
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation", "training")
 FIGURES = ("params", "gflops")
@@ -69,20 +74,11 @@ STUDY_FIELDS: dict[str, FieldType] = {
     "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT}
 VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT,
                                         "weights": TEXT, "ablate": TABLE}
-#: a training variant's ``ablate``: its starting network is ``[training] weights`` with these SE blocks ablated
-#: and exported (seprobe.ablate's export: ``identity`` removed, ``mean`` folded), calibrated on the training part
-ABLATE_FIELDS: dict[str, FieldType] = {"stage": COUNT, "blocks": FieldType(
-    (str, list), "a string such as \"SE_5_1,SE_5_2\" or an array of strings", items=str), "mode": TEXT}
-#: every knob a registered model takes (see seprobe.models.registry), by type; values are then checked by the model
-KNOB_FIELDS: dict[str, FieldType] = {
-    "reduction": COUNT, "squeeze": TEXT, "gate": TEXT, "bias": BOOL,
-    "stages": FieldType((list, str), "an array of stage numbers such as [2, 3] or a string such as \"2,3\"",
-                        items=int),
-    "drop_stage5": BOOL, "integration": TEXT, "num_classes": COUNT, "stride_at": TEXT, "stem_pool": TEXT}
-TIMING_FIELDS: dict[str, FieldType] = {
-    "device": TEXT, "batch_size": COUNT, "dtype": TEXT, "channels_last": BOOL,
-    "warmup": FieldType((int,), "an integer >= 0 (without quotes)"), "repeats": COUNT, "input_size": COUNT,
-    "inference_batch_size": COUNT}
+#: every knob a registered model takes (see seprobe.models.registry), checked as the models check it
+KNOB_OPTIONS = {**fields(SEConfig), **fields(ArchConfig)}
+#: a timing study's ``[timing]``: the fields of :class:`~seprobe.cost.settings.TimingSetup`, and the batch of the
+#: inference timing (the training step's is ``batch_size``)
+TIMING_EXTRA = {"inference_batch_size": Option("inference_batch_size", Int(1), 1, False)}
 ACTIVATION_FIELDS: dict[str, FieldType] = {
     "model": TEXT, "weights": TEXT, "data": TEXT, "labels": TEXT, "classes": CLASSES, "views": COUNT,
     "channels": COUNT, "samples_per_class": COUNT, "batch_size": COUNT}
@@ -97,29 +93,150 @@ ABLATION_FIELDS: dict[str, FieldType] = {
     "calibration_samples_per_class": COUNT, "calibration_per_class": COUNT, "calibration_views": COUNT,
     "batch_size": COUNT, "bootstrap": COUNT, "seed": FieldType((int,), "an integer (without quotes)"),
     "export_blocks": NAMES, "export_mode": TEXT}
-#: a training study: every (variant, seed) trained by seprobe.train on ``data`` with the named ``budget``
-#: (``[budgets.NAME]``: the recipe fields to change in the published one, and the images per class); the
-#: variant labelled ``baseline`` is what the others are compared with, seed by seed; ``dataset`` names the
-#: paper's figures to show (cifar10, cifar100); ``runs`` the study whose runs folder it shares (a run of the same
-#: variant, seed and budget is trained once for both)
-TRAINING_FIELDS: dict[str, FieldType] = {
-    "data": TEXT, "weights": TEXT, "seeds": FieldType((list,), "an array of integers such as [0, 1, 2]", items=int),
-    "baseline": TEXT, "budget": TEXT, "dataset": TEXT, "runs": TEXT, "labels": TEXT, "holdout_per_class": COUNT,
-    "upscale": BOOL, "evaluate": FieldType((list,), "an array of image folders such as [\"../data/imagenet\"]",
-                                           items=str), "calibration_samples_per_class": COUNT}
-BUDGET_FIELDS: dict[str, FieldType] = {
-    "epochs": COUNT, "batch_size": COUNT, "lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER,
-    "no_decay_bn_bias": BOOL, "schedule": TEXT, "warmup_epochs": NUMBER, "label_smoothing": NUMBER, "dtype": TEXT,
-    "channels_last": BOOL, "compile": BOOL, "checkpoint_every": COUNT, "freeze_bn": BOOL,
-    "clip_grad_norm": NUMBER, "samples_per_class": COUNT,
-    "val_samples_per_class": COUNT, "device": TEXT, "threads": COUNT, "num_workers": FieldType(
-        (int,), "an integer >= 0 (without quotes)"), "description": TEXT}
 #: the fields of each real-data kind that name files, relative to the study file's folder
 _PATH_FIELDS = {"activations": ("weights", "data", "labels"),
                 "ablation": ("weights", "data", "calibration_data", "calibration_labels"),
-                "training": ("data", "labels", "weights")}
+}
 #: the paper's printed decimals, which decide whether a measured value "matches"
 DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
+
+
+def _modes(name: str, value: Any) -> str:
+    from ..probe.ablation_plan import MODES
+
+    if value not in MODES:
+        raise SeprobeError(f"invalid {name} {value!r}; valid: {', '.join(MODES)}", argument=name)
+    return value
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [b.strip() for b in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(b, str) and b for b in value):
+        raise SeprobeError(f"invalid {name} {value!r}; valid: names such as \"SE_5_1,SE_5_2\"", argument=name)
+    return tuple(value)
+
+
+NAMES = Custom(checker=_names, own_error=True, description="a string such as \"SE_5_1,SE_5_2\" or an array of strings")
+
+
+@dataclass(frozen=True)
+class Ablate(Options):
+    """A training variant's ``ablate``: its starting network is ``[training] weights`` with these SE blocks
+    (``stage`` or ``blocks``) ablated and exported (seprobe.ablate's export: ``identity`` removed, ``mean``
+    folded), calibrated on the training part."""
+
+    mode: Annotated[str, Custom(checker=_modes, description="identity or mean", own_error=True)]
+    stage: Annotated[int | None, Int(1)] = None
+    blocks: Annotated[tuple[str, ...] | None, NAMES] = None
+
+    def validate(self) -> None:
+        if (self.stage is None) == (self.blocks is None):
+            raise SeprobeError("needs one of stage and blocks: the SE blocks to ablate", argument="ablate")
+
+    def record(self) -> dict[str, Any]:
+        """As the start's record (``start.json``) keeps it: the given fields."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in (("stage", self.stage),
+                ("blocks", self.blocks), ("mode", self.mode)) if v is not None}
+
+
+@dataclass(frozen=True)
+class Budget(Options):
+    """A training study's ``[budgets.NAME]``: ``recipe``, the fields of :class:`~seprobe.training.Recipe` it
+    changes in the published one (any but ``seed``: each run's is one of the study's seeds), and how its runs
+    are set up: images per class, device, torch threads, loader processes."""
+
+    name: str
+    recipe: Mapping[str, Any]
+    description: Annotated[str, Text()] = ""
+    samples_per_class: Annotated[int | None, Int(1)] = None
+    val_samples_per_class: Annotated[int | None, Int(1)] = None
+    device: Annotated[str, Text()] = "cpu"
+    threads: Annotated[int | None, Int(1)] = None
+    num_workers: Annotated[int, Int(0)] = NUM_WORKERS["train"]
+
+    #: the recipe's fields a budget may not set
+    NOT_RECIPE: ClassVar[tuple[str, ...]] = ("seed",)
+
+    @classmethod
+    def from_table(cls, name: str, table: dict, where: str) -> Budget:
+        from ..training.recipe import Recipe
+
+        recipe = {n: o for n, o in fields(Recipe).items() if n not in cls.NOT_RECIPE}
+        values = from_table(cls, table, where, exclude=("name", "recipe"), extra=recipe)
+        return cls(name, {k: values.pop(k) for k in recipe if k in values}, **values)
+
+    @property
+    def epochs(self) -> int | None:
+        return self.recipe.get("epochs")
+
+    def run_recipe(self, seed: int) -> dict[str, Any]:
+        """The recipe fields of one run: the budget's changes and the run's seed."""
+        return {**self.recipe, "seed": seed}
+
+
+def _seeds(name: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                       for v in value):
+        raise SeprobeError(f"invalid value {value!r}; expected an array of integers >= 0 such as [0, 1, 2]")
+    if not value or len(set(value)) != len(value):
+        raise SeprobeError(f"invalid seeds {list(value)!r}; valid: distinct integers", argument=name)
+    return tuple(value)
+
+
+def _folders(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
+        raise SeprobeError(f"invalid value {value!r}; expected an array of image folders such as "
+                           "[\"../data/imagenet\"]")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class TrainingSpec(Options):
+    """A training study's ``[training]``: every (variant, seed) trained by :func:`seprobe.train` on ``data`` with
+    the named ``budget``; the variant labelled ``baseline`` is what the others are compared with, seed by seed;
+    ``dataset`` names the paper's figures to show (cifar10, cifar100); ``runs`` the study whose runs folder it
+    shares (a run of the same variant, seed and budget is trained once for both); ``holdout_per_class`` splits
+    ``data`` (read with ``labels``) in two, the last N of each class held out; ``evaluate``: more image folders
+    scored before and after training. Paths are relative to the study file's folder (resolved when read)."""
+
+    data: Annotated[Path, PathText()]
+    seeds: Annotated[tuple[int, ...], Custom(checker=_seeds, own_error=True, description="an array of integers")]
+    baseline: Annotated[str, Text()]
+    budget: Annotated[str, Text()]
+    weights: Annotated[str | Path, PathText()] = "random"
+    dataset: Annotated[str | None, Text()] = None
+    runs: Annotated[str | None, Text()] = None
+    labels: Annotated[Path | None, PathText()] = None
+    holdout_per_class: Annotated[int | None, Int(1)] = None
+    upscale: Annotated[bool, Bool()] = False
+    evaluate: Annotated[tuple[Path, ...], Custom(checker=_folders, own_error=True,
+                                                  description="an array of image folders")] = ()
+    calibration_samples_per_class: Annotated[int, Int(1)] = 10
+
+    PATHS: ClassVar[tuple[str, ...]] = ("data", "labels", "weights")
+
+    @classmethod
+    def from_table(cls, table: dict, path: Path) -> TrainingSpec:
+        values = from_table(cls, table, f"{path}: training.")
+        required = [n for n, o in fields(cls).items() if o.default is dataclasses.MISSING]
+        for name in required:
+            if name not in values:
+                raise _fail(path, f"training.{name}", "missing; a training study needs data, seeds, a baseline "
+                            "and a budget")
+        if "holdout_per_class" not in values:
+            for key in ("labels", "calibration_samples_per_class"):
+                if key in values:
+                    raise _fail(path, f"training.{key}", "applies with holdout_per_class (one folder split in "
+                                "two); valid: holdout_per_class, or data with train/ and test/")
+        for key in cls.PATHS:
+            if key in values and values[key] not in WEIGHT_SOURCES:
+                values[key] = (path.parent / values[key]).resolve()
+        values["evaluate"] = tuple((path.parent / folder).resolve() for folder in values.get("evaluate", ()))
+        return cls(**values)
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.data, self.labels, self.weights, *self.evaluate) if isinstance(p, Path)]
 
 
 @dataclass(frozen=True)
@@ -129,8 +246,8 @@ class Variant:
     knobs: dict[str, Any]
     paper: dict[str, float]
     note: str = ""
-    weights: str | Path | None = None                      # a training variant's own starting weights
-    ablate: dict[str, Any] = field(default_factory=dict)   # a training variant's ablated start (ABLATE_FIELDS)
+    weights: str | Path | None = None   # a training variant's own starting weights
+    ablate: Ablate | None = None        # a training variant's ablated start
 
 
 @dataclass(frozen=True)
@@ -146,15 +263,16 @@ class Study:
     activations: dict[str, Any] = field(default_factory=dict)  # paths made relative to the study file's folder
     reading: str = ""
     ablation: dict[str, Any] = field(default_factory=dict)     # likewise
-    training: dict[str, Any] = field(default_factory=dict)     # likewise
-    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    training: TrainingSpec | None = None
+    budgets: dict[str, Budget] = field(default_factory=dict)
 
     def missing_inputs(self) -> list[str]:
         """The data or weights an activations or ablation study names that do not exist here."""
-        table = {"ablation": self.ablation, "training": self.training}.get(self.kind, self.activations)
-        paths = [table[k] for k in _PATH_FIELDS.get(self.kind, ()) if k in table]
         if self.kind == "training":
-            paths += [*self.training.get("evaluate", []), *(v.weights for v in self.variants)]
+            paths = [*self.training.paths(), *(v.weights for v in self.variants)]
+        else:
+            table = self.ablation if self.kind == "ablation" else self.activations
+            paths = [table[k] for k in _PATH_FIELDS.get(self.kind, ()) if k in table]
         return [str(p) for p in paths if isinstance(p, Path) and not p.exists()]
 
 
@@ -232,16 +350,17 @@ def load_study(path: str | Path) -> Study:
     if figure is not None and figure not in FIGURES:
         raise _fail(path, "figure", f"unknown figure {figure!r}; valid: {', '.join(FIGURES)}")
     timing = data.get("timing", {})
-    _check_table(path, "timing.", timing, TIMING_FIELDS)
+    from_table(TimingSetup, timing, f"{path}: timing.", extra=TIMING_EXTRA)
     defaults = data.get("defaults", {})
-    _check_table(path, "defaults.", defaults, KNOB_FIELDS, known_only=False)
+    _check_knobs(path, "defaults.", defaults)
     variants = []
     for i, v in enumerate(data.get("variants", [])):
         where = f"variants[{i}]"
         _check_table(path, f"{where}.", v, VARIANT_FIELDS)
         if "model" not in v or "label" not in v:
             raise _fail(path, where, "needs a label and a model")
-        _check_table(path, f"{where}.knobs.", v.get("knobs", {}), KNOB_FIELDS, known_only=False)
+        if "knobs" in v:
+            _check_knobs(path, f"{where}.knobs.", v["knobs"])
         try:
             if library(v["model"]) is not None:  # timm: / torchvision: take no knobs, not even the defaults
                 knobs = dict(v.get("knobs", {}))
@@ -270,28 +389,31 @@ def load_study(path: str | Path) -> Study:
                  figure, timing, activations, data.get("reading", "").strip(), ablation, training, budgets)
 
 
-def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | None, dict]:
+def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | None, Ablate | None]:
     """A training variant's own starting point: its ``weights`` (a path made relative to the study's folder)
     and its ``ablate`` table, checked."""
-    from ..probe.ablation_plan import MODES
-
     for key in ("weights", "ablate"):
         if key in v and kind != "training":
             raise _fail(path, f"{where}.{key}", f"applies to training studies only, not to kind {kind!r}")
     weights = v.get("weights")
     if weights is not None and weights not in WEIGHT_SOURCES:
         weights = (path.parent / weights).resolve()
-    ablate = dict(v.get("ablate", {}))
-    _check_table(path, f"{where}.ablate.", ablate, ABLATE_FIELDS)
-    if ablate:
-        if ("stage" in ablate) == ("blocks" in ablate):
-            raise _fail(path, f"{where}.ablate", "needs one of stage and blocks: the SE blocks to ablate")
-        if ablate.get("mode") not in MODES:
-            raise _fail(path, f"{where}.ablate.mode", f"invalid mode {ablate.get('mode')!r}; valid: "
-                        f"{', '.join(MODES)}")
-        if isinstance(ablate.get("blocks"), str):
-            ablate["blocks"] = [b.strip() for b in ablate["blocks"].split(",")]
-    return weights, ablate
+    if "ablate" not in v:
+        return weights, None
+    values = from_table(Ablate, v["ablate"], f"{path}: {where}.ablate.")
+    try:
+        return weights, Ablate(**values)
+    except (SeprobeError, TypeError):
+        raise _fail(path, f"{where}.ablate", "needs one of stage and blocks: the SE blocks to ablate, and a mode "
+                    "(identity or mean)") from None
+
+
+def _check_knobs(path: Path, where: str, table: dict) -> None:
+    """The model-zoo knobs of a table checked as the models check them (other keys: the model names what it
+    takes); the table keeps its values as written."""
+    for key, value in table.items():
+        if key in KNOB_OPTIONS:
+            check_toml(KNOB_OPTIONS[key], value, f"{path}: {where}{key}")
 
 
 def evaluation_set_name(folder: Path) -> str:
@@ -299,61 +421,38 @@ def evaluation_set_name(folder: Path) -> str:
     return re.sub(r"[^a-z0-9]+", "_", folder.name.lower()).strip("_")
 
 
-def _check_recipe(path: Path, name: str, budget: dict) -> None:
-    """A budget's recipe values, checked as :class:`~seprobe.training.Recipe` checks them (before any run)."""
-    from ..training.recipe import Recipe, default_recipe
-
-    if budget.get("num_workers", 0) < 0:
-        raise _fail(path, f"budgets.{name}.num_workers", f"invalid value {budget['num_workers']}; expected an "
-                    "integer >= 0")
-    fields = {k: v for k, v in budget.items() if k in Recipe.__dataclass_fields__ and k != "batch_size"}
-    try:
-        default_recipe(32, budget.get("batch_size"), **fields)
-    except SeprobeError as e:
-        raise _fail(path, f"budgets.{name}", str(e)) from None
-
-
-def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tuple[dict, dict]:
-    """The ``[training]`` table (its data path made relative to the study's folder) and the budgets, checked."""
-    training = dict(data.get("training", {}))
-    _check_table(path, "training.", training, TRAINING_FIELDS)
-    budgets = dict(data.get("budgets", {}))
-    for name, budget in budgets.items():
-        FieldType((dict,), "a table ([budgets.NAME])").check(path, f"budgets.{name}", budget)
-        _check_table(path, f"budgets.{name}.", budget, BUDGET_FIELDS)
-        _check_recipe(path, name, budget)
+def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tuple[TrainingSpec | None, dict]:
+    """The ``[training]`` table and the budgets, checked."""
+    budgets = {}
+    for name, table in data.get("budgets", {}).items():
+        FieldType((dict,), "a table ([budgets.NAME])").check(path, f"budgets.{name}", table)
+        try:
+            budgets[name] = Budget.from_table(name, table, f"{path}: budgets.{name}.")
+        except SeprobeError as e:
+            raise e if str(e).startswith(str(path)) else _fail(path, f"budgets.{name}", str(e)) from None
     if kind != "training":
-        return training, budgets
-    for required in ("data", "seeds", "baseline", "budget"):
-        if required not in training:
-            raise _fail(path, f"training.{required}", "missing; a training study needs data, seeds, a baseline "
-                        "and a budget")
-    if not training["seeds"] or len(set(training["seeds"])) != len(training["seeds"]):
-        raise _fail(path, "training.seeds", f"invalid seeds {training['seeds']!r}; valid: distinct integers")
+        if "training" in data:
+            raise _fail(path, "training", f"applies to training studies only, not to kind {kind!r}")
+        return None, budgets
+    try:
+        training = TrainingSpec.from_table(data.get("training", {}), path)
+    except SeprobeError as e:
+        raise e if str(e).startswith(str(path)) else _fail(path, "training", str(e)) from None
     labels = [v.label for v in variants]
-    if training["baseline"] not in labels:
-        raise _fail(path, "training.baseline", f"no variant labelled {training['baseline']!r}; valid: "
+    if training.baseline not in labels:
+        raise _fail(path, "training.baseline", f"no variant labelled {training.baseline!r}; valid: "
                     f"{', '.join(labels)}")
-    if training["budget"] not in budgets:
-        raise _fail(path, "training.budget", f"no budget {training['budget']!r}; valid: {', '.join(budgets)}")
+    if training.budget not in budgets:
+        raise _fail(path, "training.budget", f"no budget {training.budget!r}; valid: {', '.join(budgets)}")
     if len(set(labels)) != len(labels):
         raise _fail(path, "variants", "two variants share a label; valid: distinct labels (each names its runs)")
-    for key in _PATH_FIELDS["training"]:
-        if key in training and training[key] not in WEIGHT_SOURCES:
-            training[key] = (path.parent / training[key]).resolve()
-    training["evaluate"] = [(path.parent / folder).resolve() for folder in training.get("evaluate", [])]
-    names = [evaluation_set_name(f) for f in training["evaluate"]]
-    names += ["heldout"] if "holdout_per_class" in training else []
+    names = [evaluation_set_name(f) for f in training.evaluate]
+    names += ["heldout"] if training.holdout_per_class is not None else []
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise _fail(path, "training.evaluate", f"two evaluation sets named {twice[0]!r} (a folder's name, or the "
                     "held-out part's 'heldout'); valid: folders of distinct names")
-    if "holdout_per_class" not in training:
-        for key in ("labels", "calibration_samples_per_class"):
-            if key in training:
-                raise _fail(path, f"training.{key}", "applies with holdout_per_class (one folder split in two); "
-                            "valid: holdout_per_class, or data with train/ and test/")
-    if any(v.ablate for v in variants) and "holdout_per_class" not in training:
+    if any(v.ablate for v in variants) and training.holdout_per_class is None:
         raise _fail(path, "variants", "an ablated start is calibrated on the training part of a holdout split; "
                     "valid: holdout_per_class in [training]")
     return training, budgets

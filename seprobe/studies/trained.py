@@ -32,11 +32,8 @@ from ..paper import paper_accuracy
 from ..training.checkpoint import ResumeRefused
 from ..training.compare import accuracy_standard_error, compare
 from .result import StudyResult
-from .spec import Study, evaluation_set_name
+from .spec import Budget, Study, Variant, evaluation_set_name
 
-RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "no_decay_bn_bias", "schedule",
-                 "warmup_epochs", "label_smoothing", "dtype", "channels_last", "compile", "checkpoint_every",
-                 "freeze_bn", "clip_grad_norm")
 RUN_FILE = "run.json"
 
 
@@ -45,36 +42,31 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def budget_of(study: Study, name: str | None) -> tuple[str, dict]:
+def budget_of(study: Study, name: str | None) -> Budget:
     from ..devices import check_device
 
-    name = name or study.training["budget"]
+    name = name or study.training.budget
     if name not in study.budgets:
         raise SeprobeError(f"{study.path.name}: no budget {name!r}; valid: {', '.join(study.budgets)}",
                            argument="budget")
-    check_device(study.budgets[name].get("device", "cpu"))
-    return name, study.budgets[name]
+    check_device(study.budgets[name].device)
+    return study.budgets[name]
 
 
 def run_folder(runs: Path, label: str, seed: int) -> Path:
     return runs / f"{slug(label)}-seed{seed}"
 
 
-def _plan(variant, seed: int, budget: str, settings: dict, inputs: Inputs) -> dict:
+def _plan(variant: Variant, seed: int, budget: Budget, inputs: Inputs) -> dict:
     """What a run is (model, knobs, budget, recipe, images, start): a finished run's record must say the same
     to be reused."""
-    plan = {"model": variant.model, "knobs": variant.knobs, "budget": budget, "recipe": _recipe(settings, seed),
-            "samples_per_class": settings.get("samples_per_class"),
-            "val_samples_per_class": settings.get("val_samples_per_class"), **_tags(variant, inputs)}
+    plan = {"model": variant.model, "knobs": variant.knobs, "budget": budget.name,
+            "recipe": budget.run_recipe(seed), "samples_per_class": budget.samples_per_class,
+            "val_samples_per_class": budget.val_samples_per_class, **_tags(variant, inputs)}
     return json.loads(json.dumps(plan))
 
 
-def _recipe(settings: dict, seed: int) -> dict:
-    """The recipe fields a budget changes, and the run's seed."""
-    return {**{k: settings[k] for k in RECIPE_FIELDS if k in settings}, "seed": seed}
-
-
-def _done(folder: Path, variant, plan: dict, epochs: int) -> bool:
+def _done(folder: Path, variant: Variant, plan: dict, epochs: int) -> bool:
     """Whether ``folder`` holds the finished run of ``plan`` (a record of the same budget, recipe and start,
     and every epoch); a run of another model or knobs under the same label is an error (the label names the
     run)."""
@@ -134,36 +126,36 @@ def _plain(value, root: Path):
     return value
 
 
-def _inputs(study: Study, runs: Path, settings: dict, progress) -> Inputs:
+def _inputs(study: Study, runs: Path, budget: Budget, progress) -> Inputs:
     t = study.training
     inputs = Inputs(runs)
-    if "holdout_per_class" in t:
-        split = api.split_holdout(t["data"], runs / "split", holdout_per_class=t["holdout_per_class"],
-                                  labels=t.get("labels"))
+    if t.holdout_per_class is not None:
+        split = api.split_holdout(t.data, runs / "split", holdout_per_class=t.holdout_per_class, labels=t.labels)
         progress(f"{study.name}: {split.train_images} images to train on, {split.heldout_images} held out "
-                 f"(the last {t['holdout_per_class']} of each class)")
-        inputs.train_data.update(val_data=t["data"], train_labels=split.train_labels, val_labels=split.heldout_labels)
-        inputs.sets["heldout"] = (t["data"], split.heldout_labels)
+                 f"(the last {t.holdout_per_class} of each class)")
+        inputs.train_data.update(val_data=t.data, train_labels=split.train_labels, val_labels=split.heldout_labels)
+        inputs.sets["heldout"] = (t.data, split.heldout_labels)
         inputs.set_keys["heldout"] = digest(split.heldout_labels)
         inputs.calibration = split.train_labels
-        inputs.data_key = digest(split.train_labels, split.heldout_labels, t.get("upscale", False))
-    for folder in t.get("evaluate", []):
+        inputs.data_key = digest(split.train_labels, split.heldout_labels, t.upscale)
+    for folder in t.evaluate:
         name = evaluation_set_name(folder)
         inputs.sets[name] = (folder, None)
         inputs.set_keys[name] = digest(folder.name)
     for variant in study.variants:
         inputs.starts[variant.label], inputs.start_keys[variant.label] = _start(study, variant, runs, inputs,
-                                                                                settings, progress)
+                                                                                budget, progress)
         if inputs.sets:
-            inputs.before[variant.label] = _before(study, variant, runs, inputs, settings, progress)
+            inputs.before[variant.label] = _before(study, variant, runs, inputs, budget, progress)
     return inputs
 
 
-def _start_folder(runs: Path, variant) -> Path:
+def _start_folder(runs: Path, variant: Variant) -> Path:
     return runs / f"{slug(variant.label)}-start"
 
 
-def _start(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> tuple[str | Path, str]:
+def _start(study: Study, variant: Variant, runs: Path, inputs: Inputs, budget: Budget,
+           progress) -> tuple[str | Path, str]:
     """The variant's starting weights and their key: its own, the study's, or (``ablate``) the study's with the
     chosen SE blocks ablated and exported by :func:`seprobe.ablate`, made once and kept in ``<variant>-start/``
     with the definition it was made from (``start.json``; its digest is the key, so that a start made again
@@ -172,34 +164,34 @@ def _start(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, pr
     from ..probe.ablation_plan import AblationPlan
     from ..probe.calibration import CalibrationSource
 
-    weights = variant.weights or study.training.get("weights", "random")
+    weights = variant.weights or study.training.weights
     key = digest(weights) if isinstance(weights, Path) and weights.is_file() else str(weights)
     if not variant.ablate:
         return weights, key
     folder = _start_folder(runs, variant)
     path, record_file = folder / "network.pth", folder / "start.json"
     ablate = variant.ablate
-    per_class = study.training.get("calibration_samples_per_class", 10)
+    per_class = study.training.calibration_samples_per_class
     record = {"model": variant.model, "knobs": variant.knobs, "weights": _plain(weights, runs), "weights_key": key,
-              "ablate": ablate, "calibration": {"first_per_class": per_class, "of": "the training part",
-                                                "labels_key": digest(inputs.calibration)}
-              if ablate["mode"] == "mean" else None}
+              "ablate": ablate.record(), "calibration": {"first_per_class": per_class, "of": "the training part",
+                                                         "labels_key": digest(inputs.calibration)}
+              if ablate.mode == "mean" else None}
     record = json.loads(json.dumps(record))
     try:
         if path.is_file() and json.loads(record_file.read_text()) == record:
             return path, digest(record)
     except (OSError, ValueError):
         pass
-    progress(f"{study.name}: exporting {variant.label} ({ablate})")
+    progress(f"{study.name}: exporting {variant.label} ({ablate.record()})")
     record_file.unlink(missing_ok=True)  # the export and its record change together, or the record is absent
-    plan = AblationPlan(modes=[ablate["mode"]], stage=ablate.get("stage"), blocks=ablate.get("blocks"),
-                        each_block=False)
-    calibration = CalibrationSource(images=ImageSource(study.training["data"], inputs.calibration, per_class)) \
-        if ablate["mode"] == "mean" else None
+    plan = AblationPlan(modes=[ablate.mode], stage=ablate.stage,
+                        blocks=list(ablate.blocks) if ablate.blocks else None, each_block=False)
+    calibration = CalibrationSource(images=ImageSource(study.training.data, inputs.calibration, per_class)) \
+        if ablate.mode == "mean" else None
     folder.mkdir(parents=True, exist_ok=True)
-    with _threads(settings):
+    with _threads(budget):
         api.ablate(variant.model, weights, inputs.sets["heldout"][0], labels=inputs.sets["heldout"][1], plan=plan,
-                   calibration=calibration, export=path, export_mode=ablate["mode"], progress=False, **variant.knobs)
+                   calibration=calibration, export=path, export_mode=ablate.mode, progress=False, **variant.knobs)
     atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
     return path, digest(record)
 
@@ -222,7 +214,8 @@ def _scores(model: str, weights, knobs: dict, inputs: Inputs, saved: dict, keys:
     return sets, dict(inputs.set_keys)
 
 
-def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, progress) -> dict[str, dict]:
+def _before(study: Study, variant: Variant, runs: Path, inputs: Inputs, budget: Budget,
+            progress) -> dict[str, dict]:
     """The starting network scored on every evaluation set, once (``<variant>-start/before.json``, kept for
     the start's key and each set's)."""
     folder = _start_folder(runs, variant)
@@ -237,7 +230,7 @@ def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, p
     if not _unscored(inputs, saved.get("sets", {}), keys):
         return {n: saved["sets"][n] for n in inputs.sets}
     progress(f"{study.name}: scoring {variant.label} before training")
-    with _threads(settings):
+    with _threads(budget):
         sets, keys = _scores(variant.model, inputs.starts[variant.label], variant.knobs, inputs,
                              saved.get("sets", {}), keys)
     folder.mkdir(parents=True, exist_ok=True)
@@ -247,7 +240,8 @@ def _before(study: Study, variant, runs: Path, inputs: Inputs, settings: dict, p
     return sets
 
 
-def _evaluate_after(study: Study, variant, folder: Path, inputs: Inputs, settings: dict, progress) -> None:
+def _evaluate_after(study: Study, variant: Variant, folder: Path, inputs: Inputs, budget: Budget,
+                    progress) -> None:
     """The trained network (``final.pth``) scored on every evaluation set, kept in ``run.json`` with each set's
     key; a set scored before is not scored again (the weights are not committed: a new set needs them)."""
     record = json.loads((folder / RUN_FILE).read_text())
@@ -259,43 +253,43 @@ def _evaluate_after(study: Study, variant, folder: Path, inputs: Inputs, setting
                            "are not committed); valid: the run's weights restored, or the run folder removed so "
                            "that it is trained again", argument="runs")
     progress(f"{study.name}: scoring {folder.name}")
-    with _threads(settings):
+    with _threads(budget):
         record["after"], record["after_keys"] = _scores(variant.model, folder / "final.pth", variant.knobs, inputs,
                                                         saved, keys)
     atomic_write_text(folder / RUN_FILE, json.dumps(record, indent=1, default=str) + "\n")
 
 
 @contextmanager
-def _threads(settings: dict):
+def _threads(budget: Budget):
     import torch
 
     previous = torch.get_num_threads()
-    if settings.get("threads"):
-        torch.set_num_threads(settings["threads"])
+    if budget.threads:
+        torch.set_num_threads(budget.threads)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
 
 
-def _tags(variant, inputs: Inputs) -> dict:
+def _tags(variant: Variant, inputs: Inputs) -> dict:
     """What decides a run beyond its options: its start's key and the data's (checked on resume)."""
     return {"start_key": inputs.start_keys[variant.label],
             **({"data_key": inputs.data_key} if inputs.data_key is not None else {})}
 
 
-def _train_or_restart(study: Study, variant, folder: Path, resume: bool, inputs: Inputs, settings: dict,
-                      recipe: dict, tags: dict):
+def _train_or_restart(study: Study, variant: Variant, folder: Path, resume: bool, inputs: Inputs, budget: Budget,
+                      seed: int):
     """Train (``resume``: continue) one run; a stopped run that cannot continue (another recipe, start or data
     since, a truncated checkpoint: :class:`~seprobe.training.checkpoint.ResumeRefused`, before any step) is
     trained again from the start; any other error keeps the folder as it was."""
 
     def run(again: bool):
-        return api.train(variant.model, study.training["data"], folder, weights=inputs.starts[variant.label],
-                         **inputs.train_data, samples_per_class=settings.get("samples_per_class"),
-                         val_samples_per_class=settings.get("val_samples_per_class"),
-                         upscale=study.training.get("upscale", False), num_workers=settings.get("num_workers", 4),
-                         recipe=recipe, resume=again, tags=tags, progress=False, **variant.knobs)
+        return api.train(variant.model, study.training.data, folder, weights=inputs.starts[variant.label],
+                         **inputs.train_data, samples_per_class=budget.samples_per_class,
+                         val_samples_per_class=budget.val_samples_per_class, upscale=study.training.upscale,
+                         num_workers=budget.num_workers, recipe=budget.run_recipe(seed), resume=again,
+                         tags=_tags(variant, inputs), progress=False, **variant.knobs)
 
     if resume:
         try:
@@ -305,28 +299,27 @@ def _train_or_restart(study: Study, variant, folder: Path, resume: bool, inputs:
     return run(False)
 
 
-def _train_one(study: Study, variant, seed: int, budget: str, settings: dict, folder: Path, inputs: Inputs) -> dict:
+def _train_one(study: Study, variant: Variant, seed: int, budget: Budget, folder: Path, inputs: Inputs) -> dict:
     """Train (or resume) one run into ``folder``; its record."""
     import torch
 
     resume = (folder / "checkpoint.pth").is_file() and not (folder / RUN_FILE).exists()
     if folder.exists() and not resume:
         shutil.rmtree(folder)  # stopped before its first checkpoint, or finished as another plan: nothing to keep
-    recipe = _recipe(settings, seed)
     start = time.perf_counter()
-    session = nullcontext() if current_world().distributed else distributed_session(settings.get("device", "cpu"))
-    with _threads(settings), session:
+    session = nullcontext() if current_world().distributed else distributed_session(budget.device)
+    with _threads(budget), session:
         threads = torch.get_num_threads()
-        done = _train_or_restart(study, variant, folder, resume, inputs, settings, recipe, _tags(variant, inputs))
+        done = _train_or_restart(study, variant, folder, resume, inputs, budget, seed)
     record = {"study": study.name, "variant": variant.label, "model": variant.model, "knobs": variant.knobs,
-              "seed": seed, "budget": budget, "recipe": recipe, "samples_per_class": settings.get("samples_per_class"),
-              "val_samples_per_class": settings.get("val_samples_per_class"), "data": done.run.data,
-              "head": done.head, "device": settings.get("device", "cpu"), "threads": threads,
+              "seed": seed, "budget": budget.name, "recipe": budget.run_recipe(seed),
+              "samples_per_class": budget.samples_per_class, "val_samples_per_class": budget.val_samples_per_class,
+              "data": done.run.data, "head": done.head, "device": budget.device, "threads": threads,
               "machine": f"{platform.processor() or platform.machine()}",
               "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
               "start": _plain(inputs.starts[variant.label], inputs.root),
               **_tags(variant, inputs)}
-    (folder / RUN_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
+    atomic_write_text(folder / RUN_FILE, json.dumps(record, indent=1, default=str) + "\n")
     return record
 
 
@@ -334,22 +327,23 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
                        progress: Callable[[str], None] = lambda msg: None):
     """Train every run that is missing, then compare the variants (a :class:`~seprobe.studies.runs.StudyResult`
     whose table has one row per variant, and whose ``training`` holds every run's history)."""
-    name, settings = budget_of(study, budget)
-    seeds = study.training["seeds"]
-    epochs = settings.get("epochs")
+    budget = budget_of(study, budget)
+    epochs = budget.epochs
     if epochs is None:
-        raise SeprobeError(f"{study.path.name}: budgets.{name} has no epochs; valid: the number of epochs it trains")
-    inputs = _inputs(study, runs, settings, progress)
+        raise SeprobeError(f"{study.path.name}: budgets.{budget.name} has no epochs; valid: the number of epochs "
+                           "it trains")
+    inputs = _inputs(study, runs, budget, progress)
     histories, records = [], []
     for variant in study.variants:
-        for seed in seeds:
+        for seed in study.training.seeds:
             folder = run_folder(runs, variant.label, seed)
-            plan = _plan(variant, seed, name, settings, inputs)
+            plan = _plan(variant, seed, budget, inputs)
             if not _done(folder, variant, plan, epochs):
-                progress(f"{study.name}: training {variant.label}, seed {seed} ({name} budget, {epochs} epochs)")
-                _train_one(study, variant, seed, name, settings, folder, inputs)
+                progress(f"{study.name}: training {variant.label}, seed {seed} ({budget.name} budget, {epochs} "
+                         "epochs)")
+                _train_one(study, variant, seed, budget, folder, inputs)
             if inputs.sets:
-                _evaluate_after(study, variant, folder, inputs, settings, progress)
+                _evaluate_after(study, variant, folder, inputs, budget, progress)
             record = json.loads((folder / RUN_FILE).read_text())
             history = pd.read_csv(folder / "history.csv")
             history.insert(0, "seed", seed)
@@ -357,12 +351,12 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
             histories.append(history)
             records.append(record)
     history = pd.concat(histories, ignore_index=True)
-    table = _table(study, history, records, name, settings, inputs)
-    notes, context = _words(study, history, records, name, settings)
+    table = _table(study, history, records, budget, inputs)
+    notes, context = _words(study, history, records, budget)
     return StudyResult(study, table, notes, context, training=history)
 
 
-def _source(variant, start, classes: int):
+def _source(variant: Variant, start, classes: int):
     """The network a variant trained: an untrained seprobe model sized for the data's classes, else its start."""
     from ..models.factory import ModelSource
     from ..models.sources import library
@@ -372,16 +366,15 @@ def _source(variant, start, classes: int):
     return ModelSource(variant.model, start, variant.knobs)
 
 
-def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str, settings: dict,
+def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: Budget,
            inputs: Inputs) -> pd.DataFrame:
     last = history.groupby(["variant", "seed"], sort=False).tail(1)
     runs = pd.DataFrame({"variant": last["variant"], "seed": last["seed"], "top1_err": 100 * (1 - last["val_top1"])})
-    baseline = study.training["baseline"]
-    table = compare(runs, baseline)
+    table = compare(runs, study.training.baseline)
     classes = records[0]["data"]["num_classes"]
-    dataset = study.training.get("dataset")
+    dataset = study.training.dataset
     sources = {v.label: _source(v, inputs.starts[v.label], classes) for v in study.variants}
-    steps = _step_times(study, sources, records[0]["data"]["side"], settings)
+    steps = _step_times(study, sources, records[0]["data"]["side"], budget)
     extra = []
     for v in study.variants:
         c = api.complexity(sources[v.label]).results[0]
@@ -394,7 +387,7 @@ def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: str
             table[column] = table[column].round(2)
     table["within_noise"] = table.get("within_noise", pd.Series(dtype=object)).map(
         {True: "yes", False: "no"})
-    table["budget"] = budget
+    table["budget"] = budget.name
     return table
 
 
@@ -405,7 +398,7 @@ def _evaluations(study: Study, records: list[dict], inputs: Inputs) -> pd.DataFr
     for name in inputs.sets:
         runs = pd.DataFrame({"variant": [r["variant"] for r in records], "seed": [r["seed"] for r in records],
                              "top1_err": [100 * (1 - r["after"][name]["top1"]) for r in records]})
-        paired = compare(runs, study.training["baseline"])
+        paired = compare(runs, study.training.baseline)
         before = [100 * (1 - inputs.before[v.label][name]["top1"]) for v in study.variants]
         columns[f"{name}_before"] = [round(b, 2) for b in before]
         columns[f"{name}_after"] = paired["top1_err"].round(2).tolist()
@@ -416,18 +409,20 @@ def _evaluations(study: Study, records: list[dict], inputs: Inputs) -> pd.DataFr
     return pd.DataFrame(columns)
 
 
-def _step_times(study: Study, sources: dict, side: int, settings: dict) -> dict[str, dict]:
-    """Each variant's training step (forward + backward, the budget's batch), timed by seprobe's method: the
-    variants interleaved in one process (:func:`~seprobe.cost.timing.time_models`), not read off the runs, which
-    may have shared the machine; and its ratio to the baseline's, pair by pair."""
+def _step_times(study: Study, sources: dict, side: int, budget: Budget) -> dict[str, dict]:
+    """Each variant's training step (forward + backward, at the batch its runs trained with), timed by seprobe's
+    method: the variants interleaved in one process (:func:`~seprobe.cost.timing.time_models`), not read off the
+    runs, which may have shared the machine; and its ratio to the baseline's, pair by pair."""
     from ..cost.timing import TimingSetup, time_models
     from ..models.factory import get_network
+    from ..training.recipe import default_recipe
 
-    baseline = study.training["baseline"]
+    baseline = study.training.baseline
     models = {label: get_network(source).model for label, source in sources.items()}
-    setup = TimingSetup(device=settings.get("device", "cpu"), batch_size=settings.get("batch_size", 128),
-                        input_size=side, modes=("train",), warmup=2, repeats=7)
-    with _threads(settings):
+    batch = default_recipe(side, budget.recipe.get("batch_size")).batch_size
+    setup = TimingSetup(device=budget.device, batch_size=batch, input_size=side, modes=("train",), warmup=2,
+                        repeats=7)
+    with _threads(budget):
         timing = time_models(models, [(v, baseline) for v in models if v != baseline], setup)
     ms = timing.summary.set_index("model")["median_ms"]
     ratio = timing.ratios.set_index("model")["ratio_median"] if not timing.ratios.empty else pd.Series(dtype=float)
@@ -435,17 +430,17 @@ def _step_times(study: Study, sources: dict, side: int, settings: dict) -> dict[
                 "step_ratio": round(float(ratio[v]), 3) if v in ratio else None} for v in models}
 
 
-def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str, settings: dict):
+def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: Budget):
     """The context lines (budget, machine, time) and the notes (what the noise allows)."""
     data = records[0]["data"]
     seconds = sum(r["seconds"] for r in records)
     last = history.groupby(["variant", "seed"]).tail(1)
-    accuracy = float(last.loc[last["variant"] == study.training["baseline"], "val_top1"].mean())
+    accuracy = float(last.loc[last["variant"] == study.training.baseline, "val_top1"].mean())
     se = accuracy_standard_error(accuracy, data["val_images"])
-    context = [f"Budget `{budget}`: {settings.get('description', '')} Recipe changes to the published one: "
-               + ", ".join(f"{k} = {settings[k]}" for k in RECIPE_FIELDS if k in settings)
+    context = [f"Budget `{budget.name}`: {budget.description} Recipe changes to the published one: "
+               + ", ".join(f"{k} = {v}" for k, v in budget.recipe.items())
                + f"; {data['train_images']} training and {data['val_images']} test images "
-               f"({data['layout']}); seeds {', '.join(map(str, study.training['seeds']))}.",
+               f"({data['layout']}); seeds {', '.join(map(str, study.training.seeds))}.",
                f"Trained on {records[0]['machine']} ({records[0]['threads']} threads, {records[0]['device']}), torch "
                f"{records[0]['torch']}: {seconds / 60:.0f} min for {len(records)} runs. `train_step_ms`: one "
                "training step at the budget's batch, each variant timed interleaved with the others on the machine "
@@ -453,7 +448,7 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
     notes = [f"one standard error of one run's accuracy on {data['val_images']} test images near "
              f"{100 * accuracy:.1f} % (the baseline's) is {100 * se:.2f} points (binomial); the paired differences' "
              "95 % intervals (Student's t over the seeds) also carry the seed-to-seed noise of training"]
-    if study.training.get("dataset"):
+    if study.training.dataset:
         notes.append("the paper's figures are for its full recipe (Table 4: 164 epochs of 50,000 images, median of "
                      "5 runs); this budget's errors are not comparable with them, only with each other")
     sets = records[0].get("after", {})
@@ -463,11 +458,11 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: str
                      + ", ".join(f"{name}: {scores['images']} images" for name, scores in sets.items())
                      + "), `_change` after minus before, `_diff` the trained error's paired difference to the "
                      "baseline's with its 95 % interval")
-    if "holdout_per_class" in study.training:
-        context.append(f"Data: {study.training['data'].name} split per class in file order, the last "
-                       f"{study.training['holdout_per_class']} of each class held out (`heldout`: the validation "
+    if study.training.holdout_per_class is not None:
+        context.append(f"Data: {study.training.data.name} split per class in file order, the last "
+                       f"{study.training.holdout_per_class} of each class held out (`heldout`: the validation "
                        "set of training, and an evaluation set); the training images are the others"
-                       + (", upscaled to the network's input" if study.training.get("upscale") else "") + ".")
+                       + (", upscaled to the network's input" if study.training.upscale else "") + ".")
     return notes, context
 
 

@@ -5,7 +5,8 @@ data, then (only then) decode the images, move the model to the device and train
 ``N // batch_size`` steps (:mod:`.batches`), evaluating on every validation image after each epoch.
 
 Outputs in ``out`` (rank 0 writes, each file atomically): ``checkpoint.pth`` at each epoch's end, every
-``checkpoint_every`` steps and on Ctrl-C / SIGTERM (then ``KeyboardInterrupt`` propagates); ``history.csv``
+``checkpoint_every`` steps and on Ctrl-C / SIGTERM (then ``KeyboardInterrupt`` propagates:
+:func:`seprobe.interrupts.stop_requests`); ``history.csv``
 after each epoch; at the end ``final.pth`` (the model's bare ``state_dict()``), ``summary.md`` and
 ``curves.png`` / ``curves.svg``. A new run refuses a non-empty ``out``; ``resume=True`` continues from its
 checkpoint, and on the CPU ends with the weights and history (timing columns aside) of an uninterrupted run.
@@ -15,9 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,10 +30,11 @@ from torch import nn
 
 from ..distributed import World, current_world
 from ..errors import SeprobeError
+from ..interrupts import StopRequest, stop_requests
 from ..io import atomic_write, atomic_write_text, check_output_dir, output_set
 from . import checkpoint
-from .batches import epoch_order, eval_batches, files_train, memory_train
-from .data import Datasets, Split, TrainData, decode, list_data
+from .batches import Batching, epoch_order, eval_batches, files_train, memory_train
+from .data import DataListing, Datasets, Split, TrainData, decode, list_data
 from .recipe import Recipe, learning_rate
 from .steps import Stepper
 
@@ -52,12 +52,12 @@ class TrainResult:
     paths: dict[str, Path]         # what was written, by name
     final: dict                    # the last epoch's row
     best: dict                     # the row of the best val_top1
-    data: dict                     # Datasets.describe(), with decode_seconds
+    data: dict                     # Datasets.describe(), with mean, std and decode_seconds
 
 
 # --- checks before any work ----------------------------------------------------------------------------------------
 
-def check_start(out: str | Path, resume: bool, world: World, recipe: Recipe, meta: dict | None = None) -> None:
+def check_start(out: str | Path, resume: bool, world: World, sync_bn: bool, meta: dict | None = None) -> None:
     """Refuse a run that cannot start: ``out`` not empty for a new run, or without a checkpoint to resume;
     ``sync_bn`` off CUDA; a ``meta`` that is not plain data. Cheap: callers check before any work."""
     check_output_dir(out, "out")
@@ -67,7 +67,7 @@ def check_start(out: str | Path, resume: bool, world: World, recipe: Recipe, met
     elif out.is_dir() and any(out.iterdir()):
         raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
                            "the run in it", argument=("out", "resume"))
-    if recipe.sync_bn and not world.device.startswith("cuda"):
+    if sync_bn and not world.device.startswith("cuda"):
         raise SeprobeError(f"sync_bn on device {world.device!r}; valid: sync_bn on CUDA only (SyncBatchNorm)",
                            argument="sync_bn")
     try:
@@ -93,30 +93,6 @@ def steps_per_epoch(images: int, batch_size: int) -> int:
     return images // batch_size
 
 
-# --- signals -------------------------------------------------------------------------------------------------------
-
-@contextmanager
-def _stop_requests():
-    """SIGINT / SIGTERM set a flag (the loop checkpoints, then raises KeyboardInterrupt); a second one raises
-    at once. Outside the main thread no handler is installed."""
-    flag = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 # --- the run -------------------------------------------------------------------------------------------------------
 
 @contextmanager
@@ -133,12 +109,12 @@ def _memory(run: _Run, doing: str):
 class _Run:
     """The state of one training run on this rank, and the steps that move it."""
 
-    def __init__(self, model: nn.Module, datasets: Datasets, recipe: Recipe, out: Path, world: World, record: dict,
-                 progress: bool):
-        self.recipe, self.data, self.out, self.world, self.record = recipe, datasets.request, out, world, record
+    def __init__(self, model: nn.Module, datasets: Datasets, recipe: Recipe, out: Path, world: World, *,
+                 record: dict, progress: bool):
+        self.recipe, self.datasets, self.out, self.world, self.record = recipe, datasets, out, world, record
         self.progress = progress and world.is_main
         self.device = torch.device(world.device)
-        self.datasets = datasets
+        self.batching = Batching(recipe.batch_size, world, self.device, datasets.request.num_workers)
         with _memory(self, "moving the in-memory images to the device"):
             self.train_split, self.val_split = (_to(s, self.device) for s in (datasets.train, datasets.val))
         self.spe = steps_per_epoch(len(datasets.train), recipe.batch_size)
@@ -191,10 +167,9 @@ class _Run:
     def batches(self, order: torch.Tensor, generator: torch.Generator):
         steps = range(self.step, self.spe)
         if self.train_split.images is not None:
-            return memory_train(self.train_split, self.datasets, order, generator, steps, self.recipe.batch_size,
-                                self.world, self.device)
-        loader = files_train(self.train_split, self.data.preprocessing, self.recipe.seed, self.epoch, order, steps,
-                             self.recipe.batch_size, self.world, self.data.num_workers, self.device)
+            return memory_train(self.train_split, self.datasets, order, generator, steps, batching=self.batching)
+        loader = files_train(self.train_split, self.datasets.request.preprocessing, order, steps,
+                             seed=self.recipe.seed, epoch=self.epoch, batching=self.batching)
         return ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in loader)
 
     def flush(self) -> None:
@@ -218,7 +193,7 @@ class _Run:
         self.sums["hits"] += hits
         self.sums["seen"] += sum(counts) * self.world.size
 
-    def train_epoch(self, stop: dict, bar) -> None:
+    def train_epoch(self, stop: StopRequest, bar) -> None:
         order, generator = epoch_order(self.recipe.seed, self.epoch, len(self.train_split))
         if self.step and self.generator_state is not None:
             generator.set_state(self.generator_state)
@@ -236,7 +211,7 @@ class _Run:
             self.pending.append((loss, hits, len(y)))
             self.step += 1
             global_step = self.epoch * self.spe + self.step
-            stopping = bool(self.world.heartbeat(int(stop["stop"]))) if self.world.distributed else stop["stop"]
+            stopping = bool(self.world.heartbeat(int(stop.requested))) if self.world.distributed else stop.requested
             save = stopping or (every is not None and global_step % every == 0 and self.step < self.spe)
             if save or self.step % SYNC_EVERY == 0 or self.step == self.spe:
                 self.flush()
@@ -260,8 +235,7 @@ class _Run:
         start = time.perf_counter()
         with _memory(self, "evaluating"):
             hits1, hits5, seen = self.stepper.evaluate(eval_batches(
-                self.val_split, self.datasets, self.data.preprocessing, self.recipe.batch_size, self.world,
-                self.data.num_workers, self.device))
+                self.val_split, self.datasets, self.datasets.request.preprocessing, self.batching))
         hits1, hits5, seen = self.world.sum(hits1, hits5, seen)
         train_seconds = self.sums["seconds"]
         row = {"epoch": self.epoch + 1, "train_loss": self.sums["loss"] / self.sums["seen"],
@@ -293,33 +267,33 @@ def _progress_bar(run: _Run):
                 disable=not run.progress, leave=False)
 
 
-def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str | Path, *,
+def train(model: nn.Module, data: TrainData | DataListing | Datasets, recipe: Recipe, out: str | Path, *,
           world: World | None = None, resume: bool = False, progress: bool = True,
           meta: dict | None = None, final: Callable[[dict], Any] | None = None) -> TrainResult:
-    """Train ``model`` (built by the caller, its head sized for ``list_data(data).num_classes``) on ``data``
-    (a :class:`TrainData`, or the :class:`Datasets` :func:`list_data` or :func:`load_data` made of one) with
-    ``recipe``, writing into ``out`` (see the module docstring). Every refusal comes before the images are
-    decoded. ``meta``: a plain record of the model (name, knobs) kept with the run and compared on resume.
-    ``final``: what ``final.pth`` holds, a function of the trained state dict (the state dict itself by default;
-    an exported ablated network's record around it, so that it loads as the export did). ``world``: the
-    torchrun world (default: the current :func:`~seprobe.distributed.distributed_session`'s, or one process on
-    the CPU)."""
+    """Train ``model`` (built by the caller, its head sized for ``list_data(data).num_classes``) on ``data`` (a
+    :class:`TrainData`, its :class:`DataListing` from :func:`list_data`, or its :class:`Datasets` from
+    :func:`load_data`) with ``recipe``, writing into ``out`` (see the module docstring). Every refusal comes before the
+    images are decoded. ``meta``: a plain record of the model (name, knobs) kept with the run and compared on resume.
+    ``final``: what ``final.pth`` holds, a function of the trained state dict (the state dict itself by default; an
+    exported ablated network's record around it, so that it loads as the export did). ``world``: the torchrun world
+    (default: the current :func:`~seprobe.distributed.distributed_session`'s, or one process on the CPU)."""
     world = world if world is not None else current_world()
     out, meta = Path(out), dict(meta or {})
-    check_start(out, resume, world, recipe, meta)
+    check_start(out, resume, world, recipe.sync_bn, meta)
     saved = checkpoint.load(out / CHECKPOINT) if resume else None
-    datasets = data if isinstance(data, Datasets) else list_data(data)
-    check_batch(recipe, world, len(datasets.train))
-    record = {"recipe": asdict(recipe), "meta": meta, "data": datasets.describe()}
+    listed = list_data(data) if isinstance(data, TrainData) else data
+    check_batch(recipe, world, len(listed.train))
+    record = {"recipe": asdict(recipe), "meta": meta, "data": listed.describe()}
     if saved is not None:
         checkpoint.check_same_run(saved["record"], record)
     else:
         torch.manual_seed(recipe.seed + world.rank)
-    datasets = decode(datasets, progress=progress and world.is_main)  # the long part, after every check
-    run = _Run(model, datasets, recipe, out, world, record, progress)
+    # the long part, after every check
+    datasets = listed if isinstance(listed, Datasets) else decode(listed, progress=progress and world.is_main)
+    run = _Run(model, datasets, recipe, out, world, record=record, progress=progress)
     if saved is not None:
         run.restore(saved)
-    with _stop_requests() as stop:
+    with stop_requests() as stop:
         while run.epoch < recipe.epochs:
             with _progress_bar(run) as bar:
                 run.train_epoch(stop, bar)
@@ -328,7 +302,7 @@ def train(model: nn.Module, data: TrainData | Datasets, recipe: Recipe, out: str
                 from .report import epoch_line
 
                 bar.write(epoch_line(row, recipe.epochs), file=sys.stderr)  # stdout is the result's
-            if stop["stop"]:
+            if stop.requested:
                 raise KeyboardInterrupt
     return _finish(run, final or (lambda state_dict: state_dict))
 

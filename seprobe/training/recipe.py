@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
-from ..choices import DTYPES, SCHEDULES
-from ..errors import SeprobeError, check_choice, check_int
+from ..choices import SCHEDULES
+from ..errors import SeprobeError, check_int
+from ..schema import CHANNELS_LAST, COMPILE, DTYPE, Bool, Choice, Int, Items, Number, Options
 
 #: ``onecycle``: torch's ``OneCycleLR`` defaults (rise over 30 % of the steps from lr / 25, cosine annealing to
 #: lr / 25 / 1e4), without momentum cycling.
@@ -31,17 +33,14 @@ ONECYCLE_RISE, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
 SMALL_SIDE = 64
 
 
-def _number(name: str, value, low: float, high: float | None = None, *, open_low: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low) and (high is None or value < high)
-    if not ok:
-        bound = f"> {low}" if open_low else f">= {low}"
-        raise SeprobeError(f"invalid {name} {value!r}; valid: a finite number {bound}"
-                           f"{f' and < {high}' if high is not None else ''}", argument=name)
+def _milestones(name: str, values: tuple) -> tuple:
+    if list(values) != sorted(set(values)):
+        raise SeprobeError(f"invalid {name} {values!r}; valid: increasing fractions in (0, 1)", argument=name)
+    return values
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(Options):
     """How to train. ``batch_size`` is the global batch (split evenly over ranks under torchrun); ``milestones``
     are the fractions of all steps at which the ``step`` schedule multiplies the learning rate by ``gamma``;
     ``warmup_epochs`` raise it linearly from 0 first (any schedule but ``onecycle``, which has its own rise);
@@ -53,51 +52,33 @@ class Recipe:
     the gradients scaled so that their global L2 norm is at most this (``torch.nn.utils.clip_grad_norm_``), for
     networks without normalisation, whose first steps can blow up."""
 
-    epochs: int = 164
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    no_decay_bn_bias: bool = False
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    dtype: str = "float32"
-    channels_last: bool = False
-    compile: bool = False
-    sync_bn: bool = False
-    freeze_bn: bool = False
-    clip_grad_norm: float | None = None
-    checkpoint_every: int | None = None
+    epochs: Annotated[int, Int(1, metavar="N")] = 164
+    batch_size: Annotated[int, Int(1, metavar="N", help="the global batch")] = 128
+    lr: Annotated[float, Number(0, open_low=True, metavar="LR", help="peak learning rate")] = 0.1
+    momentum: Annotated[float, Number(0, 1, metavar="M")] = 0.9
+    weight_decay: Annotated[float, Number(0, metavar="WD")] = 1e-4
+    no_decay_bn_bias: Annotated[bool, Bool(flags=("--no-decay-bn-bias/--decay-bn-bias",),
+                                           help="no weight decay on BatchNorm and biases")] = False
+    schedule: Annotated[str, Choice(choices=SCHEDULES, help="learning-rate schedule")] = "step"
+    milestones: Annotated[tuple[float, ...], Items(
+        item=Number(0, 1, open_low=True), rule=_milestones, example="0.5,0.75", item_name="milestone",
+        metavar="F,F,...",
+        help="fractions of the steps where the step schedule multiplies lr by gamma")] = (0.5, 0.75)
+    gamma: Annotated[float, Number(0, open_low=True, metavar="G", help="the step schedule's factor")] = 0.1
+    warmup_epochs: Annotated[float, Number(0, metavar="E", help="linear warm-up from 0")] = 0.0
+    label_smoothing: Annotated[float, Number(0, 1, metavar="S")] = 0.0
+    seed: Annotated[int, Int(0, metavar="N", help="data order, augmentation, initial weights")] = 0
+    dtype: Annotated[str, DTYPE] = "float32"
+    channels_last: Annotated[bool, CHANNELS_LAST] = False
+    compile: Annotated[bool, COMPILE] = False
+    sync_bn: Annotated[bool, Bool(flags=("--sync-bn",), help="SyncBatchNorm (torchrun on CUDA)")] = False
+    freeze_bn: Annotated[bool, Bool(flags=("--freeze-bn",), help="BatchNorm kept in eval mode (fine-tuning; "
+                                                                   "weights with BN folded away)")] = False
+    clip_grad_norm: Annotated[float | None, Number(0, open_low=True, metavar="NORM",
+                                                   help="clip the gradients' global norm")] = None
+    checkpoint_every: Annotated[int | None, Int(1, metavar="N", help="also checkpoint every N steps")] = None
 
-    def __post_init__(self):
-        check_int("epochs", self.epochs)
-        check_int("batch_size", self.batch_size)
-        _number("lr", self.lr, 0, open_low=True)
-        _number("momentum", self.momentum, 0, 1)
-        _number("weight_decay", self.weight_decay, 0)
-        _number("gamma", self.gamma, 0, open_low=True)
-        _number("warmup_epochs", self.warmup_epochs, 0)
-        _number("label_smoothing", self.label_smoothing, 0, 1)
-        for name in ("no_decay_bn_bias", "channels_last", "compile", "sync_bn", "freeze_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise SeprobeError(f"invalid {name} {getattr(self, name)!r}; valid: True or False", argument=name)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SeprobeError(f"invalid seed {self.seed!r}; valid: an integer >= 0", argument="seed")
-        check_choice("schedule", self.schedule, SCHEDULES, argument="schedule")
-        check_choice("dtype", self.dtype, DTYPES, argument="dtype")
-        if self.checkpoint_every is not None:
-            check_int("checkpoint_every", self.checkpoint_every)
-        if self.clip_grad_norm is not None:
-            _number("clip_grad_norm", self.clip_grad_norm, 0, open_low=True)
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-        for m in self.milestones:
-            _number("milestone", m, 0, 1, open_low=True)
-        if list(self.milestones) != sorted(set(self.milestones)):
-            raise SeprobeError(f"invalid milestones {self.milestones!r}; valid: increasing fractions in (0, 1)")
+    def validate(self) -> None:
         if self.warmup_epochs >= self.epochs:
             raise SeprobeError(f"invalid warmup_epochs {self.warmup_epochs}; valid: fewer than epochs "
                                f"({self.epochs})", argument="warmup_epochs")
@@ -141,13 +122,15 @@ def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     return _onecycle(recipe.lr, step, total)
 
 
-def _cosine_between(start: float, end: float, fraction: float) -> float:
-    return end + (start - end) / 2 * (1 + math.cos(math.pi * fraction))
-
-
 def _onecycle(peak: float, step: int, total: int) -> float:
-    low = peak / ONECYCLE_DIV
-    top = float(ONECYCLE_RISE * total) - 1
-    if step <= top:
-        return _cosine_between(low, peak, step / top if top > 0 else 1.0)
-    return _cosine_between(peak, low / ONECYCLE_FINAL_DIV, (step - top) / (total - 1 - top))
+    """Step ``step`` of torch's ``OneCycleLR`` over ``total`` steps, read from a scheduler set to that step."""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=peak)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, peak, total_steps=total, pct_start=ONECYCLE_RISE, div_factor=ONECYCLE_DIV,
+        final_div_factor=ONECYCLE_FINAL_DIV, cycle_momentum=False)
+    optimizer.step()  # no gradient, so nothing moves; torch then takes the scheduler's step as in order
+    schedule.last_epoch = step - 1
+    schedule.step()
+    return float(schedule.get_last_lr()[0])
