@@ -324,3 +324,27 @@ def test_start_weights_and_ablate_belong_to_training_studies(tmp_path):
                     'ablate = { stage = 5, mode = "mean" }\n')
     with pytest.raises(SeprobeError, match="variants.0..ablate: applies to training studies only"):
         load_study(path)
+
+
+def test_the_step_time_is_measured_at_the_batch_the_runs_trained_with(monkeypatch):
+    """A budget without batch_size trains large images at the published 256 (He et al. 2016), not at 128."""
+    import types
+
+    import seprobe.cost.timing as timing
+    from seprobe.models.factory import ModelSource
+    from seprobe.studies.spec import Budget
+    from seprobe.studies.trained import _step_times
+
+    seen = []
+
+    def fake(models, pairs, setup, progress=None):
+        seen.append(setup)
+        summary = pd.DataFrame({"model": list(models), "median_ms": [1.0] * len(models)})
+        return types.SimpleNamespace(summary=summary, ratios=pd.DataFrame())
+
+    monkeypatch.setattr(timing, "time_models", fake)
+    study = types.SimpleNamespace(training=types.SimpleNamespace(baseline="a"))
+    sources = {"a": ModelSource("resnet20_cifar", "random", {})}
+    for recipe, side, batch in (({}, 224, 256), ({}, 32, 128), ({"batch_size": 64}, 224, 64)):
+        _step_times(study, sources, side, Budget("b", recipe))
+        assert (seen[-1].batch_size, seen[-1].input_size) == (batch, side)
