@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .defaults import BATCH_SIZE, BOOTSTRAP, CHANNELS, CLASSES, NUM_WORKERS
-from .errors import SeprobeError, check_int
+from .errors import SeprobeError, check_bool, check_int
 from .io import check_output_dir, check_output_file, output_set
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
     from .distributed import current_world
     from .probe.ablation import ablate as run_ablation
     from .probe.ablation import export_blocks
-    from .probe.ablation_plan import MODES, AblationPlan
+    from .probe.ablation_plan import AblationPlan
     from .probe.evaluation import Loader
     from .report.ablation import write_outputs
 
@@ -305,8 +305,7 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
     plan = plan or AblationPlan()
     loader = loader or Loader(BATCH_SIZE["ablate"])
     check_int("bootstrap", bootstrap)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise SeprobeError(f"invalid seed {seed!r}; valid: an integer", argument="seed")
+    check_int("seed", seed, 0)  # numpy's generators take seeds >= 0
     modes = plan.resolve_modes(calibration is not None)
     if export is not None:
         check_output_file(export, "export")
@@ -316,7 +315,7 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
         if export_mode is None and len(modes) > 1:
             raise SeprobeError(f"export with modes {', '.join(modes)} needs export_mode; valid: one of them",
                                argument="export_mode")
-        if export_mode is not None and (export_mode not in MODES or export_mode not in modes):
+        if export_mode is not None and export_mode not in modes:
             raise SeprobeError(f"invalid export_mode {export_mode!r}; valid: a mode the plan runs: "
                                f"{', '.join(modes)}", argument="export_mode")
     if out is not None:
@@ -430,8 +429,7 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     world = current_world()
     check_device(world.device)
     source = ModelSource(model, weights, knobs)
-    if not isinstance(resume, bool):
-        raise SeprobeError(f"invalid resume {resume!r}; valid: True or False", argument="resume")
+    check_bool("resume", resume)
     if tags is not None and not isinstance(tags, Mapping):
         raise SeprobeError(f"invalid tags {tags!r}; valid: a mapping of plain values", argument="tags")
     recipe = _recipe_changes(recipe)

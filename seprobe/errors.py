@@ -35,6 +35,13 @@ def check_choice(what: str, value: Any, choices: Iterable[Any], argument: str | 
     return value
 
 
+def check_bool(argument: str, value: Any) -> bool:
+    """``value`` if it is True or False (not 0, 1 or a string), else a :class:`SeprobeError` naming ``argument``."""
+    if not isinstance(value, bool):
+        raise SeprobeError(f"invalid {argument} {value!r}; valid: True or False", argument=argument)
+    return value
+
+
 def check_int(argument: str, value: Any, minimum: int = 1, maximum: int | None = None) -> Any:
     """``value`` if it is an integer in ``[minimum, maximum]`` (``None``: not given), else a
     :class:`SeprobeError` naming ``argument``. A bool is not an integer here, nor is a float."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .choices import DTYPES
-from .errors import SeprobeError, check_choice, suggest
+from .errors import SeprobeError, check_bool, check_choice, suggest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +125,9 @@ class Bool(Spec):
 
     def valid(self, value: Any) -> bool:
         return isinstance(value, bool)
+
+    def check(self, name: str, value: Any) -> Any:
+        return check_bool(name, value)
 
     def _expected(self) -> str:
         return "True or False"

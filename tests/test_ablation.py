@@ -459,3 +459,14 @@ def test_outputs_all_or_nothing(folder, tmp_path, monkeypatch):
         report.write_outputs(r, out)
     assert [p.name for p in out.iterdir()] == ["ablation.csv"] and (out / "ablation.csv").read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_negative_bootstrap_seed_is_refused_before_any_work(tmp_path, monkeypatch):
+    """numpy's generators take seeds >= 0: -1 was a traceback after the whole evaluation."""
+    import seprobe
+    from seprobe.data import images
+
+    (tmp_path / "x_a.JPEG").write_bytes(b"")
+    monkeypatch.setattr(images.ImageSource, "read", lambda self: pytest.fail("images read before the check"))
+    with pytest.raises(SeprobeError, match=r"^invalid seed -1; valid: an integer >= 0$"):
+        seprobe.ablate("se_resnet20_cifar", "random", tmp_path, seed=-1)

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SeprobeError
+from ..choices import EXPORT_MODES
+from ..errors import SeprobeError, check_choice
 from ..io import atomic_write
 from .blocks import FoldTarget, SEBlockInfo
 from .heads import replace_head
@@ -88,8 +89,7 @@ def ablated_copy(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mapping[
     for name, mode in modes.items():
         if name not in by_name:
             raise SeprobeError(f"unknown block {name!r}; valid: {', '.join(by_name)}")
-        if mode not in ("identity", "mean"):
-            raise SeprobeError(f"unknown ablation mode {mode!r} for {name}; valid: identity, mean")
+        check_choice(f"ablation mode of {name}", mode, EXPORT_MODES, argument="export_mode")
         if mode == "mean" and (means is None or name not in means):
             raise SeprobeError(f"no calibration mean for {name}; valid: calibrate before exporting a mean block")
     if not modes:

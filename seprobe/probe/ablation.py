@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..choices import EXPORT_MODES
 from ..cost.se_blocks import BlockCost, block_costs, saved
 from ..data.images import LabelledImages
 from ..defaults import BOOTSTRAP
@@ -32,7 +33,7 @@ from ..errors import SeprobeError, check_choice, check_int
 from ..models.ablated import Export, export_ablated
 from ..models.blocks import SEBlockInfo
 from ..models.factory import Network
-from .ablation_plan import MODES, Ablation, AblationPlan, cumulative_order, cumulative_plan
+from .ablation_plan import Ablation, AblationPlan, cumulative_order, cumulative_plan
 from .bootstrap import LEVEL, paired_bootstrap
 from .calibration import Calibration, CalibrationSource, calibrate
 from .evaluation import ImagePass, Loader, pass_device, score, scored
@@ -258,7 +259,7 @@ def _rows(result: AblationResult, out: Outcomes, evaluations: list[Ablation | No
 def export_blocks(result: AblationResult, blocks: Sequence[str], mode: str, path) -> Export:
     """Write the network with ``blocks`` ablated in ``mode`` to ``path``
     (:func:`~seprobe.models.ablated.export_ablated`), using the calibration means of ``result``."""
-    check_choice("export mode", mode, MODES, argument="export_mode")
+    check_choice("export mode", mode, EXPORT_MODES, argument="export_mode")
     means = result.calibration.means if result.calibration is not None else None
     if mode == "mean" and not means:
         raise SeprobeError("export mode 'mean' needs the calibration means; valid: modes with 'mean', and "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..errors import SeprobeError, check_choice, check_int
+from ..errors import SeprobeError, check_bool, check_choice, check_int
 from ..models.blocks import SEBlockInfo
 from .hooks import REPLACEMENTS
 
@@ -79,10 +79,9 @@ class AblationPlan:
         if self.blocks is not None:
             object.__setattr__(self, "blocks", _names("blocks", self.blocks))
         check_int("stage", self.stage)
-        for argument in ("per_stage", "each_block"):
-            value = getattr(self, argument)
-            if not isinstance(value, bool) and not (value is None and argument == "each_block"):
-                raise SeprobeError(f"invalid {argument} {value!r}; valid: True or False", argument=argument)
+        check_bool("per_stage", self.per_stage)
+        if self.each_block is not None:
+            check_bool("each_block", self.each_block)
         if isinstance(self.cumulative, str):
             check_choice("cumulative order", self.cumulative, ORDERS, argument="cumulative")
         elif self.cumulative is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..data.images import ImageSource, LabelledImages
-from ..errors import SeprobeError, check_int
+from ..errors import SeprobeError, check_bool, check_int
 from ..models.blocks import SEBlockInfo
 from ..models.factory import Network
 from .activations import collect
@@ -44,9 +44,7 @@ class CalibrationSource:
         if self.images is not None and not isinstance(self.images, ImageSource):
             raise SeprobeError(f"invalid calibration_data {self.images!r}; valid: an ImageSource",
                                argument="calibration_data")
-        if not isinstance(self.allow_overlap, bool):
-            raise SeprobeError(f"invalid allow_overlap {self.allow_overlap!r}; valid: True or False",
-                               argument="allow_overlap")
+        check_bool("allow_overlap", self.allow_overlap)
 
     def split(self, evaluation: LabelledImages,
               images: LabelledImages | None = None) -> tuple[LabelledImages, LabelledImages, int]:

@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from ..errors import SeprobeError
+from ..errors import SeprobeError, check_int
 
 #: Student's t quantile t_{0.975, df} for df = 1..30 (beyond, the normal 1.960 is within 0.03)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -22,8 +22,7 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 def t975(df: int) -> float:
     """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (two-sided 95 %)."""
-    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
-        raise SeprobeError(f"invalid degrees of freedom {df!r}; valid: an integer >= 1")
+    check_int("degrees of freedom", df)
     return T975[df - 1] if df <= len(T975) else 1.960
 
 

@@ -29,13 +29,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from ..data.images import LabelledImages, Preprocessing, check_readable, discover, select, to_rgb
 from ..defaults import NUM_WORKERS
-from ..errors import SeprobeError, check_choice
+from ..errors import SeprobeError
+from ..schema import Bool, Choice, Int, Options
 from .recipe import SMALL_SIDE
 
 CIFAR_FILES = {"cifar-10-batches-py": ("batches.meta", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
@@ -43,7 +45,7 @@ CIFAR_FILES = {"cifar-10-batches-py": ("batches.meta", [f"data_batch_{i}" for i 
 
 
 @dataclass(frozen=True)
-class TrainData:
+class TrainData(Options):
     """Where the images are (see the module docstring) and how many to take: the first ``samples_per_class``
     / ``val_samples_per_class`` of each class, in sorted file order (file order for CIFAR's files).
     ``preprocessing``: the model's evaluation transform for large images (ImageNet's by default);
@@ -59,24 +61,12 @@ class TrainData:
     val: str | Path | None = None
     train_labels: str | Path | None = None
     val_labels: str | Path | None = None
-    samples_per_class: int | None = None
-    val_samples_per_class: int | None = None
+    samples_per_class: Annotated[int | None, Int(1, description="an integer >= 1, or None (all)")] = None
+    val_samples_per_class: Annotated[int | None, Int(1, description="an integer >= 1, or None (all)")] = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    num_workers: int = NUM_WORKERS["train"]
-    normalise: str = "data"
-    upscale: bool = False
-
-    def __post_init__(self):
-        for name in ("samples_per_class", "val_samples_per_class"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise SeprobeError(f"invalid {name} {value!r}; valid: an integer >= 1, or None (all)")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise SeprobeError(f"invalid num_workers {self.num_workers!r}; valid: an integer >= 0",
-                               argument="num_workers")
-        check_choice("normalise", self.normalise, ("data", "model"), argument="normalise")
-        if not isinstance(self.upscale, bool):
-            raise SeprobeError(f"invalid upscale {self.upscale!r}; valid: True or False", argument="upscale")
+    num_workers: Annotated[int, Int(0)] = NUM_WORKERS["train"]
+    normalise: Annotated[str, Choice(choices=("data", "model"))] = "data"
+    upscale: Annotated[bool, Bool()] = False
 
 
 @dataclass(frozen=True)
