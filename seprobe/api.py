@@ -36,9 +36,6 @@ if TYPE_CHECKING:
     from .probe.evaluation import Loader
     from .training import Recipe, TrainResult
 
-SCHEMA_VERSION = 1
-
-
 # --- complexity -----------------------------------------------------------------------------------------------------
 
 

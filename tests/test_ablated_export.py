@@ -30,7 +30,7 @@ def _check_export(model, size, modes_of, tmp_path, spec, knobs=None):
     modes = {b.name: modes_of(i) for i, b in enumerate(gates)}
     x = torch.randn(2, 3, size, size, generator=g)
     ablated = _ablated_logits(model, gates, modes, means, x)
-    export_ablated(model, gates, modes, means, tmp_path / "ablated.pth", spec=spec, knobs=knobs)
+    export_ablated(model, gates, modes, means, tmp_path / "ablated.pth", model_name=spec, knobs=knobs)
     rebuilt = load_ablated(tmp_path / "ablated.pth")
     with torch.no_grad():
         exported = rebuilt.model(x)

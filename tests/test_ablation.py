@@ -376,7 +376,7 @@ def test_cumulative_order_by_top1_breaks_ties_by_kl():
 def test_ablation_study_spec(tmp_path):
     from pathlib import Path
 
-    from seprobe.studies.spec import load_study
+    from seprobe.studies.study_file import load_study
 
     root = Path(__file__).resolve().parents[1]
     study = load_study(root / "studies" / "ablation.toml")
@@ -423,7 +423,7 @@ def test_ablation_reading_quotes_the_committed_figures():
 
     import pandas as pd
 
-    from seprobe.studies.spec import load_study
+    from seprobe.studies.study_file import load_study
 
     root = Path(__file__).resolve().parents[1]
     t = pd.read_csv(root / "reports" / "ablation" / "ablation.csv").set_index(["label", "mode"])

@@ -62,7 +62,7 @@ def test_the_writers_of_outputs_outside_a_set_leave_nothing_when_the_write_fails
         model = build_model("se_resnet20_cifar").eval()
         monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: _half_written(f))
         call = lambda: export_ablated(model, find_blocks(model), {"SE_3_3": "identity"}, None, target,  # noqa: E731
-                                      spec="se_resnet20_cifar")
+                                      model_name="se_resnet20_cifar")
     elif writer == "gate_stats":
         stats = GateStats({"SE_2_1": (4, 0.0, 1.0)}, 2)
         monkeypatch.setattr(np, "savez_compressed", lambda f, *a, **k: _half_written(f))

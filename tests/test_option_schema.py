@@ -16,7 +16,7 @@ from seprobe.cost.settings import FlopConvention, TimingSetup
 from seprobe.models.arch_config import ArchConfig
 from seprobe.models.se_config import SEConfig
 from seprobe.schema import Bool, Int, Items, Number, Options, check_values, fields, from_table
-from seprobe.studies.spec import Budget, load_study
+from seprobe.studies.study_file import Budget, load_study
 from seprobe.training.recipe import Recipe
 
 #: the option dataclasses, and the command whose options are their fields

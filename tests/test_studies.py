@@ -9,7 +9,7 @@ from seprobe import SeprobeError
 from seprobe.paper import FIGURES, _normalise
 from seprobe.studies.reports import figure, write_report
 from seprobe.studies.runs import run_study
-from seprobe.studies.spec import load_study
+from seprobe.studies.study_file import load_study
 
 from .helpers import run_seprobe
 
@@ -174,7 +174,7 @@ def test_activation_and_ablation_reports_are_written_from_their_results(tmp_path
     from seprobe.probe.activations import collect, specificity_table
     from seprobe.probe.evaluation import Loader
     from seprobe.studies.result import StudyResult
-    from seprobe.studies.spec import Study
+    from seprobe.studies.study_file import Study
 
     from .helpers import GOLDFISH, PUG, identity_model, write_flat_images
 

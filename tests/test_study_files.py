@@ -5,7 +5,7 @@
 import pytest
 
 from seprobe import SeprobeError
-from seprobe.studies.spec import check_unique_names, load_study
+from seprobe.studies.study_file import check_unique_names, load_study
 
 STUDY = """
 title = "t"

@@ -98,7 +98,7 @@ def test_an_exported_ablated_network_can_be_fine_tuned_and_the_result_loads_like
         torch.manual_seed(0)
         model = seprobe.build_model("se_resnet20_cifar", num_classes=classes).eval()
         start, out = tmp_path / f"ablated{classes}.pth", tmp_path / f"run{classes}"
-        export_ablated(model, find_blocks(model), {"SE_3_3": "identity"}, None, start, spec="se_resnet20_cifar",
+        export_ablated(model, find_blocks(model), {"SE_3_3": "identity"}, None, start, model_name="se_resnet20_cifar",
                        knobs={"num_classes": classes})
         done = seprobe.train("se_resnet20_cifar", cifar_like, out, weights=start, recipe=RECIPE, progress=False)
         assert (done.head is None) == (classes == 3)

@@ -14,7 +14,7 @@ import pytest
 from seprobe import SeprobeError
 from seprobe.studies.regenerate import run_studies
 from seprobe.studies.runs import run_study
-from seprobe.studies.spec import load_study
+from seprobe.studies.study_file import load_study
 from seprobe.studies.trained import slug
 from seprobe.training.compare import compare, t975
 
@@ -332,7 +332,7 @@ def test_the_step_time_is_measured_at_the_batch_the_runs_trained_with(monkeypatc
 
     import seprobe.cost.timing as timing
     from seprobe.models.factory import ModelSource
-    from seprobe.studies.spec import Budget
+    from seprobe.studies.study_file import Budget
     from seprobe.studies.trained import _step_times
 
     seen = []

@@ -118,7 +118,7 @@ def ablated_copy(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mapping[
 
 
 def export_ablated(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mapping[str, str],
-                   means: Mapping[str, torch.Tensor] | None, path: str | os.PathLike, *, spec: str,
+                   means: Mapping[str, torch.Tensor] | None, path: str | os.PathLike, *, model_name: str,
                    knobs: Mapping[str, Any] | None = None, preprocessing: Any = None) -> Export:
     """Write the ablated network to ``path`` (atomically) as::
 
@@ -127,13 +127,13 @@ def export_ablated(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mappin
          "blocks": {"SE_5_2": "mean folded into blocks.4.1.conv_pwl", ...},
          "preprocessing": {...}, "state_dict": {...}}
 
-    (and ``"num_classes": K`` once training gave it a new K-way head, :func:`retrained`). ``spec`` is the
+    (and ``"num_classes": K`` once training gave it a new K-way head, :func:`retrained`). ``model_name`` is the
     model name seprobe builds (a registered name, ``timm:NAME`` or ``torchvision:NAME``) and ``knobs`` its knobs
     (seprobe models).
     """
-    build_architecture(spec, dict(knobs or {}), device="meta")  # fail now on a name that could not be rebuilt
+    build_architecture(model_name, dict(knobs or {}), device="meta")  # fail now on a name that could not be rebuilt
     export = ablated_copy(model, gates, modes, means)
-    payload = {"format": FORMAT, "model": spec, "knobs": dict(knobs or {}), "removed": list(export.removed),
+    payload = {"format": FORMAT, "model": model_name, "knobs": dict(knobs or {}), "removed": list(export.removed),
                "scaled": dict(export.scaled), "blocks": dict(export.how),
                "preprocessing": asdict(preprocessing) if preprocessing is not None else None,
                "state_dict": {k: v.detach().cpu().clone() for k, v in export.model.state_dict().items()}}
@@ -166,7 +166,7 @@ def as_export(obj: Any) -> dict | None:
 @dataclass
 class AblatedModel:
     model: nn.Module
-    spec: str
+    model_name: str  # the registered (or timm: / torchvision:) name of the base architecture
     knobs: dict[str, Any]
     blocks: dict[str, str]
     preprocessing: dict[str, Any] | None

@@ -224,9 +224,9 @@ def _pretrained(source: ModelSource) -> nn.Module:
 def _ablated_network(source: ModelSource) -> Network:
     """A network written by ``seprobe ablate``'s export, with the preprocessing it recorded."""
     ablated = load_ablated(source.weights)
-    if ablated.spec != source.name:
-        raise SeprobeError(f"{source.weights} is an ablated {ablated.spec}, not {source.name}; valid: model "
-                           f"{ablated.spec}", argument="model")
+    if ablated.model_name != source.name:
+        raise SeprobeError(f"{source.weights} is an ablated {ablated.model_name}, not {source.name}; valid: model "
+                           f"{ablated.model_name}", argument="model")
     pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
         if ablated.preprocessing else Preprocessing()
     return Network(ablated.model, f"{source.name} (ablated: {Path(source.weights).name})", pre, source,

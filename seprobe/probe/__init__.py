@@ -1,2 +1,3 @@
-"""Probes of trained SE networks: labelled images, ImageNet class names, loading seprobe / timm / torchvision
-models, finding their gates, streaming gate statistics and the class-specific activation analysis (Sec. 7.2)."""
+"""Probes of trained SE networks: passes over labelled images (top-1 / top-5), hooks on the gates, streaming gate
+statistics class by class, the class-specific activation analysis (Sec. 7.2), and what each SE block is worth when
+it is replaced (ablation: calibration means, the prefix computed once, paired bootstrap intervals)."""

@@ -268,5 +268,6 @@ def export_blocks(result: AblationResult, blocks: Sequence[str], mode: str, path
     if net.source is None:
         raise SeprobeError(f"{net.name} was given as a module, so an export could not say how to rebuild it; valid: "
                            "a network from get_network(ModelSource(...))", argument="export")
-    return export_ablated(net.model, result.blocks, dict.fromkeys(blocks, mode), means, path, spec=net.source.name,
+    return export_ablated(net.model, result.blocks, dict.fromkeys(blocks, mode), means, path,
+                          model_name=net.source.name,
                           knobs=net.source.knobs, preprocessing=net.preprocessing)

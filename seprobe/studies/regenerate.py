@@ -12,7 +12,7 @@ from ..errors import SeprobeError
 from ..io import check_output_dir, output_set
 from .reports import write_index, write_report
 from .runs import run_study
-from .spec import check_unique_names, load_study
+from .study_file import check_unique_names, load_study
 
 #: study kinds that run only when asked (``seprobe reports --with-KIND``): slow, or need real data
 ON_REQUEST = ("timing", "activations", "ablation", "training")

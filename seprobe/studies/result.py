@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .spec import Study
+from .study_file import Study
 
 
 @dataclass

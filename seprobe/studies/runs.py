@@ -1,4 +1,4 @@
-"""Run a :class:`~seprobe.studies.spec.Study` into a table of measured values next to the paper's, with notes."""
+"""Run a :class:`~seprobe.studies.study_file.Study` into a table of measured values next to the paper's, with notes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..report.ablation import calibration_text, study_table
 from ..report.ablation import notes as ablation_notes
 from ..report.activations import notes as activation_notes
 from .result import StudyResult
-from .spec import DECIMALS, TIMING_EXTRA, Study, Variant
+from .study_file import DECIMALS, TIMING_EXTRA, Study, Variant
 
 
 def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, *, runs: Path | None = None,

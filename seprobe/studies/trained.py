@@ -32,7 +32,7 @@ from ..paper import paper_accuracy
 from ..training.checkpoint import ResumeRefused
 from ..training.compare import accuracy_standard_error, compare
 from .result import StudyResult
-from .spec import Budget, Study, Variant, evaluation_set_name
+from .study_file import Budget, Study, Variant, evaluation_set_name
 
 RUN_FILE = "run.json"
 
