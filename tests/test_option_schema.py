@@ -15,12 +15,14 @@ from seprobe.cli.options import declared_params, given_values
 from seprobe.cost.settings import FlopConvention, TimingSetup
 from seprobe.models.arch_config import ArchConfig
 from seprobe.models.se_config import SEConfig
+from seprobe.probe.loader import Loader
 from seprobe.schema import Bool, Int, Items, Number, Options, check_values, fields, from_table
 from seprobe.studies.study_file import Budget, load_study
 from seprobe.training.recipe import Recipe
 
 #: the option dataclasses, and the command whose options are their fields
-EXPOSED = {"train": (SEConfig, ArchConfig, Recipe), "complexity": (SEConfig, ArchConfig, FlopConvention, TimingSetup)}
+EXPOSED = {"train": (SEConfig, ArchConfig, Recipe), "complexity": (SEConfig, ArchConfig, FlopConvention, TimingSetup),
+           **{c: (SEConfig, ArchConfig, Loader) for c in ("evaluate", "activations", "ablate")}}
 
 
 def command_params(name: str) -> set[str]:

@@ -21,6 +21,7 @@ from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
+from ..probe.loader import Loader
 from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, fields
 from ..training.recipe import Recipe
 
@@ -91,7 +92,7 @@ def declared_group(name: str, *classes: type, exclude: tuple[str, ...] = (), def
 
 
 #: the option dataclasses whose fields are command-line options
-DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup)
+DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup, Loader)
 #: the model-zoo knobs: the SE knobs and the architecture knobs
 KNOBS = declared_group("knobs", SEConfig, ArchConfig)
 #: the training recipe's fields (``seprobe train``): those given change the published recipe
@@ -189,20 +190,13 @@ def inputs_group(command: str, extra: str = "") -> OptionGroup:
 
 
 def loader_group(command: str) -> OptionGroup:
-    """``--batch-size --device --num-workers``; under torchrun each rank's pass runs on its own device
+    """``--batch-size --device --num-workers`` (:class:`~seprobe.probe.loader.Loader`'s fields, at ``command``'s
+    defaults); under torchrun each rank's pass runs on its own device
     (:func:`~seprobe.probe.evaluation.pass_device`)."""
-
-    def build(v: dict[str, Any]):
-        from ..probe.evaluation import Loader
-
-        return Loader(v["batch_size"], v["device"], v["num_workers"])
-
-    return OptionGroup("loader", (
-        _option("batch_size", Annotated[int, typer.Option(metavar="N", help="images a step")], BATCH_SIZE[command]),
-        _option("device", DeviceOpt, "cpu"),
-        _option("num_workers", Annotated[int, typer.Option(metavar="N", help="data-loading processes")],
-                NUM_WORKERS[command]),
-    ), build)
+    params = declared_params(Loader, defaults=True)
+    own = {"batch_size": BATCH_SIZE[command], "num_workers": NUM_WORKERS[command]}
+    params = {n: p.replace(default=own.get(n, p.default)) for n, p in params.items()}
+    return OptionGroup("loader", tuple(params.values()), lambda v: Loader(**v))
 
 
 BudgetOpt = Annotated[

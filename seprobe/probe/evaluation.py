@@ -17,26 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from ..data.images import LabelledImages, Preprocessing, ViewDataset, collate
-from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..devices import check_device
 from ..distributed import World, current_world
-from ..errors import SeprobeError, check_int
+from ..errors import SeprobeError
 from ..models.heads import topk_hits
-
-
-@dataclass(frozen=True)
-class Loader:
-    """How images are fed to the network: ``batch_size`` images a step, on ``device``, decoded by
-    ``num_workers`` processes (0: in the main process)."""
-
-    batch_size: int = BATCH_SIZE["activations"]
-    device: str = "cpu"
-    num_workers: int = NUM_WORKERS["activations"]
-
-    def __post_init__(self):
-        check_int("batch_size", self.batch_size)
-        check_int("num_workers", self.num_workers, 0)
-        check_device(self.device)
+from .loader import Loader
 
 
 @dataclass
