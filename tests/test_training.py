@@ -87,6 +87,8 @@ def assert_same_weights(a: dict, b: dict) -> None:
     ("milestones", (1.5,), "invalid milestone 1.5"),
     ("checkpoint_every", 0, "invalid checkpoint_every 0"),
     ("seed", -1, "invalid seed -1"),
+    ("seed", 2**44, "invalid seed 17592186044416; valid: an integer >= 0 and <= 4294967295"),
+    ("lr", 1e40, "invalid lr 1e+40; valid: a finite number > 0 and < 3.4028234663852886e+38"),
     ("compile", "yes", "invalid compile 'yes'; valid: True or False"),
 ])
 def test_every_bad_recipe_value_is_one_line_naming_the_argument(field, value, message):

@@ -29,6 +29,11 @@ from ..schema import CHANNELS_LAST, COMPILE, DTYPE, Bool, Choice, Int, Items, Nu
 #: ``onecycle``: torch's ``OneCycleLR`` defaults (rise over 30 % of the steps from lr / 25, cosine annealing to
 #: lr / 25 / 1e4), without momentum cycling.
 ONECYCLE_RISE, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+#: The weights are float32: a learning rate, weight decay, factor or norm beyond its range makes every update inf
+FLOAT32_MAX = 3.4028234663852886e38
+#: Seeds up to 2**32 - 1 (numpy's range): ``seed * 1_000_003 + epoch`` (the data order's seed) then stays within
+#: torch's 64-bit generator seeds for any number of epochs a run could train
+SEED_MAX = 2**32 - 1
 #: Side (pixels) up to which data counts as small (CIFAR, Tiny ImageNet): the CIFAR recipe and in-memory data.
 SMALL_SIDE = 64
 
@@ -54,9 +59,9 @@ class Recipe(Options):
 
     epochs: Annotated[int, Int(1, metavar="N")] = 164
     batch_size: Annotated[int, Int(1, metavar="N", help="the global batch")] = 128
-    lr: Annotated[float, Number(0, open_low=True, metavar="LR", help="peak learning rate")] = 0.1
+    lr: Annotated[float, Number(0, FLOAT32_MAX, open_low=True, metavar="LR", help="peak learning rate")] = 0.1
     momentum: Annotated[float, Number(0, 1, metavar="M")] = 0.9
-    weight_decay: Annotated[float, Number(0, metavar="WD")] = 1e-4
+    weight_decay: Annotated[float, Number(0, FLOAT32_MAX, metavar="WD")] = 1e-4
     no_decay_bn_bias: Annotated[bool, Bool(flags=("--no-decay-bn-bias/--decay-bn-bias",),
                                            help="no weight decay on BatchNorm and biases")] = False
     schedule: Annotated[str, Choice(choices=SCHEDULES, help="learning-rate schedule")] = "step"
@@ -64,17 +69,18 @@ class Recipe(Options):
         item=Number(0, 1, open_low=True), rule=_milestones, example="0.5,0.75", item_name="milestone",
         metavar="F,F,...",
         help="fractions of the steps where the step schedule multiplies lr by gamma")] = (0.5, 0.75)
-    gamma: Annotated[float, Number(0, open_low=True, metavar="G", help="the step schedule's factor")] = 0.1
+    gamma: Annotated[float, Number(0, FLOAT32_MAX, open_low=True, metavar="G",
+                                   help="the step schedule's factor")] = 0.1
     warmup_epochs: Annotated[float, Number(0, metavar="E", help="linear warm-up from 0")] = 0.0
     label_smoothing: Annotated[float, Number(0, 1, metavar="S")] = 0.0
-    seed: Annotated[int, Int(0, metavar="N", help="data order, augmentation, initial weights")] = 0
+    seed: Annotated[int, Int(0, SEED_MAX, metavar="N", help="data order, augmentation, initial weights")] = 0
     dtype: Annotated[str, DTYPE] = "float32"
     channels_last: Annotated[bool, CHANNELS_LAST] = False
     compile: Annotated[bool, COMPILE] = False
     sync_bn: Annotated[bool, Bool(flags=("--sync-bn",), help="SyncBatchNorm (torchrun on CUDA)")] = False
     freeze_bn: Annotated[bool, Bool(flags=("--freeze-bn",), help="BatchNorm kept in eval mode (fine-tuning; "
                                                                    "weights with BN folded away)")] = False
-    clip_grad_norm: Annotated[float | None, Number(0, open_low=True, metavar="NORM",
+    clip_grad_norm: Annotated[float | None, Number(0, FLOAT32_MAX, open_low=True, metavar="NORM",
                                                    help="clip the gradients' global norm")] = None
     checkpoint_every: Annotated[int | None, Int(1, metavar="N", help="also checkpoint every N steps")] = None
 
