@@ -104,6 +104,42 @@ def test_a_study_trains_once_and_is_rebuilt_from_its_histories(tmp_path):
     assert again.ran == done.ran == ["tiny"]
 
 
+@pytest.mark.slow
+def test_a_budget_label_smoothing_is_the_one_its_runs_train_with(tmp_path, monkeypatch):
+    """``label_smoothing = 0.1`` in a budget (one variant, one seed, one epoch of two steps): the run's
+    ``run.json`` records it, and the training loop built its step with it: the Recipe the loop hands to its
+    ``Stepper``, the criterion that step uses and the record of the loop's ``checkpoint.pth`` all say 0.1 (the
+    published recipe's is 0)."""
+    import torch
+
+    from seprobe.training.steps import Stepper
+
+    path = _study(tmp_path)
+    text = path.read_text()
+    for old, new in (("seeds = [0, 1, 2]", "seeds = [0]"), ("epochs = 2", "epochs = 1"),
+                     ("threads = 1", "threads = 1\nlabel_smoothing = 0.1"),
+                     ('[[variants]]\nlabel = "SE, r = 4"\nmodel = "se_resnet20_cifar"\nknobs = { reduction = 4 }\n',
+                      "")):
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
+    built, init = [], Stepper.__init__
+
+    def recording(self, net, runner, recipe, device):
+        init(self, net, runner, recipe, device)
+        built.append((recipe, self.loss.label_smoothing))
+
+    monkeypatch.setattr(Stepper, "__init__", recording)
+    run_study(load_study(path), runs=tmp_path / "runs")
+    folder = tmp_path / "runs" / "plain-seed0"
+    assert pd.read_json(folder / "run.json", typ="series")["recipe"].get("label_smoothing") == 0.1
+    assert len(built) == 1  # one run, one loop
+    recipe, criterion = built[0]
+    assert (recipe.label_smoothing, criterion, recipe.seed, recipe.epochs) == (0.1, 0.1, 0, 1)
+    saved = torch.load(folder / "checkpoint.pth", weights_only=True)["record"]["recipe"]
+    assert saved["label_smoothing"] == 0.1
+
+
 @pytest.mark.parametrize("extra,message", [
     ('[budgets.other]\nepochs = 1', None),
     ("", None),
