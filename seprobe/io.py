@@ -122,17 +122,18 @@ def output_set() -> Iterator[None]:
         return
     staged = _Staged()
     token = _STAGED.set(staged)
-    try:
-        yield
+    try:  # an interrupt anywhere before the renames (the block, the reset, the moment before they start) discards
+        try:
+            yield
+        finally:
+            _STAGED.reset(token)
+        with signals_held():
+            for tmp, target in staged.renames:
+                os.replace(tmp, target)
     except BaseException:
         with signals_held():
-            _discard(staged)
+            _discard(staged)  # after the renames: nothing left to discard, the folders hold the files
         raise
-    finally:
-        _STAGED.reset(token)
-    with signals_held():
-        for tmp, target in staged.renames:
-            os.replace(tmp, target)
 
 
 def _discard(staged: _Staged) -> None:
