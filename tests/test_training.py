@@ -348,6 +348,35 @@ def test_a_non_finite_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
 
 
+def test_weights_that_blow_up_after_the_last_finite_loss_are_never_written_as_good(images, tmp_path):
+    """lr 1e20 over two steps: both losses are finite, but the updates drive BatchNorm's running variance to inf;
+    the epoch's end must not write that as the last good state, nor final.pth, and the message must not promise
+    a checkpoint there is not."""
+    with pytest.raises(SeprobeError) as e:
+        train(tiny_net(), TrainData(images), small(epochs=1, batch_size=TRAIN_PER_CLASS, lr=1e20),
+              tmp_path / "run", progress=False)
+    message = str(e.value)
+    assert re.match(r"non-finite \S+ in the network at the end of epoch 1; ", message) and "\n" not in message
+    assert "no checkpoint.pth was written" in message and not (tmp_path / "run" / "checkpoint.pth").exists()
+    assert not (tmp_path / "run" / "final.pth").exists()
+
+
+def test_a_checkpoint_is_written_only_while_every_weight_and_buffer_is_finite(images, tmp_path):
+    model = tiny_net()
+    model.register_forward_hook(_Hook(7, lambda out: out * float("nan")))
+    with pytest.raises(SeprobeError, match="checkpoint.pth holds the last good state"):
+        train(model, TrainData(images), small(checkpoint_every=1), tmp_path / "run", progress=False)
+    state = tiny_net().state_dict()
+    for value in [float("inf"), float("nan")]:
+        state["1.running_var"] = torch.full_like(state["1.running_var"], value)
+        bad = tiny_net()
+        bad.load_state_dict(state)
+        with pytest.raises(SeprobeError, match=r"non-finite 1.running_var in the network at epoch 1, step 1 of 4"):
+            train(bad, TrainData(images), small(checkpoint_every=1), tmp_path / f"bn-{value}",
+                  progress=False)
+        assert not (tmp_path / f"bn-{value}" / "checkpoint.pth").exists()
+
+
 # --- refusals before any work ------------------------------------------------------------------------------------
 
 def _files(folder: Path) -> dict:

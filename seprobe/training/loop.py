@@ -149,9 +149,26 @@ class _Run:
                 "world_size": self.world.size}
 
     def save(self) -> None:
+        self.check_finite()
         state = self.state()  # every rank: the random states are gathered
         if self.world.is_main:
             checkpoint.save(self.out / CHECKPOINT, state)
+
+    def last_good(self) -> str:
+        """Where the last good state is, as an error says it (the checkpoint, if one was written)."""
+        if (self.out / CHECKPOINT).is_file():
+            return f"{CHECKPOINT} holds the last good state"
+        return f"no {CHECKPOINT} was written (this happened before the first)"
+
+    def check_finite(self) -> None:
+        """Refuse to write as good a network whose weights or buffers are not finite: the loss can stay finite a
+        step longer than they do (an update to inf after the last step, BatchNorm's running variance)."""
+        for name, tensor in self.net.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                when = (f"at the end of epoch {self.epoch}" if self.step == 0 and self.epoch else
+                        f"at epoch {self.epoch + 1}, step {self.step} of {self.spe}")
+                raise SeprobeError(f"non-finite {name} in the network {when}; valid: finite weights (try a lower lr, "
+                                   f"float32 or a warm-up); {self.last_good()}")
 
     def restore(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
@@ -188,7 +205,7 @@ class _Run:
             if not math.isfinite(total):
                 raise SeprobeError(f"non-finite training loss at epoch {self.epoch + 1}, step {first + k + 1} of "
                                    f"{self.spe}; valid: a finite loss (try a lower lr, float32 or a warm-up); "
-                                   f"{CHECKPOINT} holds the last good state")
+                                   f"{self.last_good()}")
             self.sums["loss"] += total
         self.sums["hits"] += hits
         self.sums["seen"] += sum(counts) * self.world.size
