@@ -206,8 +206,12 @@ def test_the_command_trains_and_resumes_as_the_function(cifar_like, tmp_path):
     printed = pd.DataFrame(json.loads(proc.stdout)["tables"]["history"])
     assert printed["val_top1"].tolist() == pytest.approx(history["val_top1"].tolist(), abs=1e-9)
     assert "val top-1" in proc.stderr and "wrote" in proc.stderr
-    again = run_seprobe(*common, "--resume", "run", cwd=tmp_path)  # finished: nothing left but the outputs
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "run").iterdir()}
+    again = run_seprobe(*common, "--resume", "run", cwd=tmp_path)  # finished: reported as such, left as it is
     assert again.returncode == 0, again.stderr
+    assert "had finished all its epochs; nothing was trained or written" in again.stderr and "wrote" not in again.stderr
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "run").iterdir()} == before
+    assert "val top-1" in again.stdout
     other = run_seprobe(*common[:-4], "--lr", "0.03", "--resume", "run", cwd=tmp_path)
     assert other.returncode == 2 and "cannot resume: recipe.lr is 0.03" in other.stderr, other.stderr
     done = seprobe.train("resnet20_cifar", cifar_like, tmp_path / "api", recipe={"epochs": 2, "batch_size": 6,

@@ -75,7 +75,10 @@ def train_cmd(
         return
     if result.head:
         _err(f"seprobe: note: {result.head}")
-    for path in result.written:
+    if result.run.already_finished:
+        _err(f"seprobe: note: the run in {out or resume} had finished all its epochs; nothing was trained or "
+             "written")
+    for path in [] if result.run.already_finished else result.written:
         _err(f"wrote {path}")
     if fmt not in (None, "table"):
         emit(result.tables(), fmt, None, "train")

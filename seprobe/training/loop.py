@@ -53,6 +53,8 @@ class TrainResult:
     final: dict                    # the last epoch's row
     best: dict                     # the row of the best val_top1
     data: dict                     # Datasets.describe(), with mean, std and decode_seconds
+    #: ``resume`` found the run finished: nothing was trained or written (``data`` is the listing's description)
+    already_finished: bool = False
 
 
 # --- checks before any work ----------------------------------------------------------------------------------------
@@ -303,6 +305,8 @@ def train(model: nn.Module, data: TrainData | DataListing | Datasets, recipe: Re
     record = {"recipe": asdict(recipe), "meta": meta, "data": listed.describe()}
     if saved is not None:
         checkpoint.check_same_run(saved["record"], record)
+        if saved["epoch"] >= recipe.epochs and (out / FINAL).is_file():
+            return _finished(out, saved, record)
     else:
         torch.manual_seed(recipe.seed + world.rank)
     # the long part, after every check
@@ -322,6 +326,17 @@ def train(model: nn.Module, data: TrainData | DataListing | Datasets, recipe: Re
             if stop.requested:
                 raise KeyboardInterrupt
     return _finish(run, final or (lambda state_dict: state_dict))
+
+
+def _finished(out: Path, saved: dict, record: dict) -> TrainResult:
+    """A finished run, as its files are: resuming it trains nothing and rewrites nothing (``final.pth`` and
+    ``summary.md`` keep the threads and timings of the process that wrote them)."""
+    history = pd.DataFrame(saved["history"], columns=COLUMNS)
+    names = {"checkpoint": CHECKPOINT, "history": HISTORY, "final": FINAL, "summary": "summary.md",
+             "curves_png": "curves.png", "curves_svg": "curves.svg"}
+    paths = {k: out / name for k, name in names.items() if (out / name).exists()}
+    best = history.loc[history["val_top1"].idxmax()].to_dict()
+    return TrainResult(history, paths, history.iloc[-1].to_dict(), best, record["data"], already_finished=True)
 
 
 def _finish(run: _Run, final: Callable[[dict], Any]) -> TrainResult:
