@@ -205,3 +205,36 @@ def check_output_dir(path: str | os.PathLike, what: str = "out") -> None:
     if path.exists() and not path.is_dir():
         raise SeprobeError(f"{what} {str(path)!r} is a file; valid: a folder (new or existing)", argument=what)
     _writable_ancestor(path, what)
+
+
+#: the file that holds a folder for one run (:func:`folder_lock`); a folder that holds only it counts as empty
+LOCK = ".seprobe.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold ``folder`` for this process: another that asks while it is held is refused at once. The lock is the
+    kernel's (``flock``), so a process killed with SIGKILL holds nothing; without ``fcntl`` (Windows) there is
+    none."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SeprobeError(f"{what} {str(folder)!r} is in use by another run; valid: one run a folder at a "
+                               f"time (wait for it to end, or another {what})", argument=what) from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+

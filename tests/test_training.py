@@ -377,6 +377,19 @@ def test_a_checkpoint_is_written_only_while_every_weight_and_buffer_is_finite(im
         assert not (tmp_path / f"bn-{value}" / "checkpoint.pth").exists()
 
 
+def test_a_folder_a_run_holds_is_refused_to_a_second_run(images, tmp_path, monkeypatch):
+    """Two runs on one --out at once: the second is refused (the first's results would be overwritten), and the
+    folder a run held is free again when it ends."""
+    from seprobe.io import LOCK, folder_lock
+
+    with folder_lock(tmp_path / "run", "out"):
+        with pytest.raises(SeprobeError, match=r"out '.*run' is in use by another run; valid: one run a folder"):
+            train(tiny_net(), TrainData(images), small(epochs=1), tmp_path / "run", progress=False)
+        assert [p.name for p in (tmp_path / "run").iterdir()] == [LOCK]
+    done = train(tiny_net(), TrainData(images), small(epochs=1), tmp_path / "run", progress=False)
+    assert done.paths["final"].is_file() and not (tmp_path / "run" / LOCK).exists()
+
+
 # --- refusals before any work ------------------------------------------------------------------------------------
 
 def _files(folder: Path) -> dict:

@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from torch import nn
 from ..distributed import World, current_world
 from ..errors import SeprobeError
 from ..interrupts import StopRequest, stop_requests
-from ..io import atomic_write, atomic_write_text, check_output_dir, output_set
+from ..io import LOCK, atomic_write, atomic_write_text, check_output_dir, folder_lock, output_set
 from . import checkpoint
 from .batches import Batching, epoch_order, eval_batches, files_train, memory_train
 from .data import DataListing, Datasets, Split, TrainData, decode, list_data
@@ -66,7 +66,7 @@ def check_start(out: str | Path, resume: bool, world: World, sync_bn: bool, meta
     out = Path(out)
     if resume:
         checkpoint.check_exists(out / CHECKPOINT)
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
         raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
                            "the run in it", argument=("out", "resume"))
     if sync_bn and not world.device.startswith("cuda"):
@@ -309,7 +309,15 @@ def train(model: nn.Module, data: TrainData | DataListing | Datasets, recipe: Re
             return _finished(out, saved, record)
     else:
         torch.manual_seed(recipe.seed + world.rank)
-    # the long part, after every check
+    with folder_lock(out, "out") if world.is_main else nullcontext():
+        check_start(out, resume, world, recipe.sync_bn, meta)  # again: no other run can start here now
+        return _train(model, listed, recipe, out, world, saved=saved, record=record, progress=progress,
+                      final=final)
+
+
+def _train(model: nn.Module, listed, recipe: Recipe, out: Path, world: World, *, saved: dict | None, record: dict,
+           progress: bool, final: Callable[[dict], Any] | None) -> TrainResult:
+    """The long part, after every check: decode, train every epoch left, write the outputs."""
     datasets = listed if isinstance(listed, Datasets) else decode(listed, progress=progress and world.is_main)
     run = _Run(model, datasets, recipe, out, world, record=record, progress=progress)
     if saved is not None:
