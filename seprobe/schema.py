@@ -119,7 +119,6 @@ class Number(Spec):
 class Bool(Spec):
     """True or False (not 0, 1 or a string)."""
 
-
     def python_type(self) -> Any:
         return bool
 
@@ -161,7 +160,6 @@ class Choice(Spec):
 @dataclass(frozen=True)
 class Text(Spec):
     """A string (free text or a name checked elsewhere)."""
-
 
     def valid(self, value: Any) -> bool:
         return isinstance(value, str)
@@ -319,10 +317,6 @@ class Options:
 
     def validate(self) -> None:
         """Rules between fields (one field's bound that depends on another's value)."""
-
-    def changed(self) -> dict[str, Any]:
-        """The fields whose value is not the declared default."""
-        return {n: getattr(self, n) for n, o in fields(self).items() if getattr(self, n) != o.default}
 
 
 def check_values(cls: type, values: Mapping[str, Any], argument: str | None = None,

@@ -36,7 +36,7 @@ from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
 from ..paper import by_key
-from ..schema import Bool, Custom, Int, Option, Options, PathText, Text, check_toml, fields, from_table
+from ..schema import Bool, Custom, Int, Option, Options, PathText, Text, check_toml, fields, from_table, toml_type
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation", "training")
 FIGURES = ("params", "gflops")
@@ -58,7 +58,7 @@ class FieldType:
         if ok and self.positive and isinstance(value, int) and value < 1:
             ok = False
         if not ok:
-            raise _fail(path, key, f"invalid value {value!r} ({_toml_type(value)}); expected {self.expected}")
+            raise _fail(path, key, f"invalid value {value!r} ({toml_type(value)}); expected {self.expected}")
 
 
 TEXT = FieldType((str,), "a string")
@@ -109,15 +109,15 @@ def _modes(name: str, value: Any) -> str:
     return value
 
 
-def _names(name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [b.strip() for b in value.split(",")]
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(b, str) and b for b in value):
-        raise SeprobeError(f"invalid {name} {value!r}; valid: names such as \"SE_5_1,SE_5_2\"", argument=name)
-    return tuple(value)
+def _block_names(name: str, value: Any) -> tuple[str, ...]:
+    """``"SE_5_1,SE_5_2"`` or an array of names, checked as an ablation plan checks its blocks."""
+    from ..probe.ablation_plan import _names
+
+    return _names(name, [b.strip() for b in value.split(",")] if isinstance(value, str) else value)
 
 
-NAMES = Custom(checker=_names, own_error=True, description="a string such as \"SE_5_1,SE_5_2\" or an array of strings")
+BLOCKS = Custom(checker=_block_names, own_error=True,
+                description="a string such as \"SE_5_1,SE_5_2\" or an array of strings")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Ablate(Options):
 
     mode: Annotated[str, Custom(checker=_modes, description="identity or mean", own_error=True)]
     stage: Annotated[int | None, Int(1)] = None
-    blocks: Annotated[tuple[str, ...] | None, NAMES] = None
+    blocks: Annotated[tuple[str, ...] | None, BLOCKS] = None
 
     def validate(self) -> None:
         if (self.stage is None) == (self.blocks is None):
@@ -278,11 +278,6 @@ class Study:
 
 def _fail(path: Path, key: str, message: str) -> SeprobeError:
     return SeprobeError(f"{path}: {key}: {message}")
-
-
-def _toml_type(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
-            dict: "a table"}.get(type(value), type(value).__name__)
 
 
 def _check_table(path: Path, where: str, table: dict, fields: dict[str, FieldType], known_only: bool = True) -> None:
