@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SeprobeError
-from .interrupts import signals_held
+from .interrupts import clean_up_on_interrupt, signals_held
 
 
 @dataclass
@@ -76,7 +76,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     if target.exists() and not target.is_file():
         if target.is_dir():
             raise SeprobeError(f"cannot write {str(path)!r}: it is a folder; valid: a file path")
-        return _write_through(path, target, write)
+        with clean_up_on_interrupt():
+            return _write_through(path, target, write)
+    with clean_up_on_interrupt():
+        return _stage(path, target, write)
+
+
+def _stage(path: Path, target: Path, write: Callable[[Path], None]) -> Path:
     staged = _STAGED.get()
     _make_parents(target.parent, staged)
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
@@ -120,6 +126,11 @@ def output_set() -> Iterator[None]:
     if _STAGED.get() is not None:  # nested: the outer set decides
         yield
         return
+    with clean_up_on_interrupt():
+        yield from _land_together()
+
+
+def _land_together() -> Iterator[None]:
     staged = _Staged()
     token = _STAGED.set(staged)
     try:  # an interrupt anywhere before the renames (the block, the reset, the moment before they start) discards
@@ -221,7 +232,11 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    folder = Path(folder)
+    with clean_up_on_interrupt():
+        yield from _held(Path(folder), what, fcntl)
+
+
+def _held(folder: Path, what: str, fcntl) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -52,6 +52,10 @@ class Child:
     def send_signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def signal_group(self, sig: int) -> None:
+        """``sig`` to the child and every process it forked, as a terminal's Ctrl-C (needs ``group=True``)."""
+        os.killpg(self.proc.pid, sig)
+
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
         """Wait for the end: (exit code, stdout, all of stderr)."""
         out, err = self.proc.communicate(timeout=timeout)
@@ -59,17 +63,18 @@ class Child:
 
 
 @contextlib.contextmanager
-def seprobe_child(*args, cwd, env: dict[str, str], ready: bool = False) -> Iterator[Child]:
-    """Start ``python -m seprobe *args`` with SIGINT at its default (and, with ``ready``, the ready line on)."""
+def seprobe_child(*args, cwd, env: dict[str, str], ready: bool = False, group: bool = False) -> Iterator[Child]:
+    """Start ``python -m seprobe *args`` with SIGINT at its default (with ``ready``, the ready line on; with
+    ``group``, in a process group of its own, as a terminal's foreground job)."""
     env = {**env, READY_ENV: "1"} if ready else dict(env)
     proc = subprocess.Popen([sys.executable, "-m", "seprobe", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                            preexec_fn=sigint_at_default)
+                            preexec_fn=sigint_at_default, process_group=0 if group else None)
     try:
         yield Child(proc)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
         proc.wait()
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()

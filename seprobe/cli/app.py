@@ -28,7 +28,7 @@ from ..choices import (
     Format,
 )
 from ..errors import SeprobeError
-from ..interrupts import EXIT_CODE, exit_interrupted, sigterm_as_interrupt
+from ..interrupts import EXIT_CODE, exit_interrupted
 from ..version import __version__
 
 app = typer.Typer(
@@ -168,7 +168,6 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; every failure a user can cause ends here as one line and a non-zero exit code."""
-    sigterm_as_interrupt()
     warnings.showwarning = _one_line_warning
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = next((a for a in argv if not a.startswith("-")), "")
