@@ -10,6 +10,7 @@ import torch
 
 from .. import api
 from ..defaults import BATCH_SIZE, BOOTSTRAP, CLASSES
+from ..interrupts import clean_up_on_interrupt
 from ..models.factory import ModelSource, get_network
 from ..paper import by_key
 from ..probe.ablation_plan import ORDERS
@@ -201,7 +202,7 @@ def _ablation(study: Study, progress) -> StudyResult:
     plan = AblationPlan(modes=_names(a.get("modes")), blocks=_names(a.get("blocks")), stage=a.get("stage"),
                         per_stage=a.get("per_stage", False), cumulative=a["cumulative"] if a.get("cumulative") in
                         ORDERS else _names(a.get("cumulative")))
-    with tempfile.TemporaryDirectory() as tmp:
+    with clean_up_on_interrupt(), tempfile.TemporaryDirectory() as tmp:  # an interrupt takes the folder back
         exported = Path(tmp) / "ablated.pth" if export_blocks else None
         done = api.ablate(a["model"], str(a["weights"]), a["data"], plan=plan, calibration=calibration,
                           loader=Loader(a.get("batch_size", BATCH_SIZE["studies"])),
