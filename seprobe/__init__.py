@@ -30,10 +30,10 @@ _LAZY = {
     "get_network": "seprobe.models.factory",
     "load_model": "seprobe.models.factory",
     "ImageSource": "seprobe.data.images",
-    "Overrides": "seprobe.data.images",
+    "Overrides": "seprobe.data.overrides",
     "Loader": "seprobe.probe.evaluation",
     "AblationPlan": "seprobe.probe.ablation_plan",
-    "CalibrationSource": "seprobe.probe.calibration",
+    "CalibrationSource": "seprobe.probe.ablation_plan",
     "FlopConvention": "seprobe.cost.flops",
     "TimingSetup": "seprobe.cost.timing",
     "time_models": "seprobe.cost.timing",
@@ -86,7 +86,8 @@ if TYPE_CHECKING:
     from .api import ablate, activations, complexity, evaluate, split_holdout, train
     from .cost.flops import FlopConvention
     from .cost.timing import TimingSetup, time_models
-    from .data.images import ImageSource, Overrides
+    from .data.images import ImageSource
+    from .data.overrides import Overrides
     from .models.blocks import SEBlockInfo, find_blocks, se_blocks
     from .models.factory import ModelSource, Network, get_network, load_model
     from .models.registry import build_model, list_models, plain_counterpart

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .defaults import BATCH_SIZE, BOOTSTRAP, CHANNELS, CLASSES, NUM_WORKERS
+from .defaults import BATCH_SIZE, BOOTSTRAP, NUM_WORKERS
 from .errors import SeprobeError, check_bool, check_int
 from .io import check_output_dir, check_output_file, output_set
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .cost.complexity import Complexity
     from .cost.flops import FlopConvention
     from .cost.timing import TimingResult, TimingSetup
-    from .data.images import Overrides
+    from .data.overrides import Overrides
     from .models.factory import ModelSource, Network
     from .probe.ablation import AblationResult
     from .probe.ablation_plan import AblationPlan
@@ -224,43 +224,44 @@ class Activations:
 
 def activations(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
                 labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
-                classes: Sequence[str | int] = CLASSES, stage: Sequence[int] | None = None,
-                blocks: Sequence[str] | None = None, views: int = 1, channels: int = CHANNELS,
+                classes: Sequence[str | int] | None = None, stage: Sequence[int] | None = None,
+                blocks: Sequence[str] | None = None, views: int | None = None, channels: int | None = None,
                 loader: Loader | None = None, all_classes_table: bool = False, out: str | os.PathLike | None = None,
                 overrides: Overrides | None = None, progress: bool = True, **knobs: Any) -> Activations:
     """Class-specific excitation statistics of a trained SE network (the paper's Sec. 7.2, Figs. 6 and 7).
 
-    ``stage`` / ``blocks`` choose the blocks shown (figures and table); ``out`` writes the figures and tables
-    there, all together; ``knobs`` are model-zoo knobs of seprobe models and must match the checkpoint."""
+    ``classes``, ``stage`` / ``blocks`` (the blocks shown: figures and table), ``views`` and ``channels`` are the
+    fields of :class:`~seprobe.probe.reading.GateReading` (``None``: its default); ``out`` writes the figures and
+    tables there, all together; ``knobs`` are model-zoo knobs of seprobe models and must match the checkpoint."""
     import warnings
 
     from .data.images import check_readable
     from .distributed import current_world
     from .probe.activations import choose_blocks, choose_classes, collect, specificity_table
     from .probe.evaluation import Loader
+    from .probe.reading import GateReading
     from .report.activations import write_outputs
 
+    given = {"classes": classes, "stage": stage, "blocks": blocks, "views": views, "channels": channels}
+    reading = GateReading(**{k: v for k, v in given.items() if v is not None})
     source, image_source = _sources(model, weights, data, labels, samples_per_class, knobs)
     loader = loader or Loader(BATCH_SIZE["activations"])
-    check_int("views", views)
-    check_int("channels", channels)
-    if stage is not None and (isinstance(stage, (str, int)) or not all(isinstance(s, int) for s in stage)):
-        raise SeprobeError(f"invalid stage {stage!r}; valid: a list of stage numbers such as [5]", argument="stage")
     if out is not None:
         check_output_dir(out, "out")
     images = image_source.read()
-    chosen = choose_classes(images, classes)
+    chosen = choose_classes(images, reading.classes)
     check_readable(images)
     net = _network(source, overrides)
     if net.random:
         warnings.warn("weights 'random': the gate values of an untrained network mean nothing", stacklevel=2)
-    shown = choose_blocks(net.blocks, stage, blocks)
-    run = collect(net, images, loader, views=views, progress=progress)
+    shown = choose_blocks(net.blocks, reading.stage, reading.blocks)
+    run = collect(net, images, loader, views=reading.views, progress=progress)
     scores = specificity_table(run, chosen)  # every block in the files; the blocks shown on the screen
     result = Activations(run, chosen, shown, scores)
     if out is not None and current_world().is_main:  # under torchrun, rank 0 alone writes
         with output_set():
-            result.written = write_outputs(run, Path(out), chosen, shown, channels, scores, all_classes_table)
+            result.written = write_outputs(run, Path(out), chosen, shown, reading.channels, scores,
+                                           all_classes_table)
     return result
 
 
@@ -396,15 +397,16 @@ class Training:
         return result_text(self.run, self.model)
 
 
-def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weights: str | os.PathLike = "random",
-          val_data: str | os.PathLike | None = None, train_labels: str | os.PathLike | None = None,
-          val_labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
-          val_samples_per_class: int | None = None, recipe: Recipe | Mapping[str, Any] | None = None,
-          resume: bool = False, num_workers: int = NUM_WORKERS["train"], upscale: bool = False,
+def train(model: str | None = None, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
+          weights: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None,
+          train_labels: str | os.PathLike | None = None, val_labels: str | os.PathLike | None = None,
+          samples_per_class: int | None = None, val_samples_per_class: int | None = None,
+          recipe: Recipe | Mapping[str, Any] | None = None, resume: bool = False,
+          num_workers: int = NUM_WORKERS["train"], upscale: bool | None = None,
           tags: Mapping[str, Any] | None = None, progress: bool = True, **knobs: Any) -> Training:
-    """Train ``model`` (any network seprobe builds, from ``weights``: ``random``, ``pretrained`` or a checkpoint,
-    an exported ablated network or a ``checkpoint.pth`` of an earlier run included) on ``data`` into ``out``
-    (``seprobe train``).
+    """Train ``model`` (any network seprobe builds, from ``weights``: ``random`` by default, ``pretrained`` or a
+    checkpoint, an exported ablated network or a ``checkpoint.pth`` of an earlier run included) on ``data`` into
+    ``out`` (``seprobe train``).
 
     ``data``: a folder with ``train/`` and ``test/`` (or ``val/``), torchvision's CIFAR files, or, with
     ``val_data``, the training folder (label files ``train_labels`` / ``val_labels``). ``recipe``: a
@@ -413,9 +415,10 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
     images (Tiny ImageNet) are brought to the network's input size as ``evaluate`` does, and the recipe is the
     one for large images (:class:`~seprobe.training.TrainData`). A network whose head
     does not fit the data's classes gets a new one (ImageNet classes keep a 1000-way head). ``resume``: continue
-    the run in ``out``, which must have been started with the same options (and ``tags``: plain values that
-    decided the run beyond its options, such as a digest of its data, kept with it). Under torchrun the ranks share the
-    global batch; rank 0 writes."""
+    the run in ``out`` from its record (:func:`_resumed`): ``seprobe.train(out=DIR, resume=True)`` alone
+    continues it; an option given beside it must be the one the run was started with (and ``tags``: plain values
+    that decided the run beyond its options, such as a digest of its data, kept with it), or the first difference
+    is refused. Under torchrun the ranks share the global batch; rank 0 writes."""
     from .devices import check_device
     from .distributed import current_world
     from .models.ablated import export_header, retrained
@@ -425,34 +428,125 @@ def train(model: str, data: str | os.PathLike, out: str | os.PathLike, *, weight
 
     world = current_world()
     check_device(world.device)
-    source = ModelSource(model, weights, knobs)
     check_bool("resume", resume)
+    if out is None:
+        raise SeprobeError("out is not given; valid: the folder of the run (a new or empty one, or with resume=True "
+                           "the run to continue)", argument="out")
     if tags is not None and not isinstance(tags, Mapping):
         raise SeprobeError(f"invalid tags {tags!r}; valid: a mapping of plain values", argument="tags")
-    recipe = _recipe_changes(recipe)
+    given = _TrainOptions(model, weights, weights, dict(knobs), data, val_data, train_labels, val_labels,
+                          samples_per_class, val_samples_per_class, upscale, _recipe_changes(recipe), tags)
+    options = _resumed(given, Path(out), world) if resume else _started(given)
+    source = ModelSource(options.model, options.start, options.knobs)
+    recipe = options.recipe
     seed = recipe.seed if isinstance(recipe, Recipe) else recipe.get("seed", 0)
     # every recipe value and the output folder checked before any network is built or image read (the images'
     # side sets the recipe's defaults, and the rules between its fields are checked when it is built from the
     # listing); the loop checks the recipe's batch and compares the run's record with a checkpoint before it
     # decodes the images
     sync_bn = recipe.sync_bn if isinstance(recipe, Recipe) else recipe.get("sync_bn", False)
-    check_start(out, resume, world, sync_bn, tags)
+    check_start(out, resume, world, sync_bn, options.tags)
     net = _seeded_network(source, seed)
-    train_data = TrainData(data, val=val_data, train_labels=train_labels, val_labels=val_labels,
-                           samples_per_class=samples_per_class, val_samples_per_class=val_samples_per_class,
-                           preprocessing=net.preprocessing, num_workers=num_workers, normalise="model",
-                           upscale=upscale)
+    train_data = TrainData(options.data, val=options.val_data, train_labels=options.train_labels,
+                           val_labels=options.val_labels, samples_per_class=options.samples_per_class,
+                           val_samples_per_class=options.val_samples_per_class, preprocessing=net.preprocessing,
+                           num_workers=num_workers, normalise="model", upscale=options.upscale)
     listing = list_data(train_data)  # sizes the head; the loop decodes it after its checks
     net, head = _fit_head(net, source, listing.num_classes, seed)
     meta = {"model": source.name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in source.knobs.items()},
-            "weights": str(weights), "head": head, **({"tags": dict(tags)} if tags else {})}
+            "weights": str(options.weights), "head": head, **({"tags": dict(options.tags)} if options.tags else {})}
     final = None
     if net.ablated is not None:  # saved as the export, and its checkpoint.pth loads as one too
         meta["export"] = export_header(source.weights, listing.num_classes if head else None)
         final = retrained(meta["export"])
+    start = os.path.abspath(source.weights) if source.kind == "file" else source.weights
     result = run_training(net.model, listing, _recipe(recipe, listing.side), out, resume=resume,
-                          progress=progress, meta=meta, final=final)
+                          progress=progress, meta=meta, final=final, info={"weights": start})
     return Training(result, source.name, head)
+
+
+@dataclass(frozen=True)
+class _TrainOptions:
+    """The options of :func:`train` that make a run: as given (``None``: not given), then completed for a new
+    run (:func:`_started`) or from a resumed run's record (:func:`_resumed`). ``weights`` is what the run's
+    record says, ``start`` the file (or source) the network is loaded from: the same, unless a resume finds the
+    weights by the absolute path recorded."""
+
+    model: str | None
+    weights: str | os.PathLike | None
+    start: str | os.PathLike | None
+    knobs: dict[str, Any]
+    data: str | os.PathLike | None
+    val_data: str | os.PathLike | None
+    train_labels: str | os.PathLike | None
+    val_labels: str | os.PathLike | None
+    samples_per_class: int | None
+    val_samples_per_class: int | None
+    upscale: bool | None
+    recipe: Recipe | dict[str, Any]
+    tags: Mapping[str, Any] | None
+
+
+def _started(given: _TrainOptions) -> _TrainOptions:
+    """A new run's options: ``model`` and ``data`` required, ``weights`` random and ``upscale`` off by default."""
+    for argument in ("model", "data"):
+        if getattr(given, argument) is None:
+            what = "a model name (see `seprobe models`)" if argument == "model" else "a folder of training images"
+            raise SeprobeError(f"{argument} is not given; valid: {what} for a new run, or resume=True to continue "
+                               "the run in out", argument=argument)
+    weights = "random" if given.weights is None else given.weights
+    return replace(given, weights=weights, start=weights, upscale=bool(given.upscale))
+
+
+def _resumed(given: _TrainOptions, out: Path, world) -> _TrainOptions:
+    """A resumed run's options: each one not given is the record's (the checkpoint's: model, knobs, weights, the
+    data's folders and label files as absolute paths, images per class, upscale, recipe, tags); knobs and
+    recipe fields given are laid over the record's. What differs from the record is refused later, with the
+    whole record (:func:`~seprobe.training.checkpoint.check_same_run`); another model is refused here, before
+    its knobs are checked against the record's."""
+    from .training import Recipe, check_start
+    from .training.checkpoint import check_same_run, read_record
+    from .training.loop import CHECKPOINT
+
+    check_start(out, True, world, False)  # the folder and its checkpoint, before the record is read
+    record = read_record(out / CHECKPOINT)
+    meta, info, data = record["meta"], record.get("info") or {}, record["data"]
+    if given.model is not None and "model" in meta:
+        check_same_run({"meta": {"model": meta["model"]}}, {"meta": {"model": given.model}})
+    model = given.model if given.model is not None else _recorded(meta, "model", out)
+    weights, start = given.weights, given.start
+    if weights is None:
+        weights = meta.get("weights", "random")
+        start = info.get("weights", weights)
+    folders = {"data": given.data, "val_data": given.val_data, "train_labels": given.train_labels,
+               "val_labels": given.val_labels}
+    if given.data is None:  # the run's data, where it was; a folder given beside it (moved) replaces its own
+        paths = _recorded(info, "data", out)
+        recorded = {"data": paths.get("train"), "val_data": paths.get("val"),
+                    "train_labels": paths.get("train_labels"), "val_labels": paths.get("val_labels")}
+        folders = {k: v if v is not None else recorded[k] for k, v in folders.items()}
+    recipe = given.recipe
+    if not isinstance(recipe, Recipe):
+        known = {f.name for f in fields(Recipe)}
+        recipe = Recipe(**{**{k: v for k, v in record["recipe"].items() if k in known}, **recipe})
+
+    def either(value, key, default=None):
+        return value if value is not None else data.get(key, default)
+
+    return replace(given, model=model, weights=weights, start=start, knobs={**meta.get("knobs", {}), **given.knobs},
+                   **folders, samples_per_class=either(given.samples_per_class, "samples_per_class"),
+                   val_samples_per_class=either(given.val_samples_per_class, "val_samples_per_class"),
+                   upscale=bool(either(given.upscale, "upscale", False)), recipe=recipe,
+                   tags=given.tags if given.tags is not None else meta.get("tags"))
+
+
+def _recorded(record: Mapping[str, Any], key: str, out: Path):
+    """``record[key]``, or the error of a run whose record lacks it (one started by the training engine with
+    other meta, or by an earlier seprobe): the option must then be given."""
+    if record.get(key) is None:
+        raise SeprobeError(f"the run in {str(out)!r} does not record its {key}; valid: give {key} as the run was "
+                           "started with", argument=key)
+    return record[key]
 
 
 def _recipe_changes(recipe) -> Recipe | dict[str, Any]:

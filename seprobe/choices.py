@@ -17,8 +17,8 @@ StemPool = Literal["ceil", "pad"]                  # Caffe's ceil-mode stem max-
 Dtype = Literal["float32", "bfloat16", "float16"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 Format = Literal["table", "csv", "json", "markdown"]
-AblationMode = Literal["identity", "mean", "both"]
-ExportMode = Literal["identity", "mean"]  # an exported network has one
+Replacement = Literal["identity", "mean"]  # what an ablated gate becomes: 1, or its calibration mean
+ExportMode = Replacement  # an exported network has one
 Schedule = Literal["step", "cosine", "onecycle"]  # the learning-rate schedule of seprobe train
 
 SQUEEZES: tuple[str, ...] = get_args(SqueezeName)
@@ -30,4 +30,5 @@ DTYPES: tuple[str, ...] = get_args(Dtype)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 FORMATS: tuple[str, ...] = get_args(Format)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
-EXPORT_MODES: tuple[str, ...] = get_args(ExportMode)
+REPLACEMENTS: tuple[str, ...] = get_args(Replacement)
+EXPORT_MODES: tuple[str, ...] = REPLACEMENTS

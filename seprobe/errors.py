@@ -49,6 +49,10 @@ def check_int(argument: str, value: Any, minimum: int = 1, maximum: int | None =
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
             maximum is not None and value > maximum):
-        bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        raise SeprobeError(f"invalid {argument} {value!r}; valid: {bound}", argument=argument)
+        raise SeprobeError(f"invalid {argument} {value!r}; valid: {int_bound(minimum, maximum)}", argument=argument)
     return value
+
+
+def int_bound(minimum: int, maximum: int | None = None) -> str:
+    """What :func:`check_int` (and :class:`seprobe.schema.Int`) accept, in words."""
+    return f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .choices import DTYPES
-from .errors import SeprobeError, check_bool, check_choice, suggest
+from .errors import SeprobeError, check_bool, check_choice, int_bound, suggest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +92,7 @@ class Int(Spec):
         return _is_int(value) and value >= self.minimum and (self.maximum is None or value <= self.maximum)
 
     def _expected(self) -> str:
-        return f"an integer >= {self.minimum}" + (f" and <= {self.maximum}" if self.maximum is not None else "")
+        return int_bound(self.minimum, self.maximum)
 
 
 @dataclass(frozen=True)
@@ -191,15 +191,21 @@ class Items(Spec):
     rule: Callable[[str, tuple], tuple] | None = None
     example: str = "1,2"
     item_name: str | None = None  # an item's name in errors (``invalid milestone 1.5 in milestones``)
+    parser: Callable[[str, str], tuple] | None = None  # text other than comma-separated items (``both``)
 
     def valid(self, value: Any) -> bool:
         return isinstance(value, (list, tuple)) and all(self.item.valid(v) for v in value)
+
+    def python_type(self) -> Any:
+        return list[str]  # the option repeated, or comma-separated, or both (``--stage 4 --stage 5``, ``4,5``)
 
     def _expected(self) -> str:
         return f"a list of values, each {self.item.expected()}"
 
     def toml_expected(self) -> str:
-        return f"an array such as [{self.example}], each {self.item.expected()}"
+        numbers = isinstance(self.item, (Int, Number))
+        example = ", ".join(e if numbers else f'"{e}"' for e in self.example.split(","))
+        return f"an array such as [{example}], each {self.item.expected()}"
 
     def check(self, name: str, value: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
@@ -214,6 +220,8 @@ class Items(Spec):
         return self.rule(name, value) if self.rule else value
 
     def parse(self, name: str, text: str) -> tuple:
+        if self.parser is not None:
+            return self.parser(name, text)
         parts = [t.strip() for t in text.split(",") if t.strip()]
         convert = int if isinstance(self.item, Int) else float if isinstance(self.item, Number) else str
         try:
@@ -346,7 +354,7 @@ def check_toml(option: Option, value: Any, where: str) -> Any:
     """A TOML value for ``option``: of its type (``where: invalid value ... ; expected ...``), then checked by
     its spec (``where: <the spec's error>``); a string for a list is read as the command line reads it."""
     spec = option.spec
-    if isinstance(spec, Items) and isinstance(value, str):
+    if isinstance(value, str) and (isinstance(spec, Items) or getattr(spec, "parser", None)):
         value = spec.parse(option.name, value)
     try:
         return option.check(value)

@@ -11,16 +11,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from seprobe.data.images import ImageSource, Preprocessing, ViewDataset, discover
+from seprobe.data.images import Preprocessing, ViewDataset, discover
 from seprobe.errors import SeprobeError
 from seprobe.models.ablated import load_ablated
 from seprobe.models.blocks import SEBlockInfo
 from seprobe.models.factory import Network
 from seprobe.models.se_block import SqueezeExcite
 from seprobe.probe.ablation import ablate, export_blocks
-from seprobe.probe.ablation_plan import Ablation, AblationPlan, cumulative_order
+from seprobe.probe.ablation_plan import Ablation, AblationPlan, CalibrationSource, cumulative_order
 from seprobe.probe.bootstrap import paired_bootstrap
-from seprobe.probe.calibration import CalibrationSource
 from seprobe.probe.evaluation import Loader
 from seprobe.report.ablation import calibration_text, write_outputs
 
@@ -94,7 +93,7 @@ def loaded(model: nn.Module) -> Network:
 
 
 def per_class(n: int) -> CalibrationSource:
-    return CalibrationSource(per_class=n)
+    return CalibrationSource(calibration_per_class=n)
 
 
 def tensors(images, pre):
@@ -249,7 +248,7 @@ def test_calibration_mean_is_over_images_not_classes(folder, tmp_path):
     cal = discover(tmp_path)
     assert sorted(cal.labels) == [0, 0, 0, 1]
     result = ablate(loaded(m), discover(folder), AblationPlan(modes=["mean"]), progress=False, bootstrap=50,
-                    calibration=CalibrationSource(images=ImageSource(tmp_path)), calibration_images=cal)
+                    calibration=CalibrationSource(calibration_data=tmp_path), calibration_images=cal)
     x, labels = tensors(cal, loaded(m).preprocessing)
     with torch.no_grad():
         s = gate_of(m.se2, m.conv2(m.se1(m.conv1(x)))).double()
@@ -317,16 +316,16 @@ def test_bad_input_fails_cleanly(folder, tmp_path):
         AblationPlan(blocks="SE_2_1")  # a string is not a list of names
     with pytest.raises(SeprobeError, match="no SE block in stage 7"):
         ablate(lm, images, AblationPlan(stage=7), progress=False)
-    with pytest.raises(SeprobeError, match="invalid calibration 0") as e:
+    with pytest.raises(SeprobeError, match="invalid calibration_per_class 0") as e:
         per_class(0)
-    assert e.value.argument == "calibration"
+    assert e.value.argument == "calibration_per_class"
     with pytest.raises(SeprobeError, match="invalid calibration_views 0"):
-        CalibrationSource(per_class=1, views=0)
+        CalibrationSource(calibration_per_class=1, calibration_views=0)
     with pytest.raises(SeprobeError, match="share 12 images"):
-        ablate(lm, images, calibration=CalibrationSource(images=ImageSource(folder)), progress=False)
+        ablate(lm, images, calibration=CalibrationSource(calibration_data=folder), progress=False)
     with pytest.raises(SeprobeError, match="needs calibration images"):
         ablate(lm, images, AblationPlan(modes=["mean"]), progress=False)
-    with pytest.raises(SeprobeError, match="unknown ablation mode"):
+    with pytest.raises(SeprobeError, match="invalid mode 'zero' in modes; valid: 'identity', 'mean'"):
         AblationPlan(modes=["zero"])
     with pytest.raises(SeprobeError, match="takes every image"):
         ablate(lm, images, calibration=per_class(4), progress=False)
@@ -345,7 +344,7 @@ def test_bad_input_fails_cleanly(folder, tmp_path):
         export_blocks(r, ["SE_2_1"], "identity", tmp_path / "x.pth")
     # overlap allowed when asked for, and said in the output
     r = ablate(lm, images, AblationPlan(modes=["mean"]), bootstrap=20, progress=False,
-               calibration=CalibrationSource(images=ImageSource(folder), allow_overlap=True), calibration_images=images)
+               calibration=CalibrationSource(calibration_data=folder, allow_overlap=True), calibration_images=images)
     assert r.calibration.overlap == 12 and "sharing 12 images" in calibration_text(r)
 
 

@@ -89,7 +89,7 @@ def test_version_and_help(tmp_path):
     (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--calibration", "2",
       "--calibration-data", "."], "--calibration (images per class) and --calibration-data (a folder) both given"),
     (["ablate", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--mode", "half"],
-     "'half' is not one of"),
+     "invalid mode 'half' in --mode"),
     (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--blocks", ","],
      "invalid --blocks ','; valid: comma-separated names"),
     (["activations", "--model", "se_resnet18", "--weights", "random", "--data", ".", "--classes", " , "],

@@ -66,10 +66,10 @@ def _worker_collect(data: str, checkpoint: str, out: str) -> None:
 def _ablate(data: str, checkpoint: str, out: str | None = None):
     """A sweep with both phases and both modes: every block alone, then the cumulative curve ordered by the
     single-block KL; calibrated on the same images (through the distributed activations pass)."""
-    from seprobe import AblationPlan, CalibrationSource, ImageSource, Overrides, ablate
+    from seprobe import AblationPlan, CalibrationSource, Overrides, ablate
 
     return ablate("se_resnet18", checkpoint, data, plan=AblationPlan(modes=["identity", "mean"], cumulative="kl"),
-                  calibration=CalibrationSource(images=ImageSource(data), allow_overlap=True), bootstrap=300, seed=3,
+                  calibration=CalibrationSource(calibration_data=data, allow_overlap=True), bootstrap=300, seed=3,
                   loader=Loader(2), out=out, progress=False, overrides=Overrides(resize=SIZE, crop=SIZE)).result
 
 

@@ -13,16 +13,21 @@ from seprobe import SeprobeError
 from seprobe.cli.app import app, flag
 from seprobe.cli.options import declared_params, given_values
 from seprobe.cost.settings import FlopConvention, TimingSetup
+from seprobe.data.overrides import Overrides
 from seprobe.models.arch_config import ArchConfig
 from seprobe.models.se_config import SEConfig
+from seprobe.probe.ablation_plan import AblationPlan, CalibrationSource
 from seprobe.probe.loader import Loader
+from seprobe.probe.reading import GateReading
 from seprobe.schema import Bool, Int, Items, Number, Options, check_values, fields, from_table
 from seprobe.studies.study_file import Budget, load_study
 from seprobe.training.recipe import Recipe
 
 #: the option dataclasses, and the command whose options are their fields
 EXPOSED = {"train": (SEConfig, ArchConfig, Recipe), "complexity": (SEConfig, ArchConfig, FlopConvention, TimingSetup),
-           **{c: (SEConfig, ArchConfig, Loader) for c in ("evaluate", "activations", "ablate")}}
+           "evaluate": (SEConfig, ArchConfig, Loader, Overrides),
+           "activations": (SEConfig, ArchConfig, Loader, Overrides, GateReading),
+           "ablate": (SEConfig, ArchConfig, Loader, Overrides, AblationPlan, CalibrationSource)}
 
 
 def command_params(name: str) -> set[str]:
@@ -57,6 +62,54 @@ def test_the_declared_flag_names_the_argument_in_errors():
     assert flag("no_decay_bn_bias") == "--no-decay-bn-bias"
     assert flag("bn") == "--count-bn"
     assert flag("batch_size") == "--batch-size"
+
+
+def test_an_error_names_the_flag_of_the_command_that_runs(tmp_path):
+    """``modes`` is ``--mode`` in ``ablate`` (its plan's) and the calibration's images per class ``--calibration``,
+    whatever other commands call their fields."""
+    from seprobe.cli.app import _command_flags
+
+    flags = _command_flags(("ablate", "--model", "x"))
+    assert (flags["modes"], flags["calibration_per_class"], flags["each_block"]) == (
+        "--mode", "--calibration", "--each-block")
+    assert _command_flags(("study", "run", "x.toml"))["budget"] == "--budget"
+
+
+def test_a_list_option_may_be_repeated_or_comma_separated():
+    assert given_values((GateReading,), {"stage": ["4", "5,3"], "blocks": None}) == {"stage": (4, 5, 3)}
+    assert given_values((GateReading,), {"stage": []}) == {}
+    assert given_values((AblationPlan,), {"modes": "both"}) == {"modes": ("identity", "mean")}
+    assert AblationPlan(**given_values((AblationPlan,), {"modes": "mean,identity"})).modes == ("identity", "mean")
+    assert given_values((AblationPlan,), {"cumulative": "kl"}) == {"cumulative": "kl"}
+    assert given_values((AblationPlan,), {"cumulative": "SE_2_1,SE_3_1"}) == {"cumulative": ["SE_2_1", "SE_3_1"]}
+
+
+def _table(cls, skip=()) -> dict:
+    """A TOML table of every field of ``cls`` at a value that is not its default (tuples as arrays)."""
+    values = {"modes": ["mean"], "blocks": ["SE_2_1"], "stage": 2, "per_stage": True, "each_block": True,
+              "cumulative": "network", "calibration_per_class": 2, "calibration_views": 3, "allow_overlap": True,
+              "classes": ["goldfish", "pug"], "views": 2, "channels": 7}
+    values |= {"stage": [2, 3]} if cls is GateReading else {}  # the stages shown; the plan's one stage ablated
+    return {n: values[n] for n in fields(cls) if n not in skip}
+
+
+def test_probe_studies_accept_every_field_of_their_options(tmp_path):
+    """An activations study takes every field of GateReading; an ablation study every field of AblationPlan and
+    CalibrationSource (a field added to them is a study key with no other edit)."""
+    reading = _table(GateReading, skip=("blocks",))  # stage or blocks: both would be read, stage shown
+    plan = _table(AblationPlan) | _table(CalibrationSource, skip=("calibration_data", "calibration_labels",
+                                                                  "calibration_samples_per_class"))
+    for kind, table in (("activations", reading), ("ablation", plan)):
+        path = tmp_path / f"{kind}.toml"
+        path.write_text(f'title = "t"\nkind = "{kind}"\n[{kind}]\nmodel = "se_resnet18"\nweights = "random"\n'
+                        'data = "."\n' + "\n".join(f"{k} = {_toml(v)}" for k, v in table.items()) + "\n")
+        read = getattr(load_study(path), kind)
+        assert {k: list(v) if isinstance(v, tuple) else v for k, v in read.items() if k in table} == table
+    with pytest.raises(SeprobeError, match=r"ablation.modes: invalid value \['zero'\] \(an array\); expected an "
+                                           r"array such as \[\"identity\", \"mean\"\], each 'identity', 'mean'"):
+        path.write_text('title = "t"\nkind = "ablation"\n[ablation]\nmodel = "m"\nweights = "w"\ndata = "."\n'
+                        'modes = ["zero"]\n')
+        load_study(path)
 
 
 def test_a_budget_accepts_every_recipe_field_but_the_seed(tmp_path):

@@ -8,8 +8,7 @@ import torch
 from seprobe.data.images import Preprocessing, discover
 from seprobe.models.factory import Network
 from seprobe.probe.ablation import ablate
-from seprobe.probe.ablation_plan import AblationPlan
-from seprobe.probe.calibration import CalibrationSource
+from seprobe.probe.ablation_plan import AblationPlan, CalibrationSource
 
 from .conftest import randomize_batchnorm
 from .helpers import write_class_folders
@@ -22,7 +21,7 @@ def test_prefix_reuse_gives_the_same_outcomes(tmp_path):
     model = randomize_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()
     lm = Network(model, "timm", Preprocessing(resize=32, crop=32))
     images = discover(folder)
-    runs = [ablate(lm, images, AblationPlan(per_stage=True), calibration=CalibrationSource(per_class=1),
+    runs = [ablate(lm, images, AblationPlan(per_stage=True), calibration=CalibrationSource(calibration_per_class=1),
                    progress=False, bootstrap=20, reuse=reuse) for reuse in (False, True)]
     for a, b in zip(runs[0].outcomes, runs[1].outcomes, strict=True):
         assert np.array_equal(a.kl, b.kl) and np.array_equal(a.top1, b.top1)

@@ -8,6 +8,7 @@ with no output half-written (:mod:`seprobe.interrupts`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -76,18 +77,37 @@ def echo(text: str, nl: bool = True) -> None:
 
 #: Python arguments whose flag is not their name with dashes (``batch_size`` is ``--batch-size``)
 FLAGS = {
-    "models": "--model", "modes": "--mode", "paths": "STUDY.toml",
+    "models": "--model", "paths": "STUDY.toml",
     "include": "--with-timing/--with-activations/--with-ablation/--with-training",
     "skip_kinds": "--with-timing/--with-activations/--with-ablation/--with-training",
 }
 
 
 def flag(argument: str) -> str:
-    """The flag of a Python argument: ``batch_size`` -> ``--batch-size``, unless :data:`FLAGS` or the option's
-    declaration (:func:`~seprobe.cli.options.declared_flag`) says otherwise."""
+    """The flag of a Python argument: ``batch_size`` -> ``--batch-size``, unless the running command's option of
+    that name, :data:`FLAGS` or the option's declaration (:func:`~seprobe.cli.options.declared_flag`) says
+    otherwise (``modes`` is ``--mode`` in ``ablate``, ``--modes`` in ``complexity``)."""
     from .options import declared_flag
 
-    return FLAGS.get(argument) or declared_flag(argument) or "--" + argument.replace("_", "-")
+    return (_command_flags(tuple(_RUNNING["argv"])).get(argument) or FLAGS.get(argument)
+            or declared_flag(argument) or "--" + argument.replace("_", "-"))
+
+
+_RUNNING: dict[str, list[str]] = {"argv": []}  # the command line being run
+
+
+@functools.lru_cache(maxsize=4)
+def _command_flags(argv: tuple[str, ...]) -> dict[str, str]:
+    """The long flag of each option of the command ``argv`` runs (``seprobe study run``: of ``run``), by Python
+    name, as click parsed them."""
+    command = typer.main.get_command(app)
+    for word in (a for a in argv if not a.startswith("-")):
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None:
+            break
+        command = sub
+    return {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in command.params
+            if p.param_type_name == "option"}
 
 
 def for_the_command_line(e: SeprobeError) -> str:
@@ -172,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = next((a for a in argv if not a.startswith("-")), "")
     try:
+        _RUNNING["argv"] = argv
         code = app(args=argv, prog_name="seprobe", standalone_mode=False)
         if code == EXIT_CODE:  # typer turns Ctrl-C into this exit code
             raise KeyboardInterrupt

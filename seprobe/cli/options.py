@@ -12,17 +12,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ..choices import (
-    Dtype,
-    Interpolation,
-)
+from ..choices import Dtype
 from ..cost.settings import FlopConvention, TimingSetup
+from ..data.overrides import Overrides
 from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
+from ..probe.ablation_plan import AblationPlan, CalibrationSource
 from ..probe.loader import Loader
-from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, fields
+from ..probe.reading import GateReading
+from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, Items, fields
 from ..training.recipe import Recipe
 
 
@@ -80,19 +80,33 @@ def declared_params(*classes: type, exclude: tuple[str, ...] = (),
 def given_values(classes: tuple[type, ...], values: dict[str, Any]) -> dict[str, Any]:
     """The options given on the command line, by field name, text parsed as each field's spec reads it."""
     options = {n: o for cls in classes for n, o in fields(cls).items()}
-    return {name: options[name].spec.parse(name, x) if isinstance(x, str) and options[name].spec.python_type() is str
-            else x for name, x in values.items() if x is not None}
+    given = {}
+    for name, x in values.items():
+        if isinstance(x, (list, tuple)) and isinstance(options[name].spec, Items):  # repeated, or S,S
+            x = ",".join(map(str, x)) if x else None
+        if x is None:
+            continue
+        given[name] = options[name].spec.parse(name, x) if isinstance(x, str) and \
+            options[name].spec.python_type() in (str, list[str]) else x
+    return given
 
 
-def declared_group(name: str, *classes: type, exclude: tuple[str, ...] = (), defaults: bool = False) -> OptionGroup:
+def declared_group(name: str, *classes: type, exclude: tuple[str, ...] = (), defaults: bool = False,
+                   build: Callable[..., Any] | None = None) -> OptionGroup:
     """An :class:`OptionGroup` of the fields of ``classes``; the command receives the given ones as a dict
-    (with ``defaults``: every one, as :func:`declared_params` says)."""
+    (with ``defaults``: every one, as :func:`declared_params` says), or ``build(**given)``."""
     params = declared_params(*classes, exclude=exclude, defaults=defaults)
-    return OptionGroup(name, tuple(params.values()), lambda v: given_values(classes, v))
+
+    def value(v: dict[str, Any]) -> Any:
+        given = given_values(classes, v)
+        return given if build is None else build(**given)
+
+    return OptionGroup(name, tuple(params.values()), value)
 
 
 #: the option dataclasses whose fields are command-line options
-DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup, Loader)
+DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup, Loader, Overrides, AblationPlan,
+            CalibrationSource, GateReading)
 #: the model-zoo knobs: the SE knobs and the architecture knobs
 KNOBS = declared_group("knobs", SEConfig, ArchConfig)
 #: the training recipe's fields (``seprobe train``): those given change the published recipe
@@ -100,12 +114,21 @@ RECIPE = declared_group("recipe", Recipe)
 #: ``seprobe complexity``: what the total counts, and how ``--time`` times
 CONVENTION = declared_group("convention", FlopConvention, defaults=True)
 TIMING = declared_group("timing", TimingSetup, defaults=True)
+#: ``seprobe activations``: the classes compared and the blocks shown (the given ones, as the API's keywords)
+READING = declared_group("reading", GateReading)
+#: the probes' preprocessing imposed on the model's own
+PREPROCESSING = declared_group("overrides", Overrides, build=Overrides)
+#: ``seprobe ablate``: what is ablated, and the ``mean`` mode's calibration images (``None``: none given)
+PLAN = declared_group("plan", AblationPlan, build=AblationPlan)
+CALIBRATION = declared_group("calibration", CalibrationSource,
+                             build=lambda **given: CalibrationSource(**given) if given else None)
+
 
 def declared_flag(argument: str) -> str | None:
     """The flag of a declared option whose flag is not its name with dashes (``stages``: ``--se-stages``)."""
     for cls in DECLARED:
         option = fields(cls).get(argument)
-        if option is not None:
+        if option is not None and option.spec.cli:
             return option.flags[0].split("/")[0]
     return None
 
@@ -116,33 +139,6 @@ DtypeOpt = Annotated[Dtype, typer.Option(help=DTYPE.help)]
 ChannelsLastOpt = Annotated[bool, typer.Option(*CHANNELS_LAST.flags, help=CHANNELS_LAST.help)]
 CompileOpt = Annotated[bool, typer.Option(*COMPILE.flags, help=COMPILE.help)]
 
-
-def _triple(text: str | None, argument: str):
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise SeprobeError(f"invalid {argument} {text!r}; valid: three comma-separated numbers, e.g. 0.5,0.5,0.5",
-                           argument=argument)
-    return values
-
-
-def _overrides(v: dict[str, Any]):
-    from ..data.images import Overrides
-
-    return Overrides(v["resize"], v["crop"], _triple(v["mean"], "mean"), _triple(v["std"], "std"), v["interpolation"])
-
-
-PREPROCESSING = OptionGroup("overrides", (
-    _option("resize", Annotated[int | None, typer.Option(metavar="N", help="override: resize the shorter side")]),
-    _option("crop", Annotated[int | None, typer.Option(metavar="N", help="override: centre crop size")]),
-    _option("mean", Annotated[str | None, typer.Option(metavar="M,M,M", help="override: normalisation mean")]),
-    _option("std", Annotated[str | None, typer.Option(metavar="S,S,S", help="override: normalisation std")]),
-    _option("interpolation", Annotated[Interpolation | None, typer.Option(help="override: resize interpolation")]),
-), _overrides)
 
 EXAMPLE = "seprobe {command} --model timm:tf_mobilenetv3_small_100 --weights PATH.pth --data DIR{extra}"
 
@@ -205,13 +201,3 @@ BudgetOpt = Annotated[
 ReportsOutOpt = Annotated[
     Path | None, typer.Option(metavar="DIR", help="report folder (default: reports/ beside studies/)")
 ]
-
-
-def _names(text: str | None, argument: str) -> list[str] | None:
-    """``"SE_5_1,SE_5_2"`` -> ``["SE_5_1", "SE_5_2"]``; a list that names nothing is an error."""
-    if text is None:
-        return None
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise SeprobeError(f"invalid {argument} {text!r}; valid: comma-separated names", argument=argument)
-    return names

@@ -15,8 +15,6 @@ Layouts (``discover``):
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import re
 from collections import Counter, defaultdict
@@ -26,8 +24,7 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from ..choices import INTERPOLATIONS
-from ..errors import SeprobeError, check_choice, check_int
+from ..errors import SeprobeError, check_int
 from .imagenet_classes import imagenet_classes, wnid_to_index
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
@@ -339,38 +336,6 @@ class ImageSource:
     def read(self) -> LabelledImages:
         """The images, their labels checked (:func:`discover`), the first ``samples_per_class`` of each class."""
         return select(discover(self.folder, self.labels), self.samples_per_class)
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Preprocessing imposed on the model's own: any of ``resize``, ``crop``, ``mean``, ``std``,
-    ``interpolation`` (``None``: the model's)."""
-
-    resize: int | None = None
-    crop: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    interpolation: str | None = None
-
-    def __post_init__(self):
-        check_int("resize", self.resize)
-        check_int("crop", self.crop)
-        for argument in ("mean", "std"):
-            values = getattr(self, argument)
-            if values is None:
-                continue
-            if isinstance(values, str) or not isinstance(values, (tuple, list)) or len(values) != 3 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-                raise SeprobeError(f"invalid {argument} {values!r}; valid: three finite numbers, e.g. "
-                                   "(0.5, 0.5, 0.5)", argument=argument)
-            object.__setattr__(self, argument, tuple(float(v) for v in values))
-        if self.std is not None and any(v <= 0 for v in self.std):
-            raise SeprobeError(f"invalid std {self.std!r}; valid: three numbers > 0 (it divides)", argument="std")
-        if self.interpolation is not None:
-            check_choice("interpolation", self.interpolation, INTERPOLATIONS, argument="interpolation")
-
-    def apply(self, pre: Preprocessing) -> Preprocessing:
-        return dataclasses.replace(pre, **{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
 
 
 def to_rgb(im):

@@ -33,9 +33,9 @@ from ..errors import SeprobeError, check_choice, check_int
 from ..models.ablated import Export, export_ablated
 from ..models.blocks import SEBlockInfo
 from ..models.factory import Network
-from .ablation_plan import Ablation, AblationPlan, cumulative_order, cumulative_plan
+from .ablation_plan import Ablation, AblationPlan, CalibrationSource, cumulative_order, cumulative_plan
 from .bootstrap import LEVEL, paired_bootstrap
-from .calibration import Calibration, CalibrationSource, calibrate
+from .calibration import GateMeans, calibrate, split
 from .evaluation import ImagePass, Loader, pass_device, score, scored
 from .hooks import GateHooks
 from .prefix import PrefixReuse
@@ -139,7 +139,7 @@ class AblationResult:
     images: LabelledImages            # the evaluation images
     modes: tuple[str, ...]
     table: pd.DataFrame               # one row per evaluation (the full network first)
-    calibration: Calibration | None
+    calibration: GateMeans | None
     costs: dict[str, BlockCost]
     total_macs: int
     total_params: int
@@ -173,13 +173,13 @@ def ablate(network: Network, images: LabelledImages, plan: AblationPlan = Ablati
     plan.check(blocks)
     modes = plan.resolve_modes(calibration is not None)
     if "mean" in modes and calibration is None:
-        raise SeprobeError("mode 'mean' needs calibration images; valid: calibration (images per class taken out "
-                           "of the data) or calibration_data (a folder)", argument="modes")
+        raise SeprobeError("mode 'mean' needs calibration images; valid: calibration_per_class (images per class "
+                           "taken out of the data) or calibration_data (a folder)", argument="modes")
     cal_images = shared = None
     if calibration is not None and calibration.images is not None and calibration_images is None:
         calibration_images = calibration.images.read()
     if "mean" in modes:
-        cal_images, images, shared = calibration.split(images, calibration_images)
+        cal_images, images, shared = split(calibration, images, calibration_images)
     if not images.paths:
         raise SeprobeError("no evaluation image; valid: a data folder with images", argument="data")
     phase1 = plan.evaluations(blocks, modes)
@@ -188,8 +188,9 @@ def ablate(network: Network, images: LabelledImages, plan: AblationPlan = Ablati
     costs, total_macs, total_params = block_costs(network.model, blocks, network.input_size)
     cal = None
     if cal_images is not None:
-        means = calibrate(network, blocks, cal_images, loader, views=calibration.views, progress=progress, seed=seed)
-        cal = Calibration(means, calibration, len(cal_images.paths), cal_images.layout, len(images.paths), shared)
+        means = calibrate(network, blocks, cal_images, loader, views=calibration.calibration_views, progress=progress,
+                          seed=seed)
+        cal = GateMeans(means, calibration, len(cal_images.paths), cal_images.layout, len(images.paths), shared)
     result = AblationResult(network, blocks, images, modes, pd.DataFrame(), cal, costs, total_macs, total_params,
                             order_by=("given" if plan.cumulative is not None and not isinstance(plan.cumulative, str)
                                       else plan.cumulative), bootstrap=bootstrap, seed=seed,

@@ -4,18 +4,29 @@
 ``mean``: ``s_c = E[s_c]`` over calibration images), every block alone, a set as one (``blocks`` or ``stage``),
 each stage's blocks together, and a cumulative curve that removes blocks one after another in a stated order.
 :meth:`AblationPlan.evaluations` turns it into :class:`Ablation` s for one network's blocks.
+:class:`CalibrationSource` says where the ``mean`` mode's images come from.
+
+Both are option dataclasses (:mod:`seprobe.schema`): the command line's options and a study's ``[ablation]``
+keys are their fields. Torch-free, so that the command line checks them before torch is imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
+from ..choices import REPLACEMENTS
+from ..errors import SeprobeError, check_choice
+from ..schema import Bool, Choice, Custom, Int, Items, Options, PathText
 
-from ..errors import SeprobeError, check_bool, check_choice, check_int
-from ..models.blocks import SEBlockInfo
-from .hooks import REPLACEMENTS
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..data.images import ImageSource
+    from ..models.blocks import SEBlockInfo
 
 #: the ablation modes: the gate replacements of :mod:`~seprobe.probe.hooks`
 MODES = REPLACEMENTS
@@ -39,7 +50,7 @@ class Ablation:
     step: int | None = None
 
 
-def _names(argument: str, value) -> tuple[str, ...]:
+def block_names(argument: str, value: Any) -> tuple[str, ...]:
     """A non-empty list of block names, each once."""
     if isinstance(value, str) or not isinstance(value, Sequence) or not value \
             or not all(isinstance(v, str) for v in value):
@@ -51,8 +62,39 @@ def _names(argument: str, value) -> tuple[str, ...]:
     return tuple(value)
 
 
+def split_names(argument: str, text: str) -> list[str]:
+    """``"SE_5_1,SE_5_2"`` as the command line and a study file write a list of names."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+#: a list of SE blocks by name: an array, or on the command line (and in a study) comma-separated
+BLOCKS = Custom(checker=block_names, parser=split_names, own_error=True, metavar="SE_s_b,...",
+                description="a string such as \"SE_5_1,SE_5_2\" or an array of strings")
+
+
+def _modes(argument: str, values: tuple) -> tuple[str, ...]:
+    if not values:
+        raise SeprobeError(f"invalid {argument} (); valid: a non-empty list of {', '.join(MODES)}",
+                           argument=argument)
+    return tuple(m for m in MODES if m in values)
+
+
+def _parse_modes(argument: str, text: str) -> tuple[str, ...]:
+    return MODES if text.strip() == "both" else tuple(split_names(argument, text))
+
+
+def _cumulative(argument: str, value: Any) -> str | tuple[str, ...]:
+    if isinstance(value, str):
+        return check_choice("cumulative order", value, ORDERS, argument=argument)
+    return block_names(argument, value)
+
+
+def _parse_cumulative(argument: str, text: str) -> str | list[str]:
+    return text if text in ORDERS else split_names(argument, text)
+
+
 @dataclass(frozen=True)
-class AblationPlan:
+class AblationPlan(Options):
     """Which ablations to evaluate.
 
     ``modes``: a list of :data:`MODES` (``None``: both when calibration images are given, else ``identity``);
@@ -61,31 +103,22 @@ class AblationPlan:
     ``cumulative``: an order of :data:`ORDERS` or a list of blocks, removed one after another.
     """
 
-    modes: Sequence[str] | None = None
-    blocks: Sequence[str] | None = None
-    stage: int | None = None
-    per_stage: bool = False
-    each_block: bool | None = None
-    cumulative: str | Sequence[str] | None = None
+    modes: Annotated[tuple[str, ...] | None, Items(
+        item=Choice(choices=MODES), rule=_modes, parser=_parse_modes, example="identity,mean", item_name="mode",
+        flags=("--mode",), metavar="identity|mean|both",
+        help="identity: gate = 1; mean: gate = its calibration mean [default: both with calibration images, else "
+             "identity]")] = None
+    blocks: Annotated[tuple[str, ...] | None, dataclasses.replace(BLOCKS, help="ablate these blocks as one set")] = None
+    stage: Annotated[int | None, Int(1, metavar="S", help="ablate this stage's blocks as one set")] = None
+    per_stage: Annotated[bool, Bool(flags=("--per-stage",), help="each stage's blocks together")] = False
+    each_block: Annotated[bool | None, Bool(flags=("--each-block/--no-each-block",),
+                                            help="every block alone [default: unless a set is given]")] = None
+    cumulative: Annotated[str | tuple[str, ...] | None, Custom(
+        checker=_cumulative, parser=_parse_cumulative,
+        own_error=True, metavar="ORDER", description=f"one of {', '.join(ORDERS)}, or a list of block names",
+        help="remove blocks one after another: kl, top1, network, reverse, or SE_a,SE_b,...")] = None
 
-    def __post_init__(self):
-        if self.modes is not None:
-            if isinstance(self.modes, str) or not isinstance(self.modes, Sequence) or not self.modes:
-                raise SeprobeError(f"invalid modes {self.modes!r}; valid: a non-empty list of {', '.join(MODES)}",
-                                   argument="modes")
-            for m in self.modes:
-                check_choice("ablation mode", m, MODES, argument="modes")
-            object.__setattr__(self, "modes", tuple(m for m in MODES if m in self.modes))
-        if self.blocks is not None:
-            object.__setattr__(self, "blocks", _names("blocks", self.blocks))
-        check_int("stage", self.stage)
-        check_bool("per_stage", self.per_stage)
-        if self.each_block is not None:
-            check_bool("each_block", self.each_block)
-        if isinstance(self.cumulative, str):
-            check_choice("cumulative order", self.cumulative, ORDERS, argument="cumulative")
-        elif self.cumulative is not None:
-            object.__setattr__(self, "cumulative", _names("cumulative", self.cumulative))
+    def validate(self) -> None:
         if self.cumulative in ("kl", "top1") and self.each_block is False:
             raise SeprobeError(f"cumulative {self.cumulative!r} orders blocks by their single-block results; valid: "
                                "keep every block alone in the sweep, or order network / reverse / a block list",
@@ -180,3 +213,45 @@ def cumulative_order(blocks: Sequence[SEBlockInfo], singles: pd.DataFrame | None
 def cumulative_plan(order: Sequence[str], mode: str) -> list[Ablation]:
     """Remove ``order[0]``, then ``order[:2]``, ... every block: the curve of "how much SE can go"."""
     return [Ablation(f"+{order[k]}", "cumulative", mode, tuple(order[: k + 1]), step=k + 1) for k in range(len(order))]
+
+
+@dataclass(frozen=True)
+class CalibrationSource(Options):
+    """Where the ``mean`` mode's calibration images come from: ``calibration_per_class`` images of every class
+    taken out of the evaluation data (first in path order), or a separate folder ``calibration_data`` (with its
+    ``calibration_labels`` file, and ``calibration_samples_per_class`` of each class), which must not share an
+    image with the evaluation set unless ``allow_overlap``; ``calibration_views`` crops of each image."""
+
+    calibration_per_class: Annotated[int | None, Int(
+        1, flags=("--calibration",), metavar="N",
+        help="mean mode: N images per class taken out of --data for the means")] = None
+    calibration_data: Annotated[str | os.PathLike | None, PathText(
+        metavar="DIR", help="mean mode: separate images")] = None
+    calibration_labels: Annotated[str | os.PathLike | None, PathText(
+        metavar="FILE", help="labels of --calibration-data")] = None
+    calibration_samples_per_class: Annotated[int | None, Int(
+        1, metavar="N", help="images per class of --calibration-data")] = None
+    calibration_views: Annotated[int, Int(1, metavar="K", help="views per calibration image")] = 1
+    allow_overlap: Annotated[bool, Bool(flags=("--allow-overlap",),
+                                        help="calibration may share evaluation images")] = False
+
+    def validate(self) -> None:
+        if self.calibration_per_class is not None and self.calibration_data is not None:
+            raise SeprobeError("calibration_per_class (images per class) and calibration_data (a folder) both "
+                               "given; valid: one of them", argument="calibration_per_class")
+        for name in ("calibration_labels", "calibration_samples_per_class"):
+            if getattr(self, name) is not None and self.calibration_data is None:
+                raise SeprobeError(f"{name} without calibration_data; valid: both, or neither", argument=name)
+        if self.calibration_per_class is None and self.calibration_data is None:
+            raise SeprobeError("no calibration images; valid: calibration_per_class (images per class taken out "
+                               "of the data) or calibration_data (a folder)", argument="calibration_per_class")
+
+    @property
+    def images(self) -> ImageSource | None:
+        """The separate set, if one is given (read with :meth:`~seprobe.data.images.ImageSource.read`)."""
+        if self.calibration_data is None:
+            return None
+        from ..data.images import ImageSource
+
+        return ImageSource(self.calibration_data, self.calibration_labels, self.calibration_samples_per_class,
+                           arguments=("calibration_data", "calibration_labels"))

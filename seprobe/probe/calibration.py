@@ -1,9 +1,10 @@
 """The calibration of the ``mean`` ablation: ``E[s_c]``, the per-channel mean of every gate over calibration
 images that the evaluation does not see.
 
-:class:`CalibrationSource` says where the images come from, checked once: ``per_class`` images of every class
-taken out of the evaluation data (first in path order), or a separate set (``images``), which must not share an
-image with the evaluation set unless ``allow_overlap``; ``views`` crops of each. The mean is over every
+:class:`~seprobe.probe.ablation_plan.CalibrationSource` says where the images come from, checked once:
+``calibration_per_class`` images of every class taken out of the evaluation data (first in path order), or a
+separate set (``calibration_data``), which must not share an image with the evaluation set unless
+``allow_overlap``; ``calibration_views`` crops of each. The mean is over every
 calibration view alike (not a mean of class means): an estimate of ``E[s_c]`` on the data the network sees.
 """
 
@@ -15,54 +16,34 @@ from pathlib import Path
 
 import torch
 
-from ..data.images import ImageSource, LabelledImages
-from ..errors import SeprobeError, check_bool, check_int
+from ..data.images import LabelledImages
+from ..errors import SeprobeError, check_int
 from ..models.blocks import SEBlockInfo
 from ..models.factory import Network
+from .ablation_plan import CalibrationSource
 from .activations import collect
 from .evaluation import Loader
 
 
-@dataclass(frozen=True)
-class CalibrationSource:
-    """Where the ``mean`` mode's calibration images come from (exactly one of ``per_class`` and ``images``)."""
-
-    per_class: int | None = None
-    images: ImageSource | None = None
-    views: int = 1
-    allow_overlap: bool = False
-
-    def __post_init__(self):
-        check_int("calibration", self.per_class)
-        check_int("calibration_views", self.views)
-        if self.per_class is not None and self.images is not None:
-            raise SeprobeError("calibration (images per class) and calibration_data (a folder) both given; valid: "
-                               "one of them", argument="calibration")
-        if self.per_class is None and self.images is None:
-            raise SeprobeError("no calibration images; valid: calibration (images per class taken out of the "
-                               "data) or calibration_data (a folder)", argument="calibration")
-        if self.images is not None and not isinstance(self.images, ImageSource):
-            raise SeprobeError(f"invalid calibration_data {self.images!r}; valid: an ImageSource",
-                               argument="calibration_data")
-        check_bool("allow_overlap", self.allow_overlap)
-
-    def split(self, evaluation: LabelledImages,
-              images: LabelledImages | None = None) -> tuple[LabelledImages, LabelledImages, int]:
-        """(calibration images, evaluation images, images they share); ``images``: the separate set, read."""
-        if self.per_class is not None:
-            calibration, evaluation = split_per_class(evaluation, self.per_class)
-            return calibration, evaluation, 0
-        shared = overlap(evaluation, images)
-        if shared and not self.allow_overlap:
-            raise SeprobeError(f"the calibration and evaluation sets share {shared} images; valid: disjoint sets "
-                               "(another calibration_data folder, or calibration images per class), or "
-                               "allow_overlap", argument="calibration_data")
-        return images, evaluation, shared
+def split(source: CalibrationSource, evaluation: LabelledImages,
+          images: LabelledImages | None = None) -> tuple[LabelledImages, LabelledImages, int]:
+    """(calibration images, evaluation images, images they share) of ``source``; ``images``: its separate set,
+    read."""
+    if source.calibration_per_class is not None:
+        calibration, evaluation = split_per_class(evaluation, source.calibration_per_class)
+        return calibration, evaluation, 0
+    shared = overlap(evaluation, images)
+    if shared and not source.allow_overlap:
+        raise SeprobeError(f"the calibration and evaluation sets share {shared} images; valid: disjoint sets "
+                           "(another calibration_data folder, or calibration_per_class), or allow_overlap",
+                           argument="calibration_data")
+    return images, evaluation, shared
 
 
 @dataclass
-class Calibration:
-    """The per-channel mean of every gate over the calibration images, and what those were."""
+class GateMeans:
+    """The per-channel mean of every gate over the calibration images (the ``mean`` mode's replacement), and
+    what those images were."""
 
     means: dict[str, torch.Tensor]
     source: CalibrationSource
@@ -75,7 +56,7 @@ class Calibration:
 def split_per_class(images: LabelledImages, per_class: int) -> tuple[LabelledImages, LabelledImages]:
     """Take the first ``per_class`` images of every class (path order) out for calibration: (calibration,
     evaluation), disjoint by construction."""
-    check_int("calibration", per_class)
+    check_int("calibration_per_class", per_class)
     taken: dict[int, int] = {}
     calib, rest = [], []
     for p, lab in zip(images.paths, images.labels, strict=True):
@@ -86,8 +67,9 @@ def split_per_class(images: LabelledImages, per_class: int) -> tuple[LabelledIma
             rest.append((p, lab))
     if not rest:
         most = max(taken.values())
-        raise SeprobeError(f"calibration {per_class} takes every image for calibration (at most {most} per class); "
-                           "valid: a smaller number, or a calibration_data folder", argument="calibration")
+        raise SeprobeError(f"calibration_per_class {per_class} takes every image for calibration (at most {most} "
+                           "per class); valid: a smaller number, or a calibration_data folder",
+                           argument="calibration_per_class")
 
     def part(items):
         return LabelledImages(tuple(p for p, _ in items), tuple(lab for _, lab in items), images.class_names,
@@ -106,8 +88,8 @@ def calibrate(network: Network, blocks: Sequence[SEBlockInfo], images: LabelledI
     """Per-channel mean of every gate over ``images`` (``views`` crops each), from the activations pass
     (:func:`~seprobe.probe.activations.collect`)."""
     if not images.paths:
-        raise SeprobeError("no calibration image; valid: calibration >= 1 or a calibration_data folder with images",
-                           argument="calibration")
+        raise SeprobeError("no calibration image; valid: calibration_per_class >= 1 or a calibration_data folder "
+                           "with images", argument="calibration_per_class")
     run = collect(network, images, loader, views=views, blocks=[b.name for b in blocks], progress=progress,
                   seed=seed)
     all_group = run.stats.all_group

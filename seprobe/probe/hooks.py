@@ -17,10 +17,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..choices import REPLACEMENTS
 from ..errors import SeprobeError
 from ..models.blocks import SEBlockInfo
-
-REPLACEMENTS = ("identity", "mean")
 
 
 class GateHooks:

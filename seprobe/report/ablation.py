@@ -215,15 +215,15 @@ def calibration_text(result: AblationResult) -> str:
     cal = result.calibration
     if cal is None:
         return ""
-    if cal.source.per_class is not None:
-        text = (f"{cal.source.per_class} image(s) per class taken out of the evaluation data ({cal.images} images), "
-                f"disjoint from the {cal.evaluation} evaluation images")
+    if cal.source.calibration_per_class is not None:
+        text = (f"{cal.source.calibration_per_class} image(s) per class taken out of the evaluation data "
+                f"({cal.images} images), disjoint from the {cal.evaluation} evaluation images")
     else:
         text = f"a separate calibration set of {cal.images} images ({cal.layout})"
         text += (f", sharing {cal.overlap} images with the evaluation set (overlap allowed)" if cal.overlap
                  else ", disjoint from the evaluation images")
-    if cal.source.views > 1:
-        text += f"; {cal.source.views} views each (the evaluation crop and augmented crops)"
+    if cal.source.calibration_views > 1:
+        text += f"; {cal.source.calibration_views} views each (the evaluation crop and augmented crops)"
     return text
 
 

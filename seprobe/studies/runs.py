@@ -9,16 +9,17 @@ import pandas as pd
 import torch
 
 from .. import api
-from ..defaults import BATCH_SIZE, BOOTSTRAP, CLASSES
+from ..defaults import BATCH_SIZE
 from ..interrupts import clean_up_on_interrupt
 from ..models.factory import ModelSource, get_network
 from ..paper import by_key
-from ..probe.ablation_plan import ORDERS
+from ..probe.reading import GateReading
 from ..report.ablation import calibration_text, study_table
 from ..report.ablation import notes as ablation_notes
 from ..report.activations import notes as activation_notes
+from ..schema import fields
 from .result import StudyResult
-from .study_file import DECIMALS, TIMING_EXTRA, Study, Variant
+from .study_file import ABLATION_EXTRA, ACTIVATIONS_EXTRA, DECIMALS, TIMING_EXTRA, Study, Variant, ablation_options
 
 
 def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, *, runs: Path | None = None,
@@ -31,13 +32,6 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, 
     runner = {"complexity": _complexity, "excitation": _excitation, "timing": _timing,
               "activations": _activations, "ablation": _ablation}[study.kind]
     return runner(study, progress)
-
-
-def _names(value: str | list[str] | None) -> list[str] | None:
-    """A study's list of names: a TOML array, or a comma-separated string."""
-    if value is None or isinstance(value, list):
-        return value
-    return [t.strip() for t in value.split(",") if t.strip()]
 
 
 def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
@@ -169,10 +163,11 @@ def _activations(study: Study, progress) -> StudyResult:
 
     a = study.activations
     progress(f"{study.name}: {a['model']} on {a['data']}")
+    reading = {k: v for k, v in a.items() if k in fields(GateReading)}
     done = api.activations(a["model"], str(a["weights"]), a["data"], labels=a.get("labels"),
-                           samples_per_class=a.get("samples_per_class"), classes=_names(a.get("classes"))
-                           or CLASSES, views=a.get("views", 1),
-                           loader=Loader(a.get("batch_size", BATCH_SIZE["studies"])), progress=False)
+                           samples_per_class=a.get("samples_per_class"), **reading,
+                           loader=Loader(a.get("batch_size", ACTIVATIONS_EXTRA["batch_size"].default)),
+                           progress=False)
     run = done.run
     context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; {len(run.images.paths)} images "
                f"({run.images.layout}), {run.views} views each; top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on the "
@@ -184,33 +179,23 @@ def _activations(study: Study, progress) -> StudyResult:
 def _ablation(study: Study, progress) -> StudyResult:
     import tempfile
 
-    from ..data.images import ImageSource
-    from ..probe.ablation_plan import AblationPlan
-    from ..probe.calibration import CalibrationSource
     from ..probe.evaluation import Loader
 
     a = study.ablation
     progress(f"{study.name}: {a['model']} on {a['data']}")
-    calibration = None
-    if "calibration_data" in a:
-        calibration = CalibrationSource(images=ImageSource(a["calibration_data"], a.get("calibration_labels"),
-                                                           a.get("calibration_samples_per_class")),
-                                        views=a.get("calibration_views", 1))
-    elif "calibration_per_class" in a:
-        calibration = CalibrationSource(a["calibration_per_class"], views=a.get("calibration_views", 1))
-    export_blocks = _names(a.get("export_blocks"))
-    plan = AblationPlan(modes=_names(a.get("modes")), blocks=_names(a.get("blocks")), stage=a.get("stage"),
-                        per_stage=a.get("per_stage", False), cumulative=a["cumulative"] if a.get("cumulative") in
-                        ORDERS else _names(a.get("cumulative")))
+    plan, calibration = ablation_options(a)
+    export_blocks = a.get("export_blocks")
     with clean_up_on_interrupt(), tempfile.TemporaryDirectory() as tmp:  # an interrupt takes the folder back
         exported = Path(tmp) / "ablated.pth" if export_blocks else None
         done = api.ablate(a["model"], str(a["weights"]), a["data"], plan=plan, calibration=calibration,
-                          loader=Loader(a.get("batch_size", BATCH_SIZE["studies"])),
-                          bootstrap=a.get("bootstrap", BOOTSTRAP), seed=a.get("seed", 0), progress=False)
+                          loader=Loader(a.get("batch_size", ABLATION_EXTRA["batch_size"].default)),
+                          bootstrap=a.get("bootstrap", ABLATION_EXTRA["bootstrap"].default),
+                          seed=a.get("seed", ABLATION_EXTRA["seed"].default), progress=False)
         result = done.result
         notes = ablation_notes(result)
         if export_blocks:
-            notes.append(_export_check(result, export_blocks, a.get("export_mode", "mean"), exported))
+            notes.append(_export_check(result, list(export_blocks),
+                                       a.get("export_mode", ABLATION_EXTRA["export_mode"].default), exported))
     full = result.table.iloc[0]
     context = [f"Model `{a['model']}`, weights `{Path(a['weights']).name}`; evaluated on {result.evaluated} images "
                f"({result.images.layout}): top-1 {full.top1:.3f}, top-5 {full.top5:.3f}. `mean` calibration: "

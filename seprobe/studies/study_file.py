@@ -30,13 +30,29 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
+from ..choices import EXPORT_MODES
 from ..cost.settings import TimingSetup
-from ..defaults import NUM_WORKERS, WEIGHT_SOURCES
+from ..defaults import BATCH_SIZE, BOOTSTRAP, NUM_WORKERS, WEIGHT_SOURCES
 from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
 from ..paper import by_key
-from ..schema import Bool, Custom, Int, Option, Options, PathText, Text, check_toml, fields, from_table, toml_type
+from ..probe.ablation_plan import BLOCKS, MODES, AblationPlan, CalibrationSource
+from ..probe.reading import GateReading
+from ..schema import (
+    Bool,
+    Choice,
+    Custom,
+    Int,
+    Option,
+    Options,
+    PathText,
+    Text,
+    check_toml,
+    fields,
+    from_table,
+    toml_type,
+)
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation", "training")
 FIGURES = ("params", "gflops")
@@ -48,25 +64,18 @@ class FieldType:
 
     types: tuple[type, ...]
     expected: str
-    positive: bool = False      # integers must be >= 1
     items: type | None = None   # for arrays: the type of every item
 
     def check(self, path: Path, key: str, value: Any) -> None:
         ok = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
         if ok and isinstance(value, list) and self.items is not None:
             ok = all(isinstance(x, self.items) and not isinstance(x, bool) for x in value)
-        if ok and self.positive and isinstance(value, int) and value < 1:
-            ok = False
         if not ok:
             raise _fail(path, key, f"invalid value {value!r} ({toml_type(value)}); expected {self.expected}")
 
 
 TEXT = FieldType((str,), "a string")
-BOOL = FieldType((bool,), "true or false (a TOML boolean, without quotes)")
-COUNT = FieldType((int,), "an integer >= 1 (without quotes)", positive=True)
-NUMBER = FieldType((int, float), "a number (without quotes)")
 TABLE = FieldType((dict,), "a table")
-CLASSES = FieldType((str, list), "a string such as \"goldfish,pug\" or an array of strings", items=str)
 
 STUDY_FIELDS: dict[str, FieldType] = {
     "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
@@ -79,20 +88,30 @@ KNOB_OPTIONS = {**fields(SEConfig), **fields(ArchConfig)}
 #: a timing study's ``[timing]``: the fields of :class:`~seprobe.cost.settings.TimingSetup`, and the batch of the
 #: inference timing (the training step's is ``batch_size``)
 TIMING_EXTRA = {"inference_batch_size": Option("inference_batch_size", Int(1), 1, False)}
-ACTIVATION_FIELDS: dict[str, FieldType] = {
-    "model": TEXT, "weights": TEXT, "data": TEXT, "labels": TEXT, "classes": CLASSES, "views": COUNT,
-    "channels": COUNT, "samples_per_class": COUNT, "batch_size": COUNT}
-NAMES = FieldType((str, list), "a string such as \"SE_5_1,SE_5_2\" or an array of strings", items=str)
-#: an ablation study: the arguments of seprobe.probe.ablation.ablate, plus where the calibration images are
-#: (``calibration_data`` with an optional ``calibration_labels`` file, of which ``calibration_samples_per_class``
-#: are used; or ``calibration_per_class`` taken out of ``data``) and an optional export check (``export_blocks`` in
-#: ``export_mode``: exported, reloaded and compared with the ablated network)
-ABLATION_FIELDS: dict[str, FieldType] = {
-    "model": TEXT, "weights": TEXT, "data": TEXT, "modes": NAMES, "per_stage": BOOL, "cumulative": NAMES,
-    "blocks": NAMES, "stage": COUNT, "calibration_data": TEXT, "calibration_labels": TEXT,
-    "calibration_samples_per_class": COUNT, "calibration_per_class": COUNT, "calibration_views": COUNT,
-    "batch_size": COUNT, "bootstrap": COUNT, "seed": FieldType((int,), "an integer (without quotes)"),
-    "export_blocks": NAMES, "export_mode": TEXT}
+#: the inputs of an activations or ablation study, and its pass's batch
+_INPUTS = (Option("model", Text(), None, False), Option("weights", PathText(), None, False),
+           Option("data", PathText(), None, False), Option("batch_size", Int(1), BATCH_SIZE["studies"], False))
+#: an activations study's ``[activations]``: the fields of :class:`~seprobe.probe.reading.GateReading`, its
+#: inputs and their selection
+ACTIVATIONS_EXTRA = {o.name: o for o in (*_INPUTS, Option("labels", PathText(), None, True),
+                                         Option("samples_per_class", Int(1), None, True))}
+#: an ablation study's ``[ablation]``: the fields of :class:`~seprobe.probe.ablation_plan.AblationPlan` and
+#: :class:`~seprobe.probe.ablation_plan.CalibrationSource`, and these: the inputs, the pass, the bootstrap, and an
+#: optional export check (``export_blocks`` in ``export_mode``: exported, reloaded and compared with the ablated
+#: network)
+ABLATION_EXTRA = {o.name: o for o in (
+    *_INPUTS, Option("bootstrap", Int(1), BOOTSTRAP, False), Option("seed", Int(0), 0, False),
+    Option("export_blocks", BLOCKS, None, True),
+    Option("export_mode", Choice(choices=EXPORT_MODES, what="export mode"), "mean", False))}
+
+
+def ablation_options(table: Mapping[str, Any]) -> tuple[AblationPlan, CalibrationSource | None]:
+    """An ablation study's plan and calibration images, from its checked ``[ablation]`` table."""
+    plan = AblationPlan(**{k: v for k, v in table.items() if k in fields(AblationPlan)})
+    calibration = {k: v for k, v in table.items() if k in fields(CalibrationSource)}
+    return plan, CalibrationSource(**calibration) if calibration else None
+
+
 #: the fields of each real-data kind that name files, relative to the study file's folder
 _PATH_FIELDS = {"activations": ("weights", "data", "labels"),
                 "ablation": ("weights", "data", "calibration_data", "calibration_labels"),
@@ -102,22 +121,9 @@ DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
 
 def _modes(name: str, value: Any) -> str:
-    from ..probe.ablation_plan import MODES
-
     if value not in MODES:
         raise SeprobeError(f"invalid {name} {value!r}; valid: {', '.join(MODES)}", argument=name)
     return value
-
-
-def _block_names(name: str, value: Any) -> tuple[str, ...]:
-    """``"SE_5_1,SE_5_2"`` or an array of names, checked as an ablation plan checks its blocks."""
-    from ..probe.ablation_plan import _names
-
-    return _names(name, [b.strip() for b in value.split(",")] if isinstance(value, str) else value)
-
-
-BLOCKS = Custom(checker=_block_names, own_error=True,
-                description="a string such as \"SE_5_1,SE_5_2\" or an array of strings")
 
 
 @dataclass(frozen=True)
@@ -320,8 +326,8 @@ def load_study(path: str | Path) -> Study:
     kind = data["kind"]
     if kind not in KINDS:
         raise _fail(path, "kind", f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
-    activations = dict(data.get("activations", {}))
-    _check_table(path, "activations.", activations, ACTIVATION_FIELDS)
+    activations = from_table(GateReading, data.get("activations", {}), f"{path}: activations.",
+                             extra=ACTIVATIONS_EXTRA)
     if kind == "activations":
         for required in ("model", "weights", "data"):
             if required not in activations:
@@ -330,8 +336,8 @@ def load_study(path: str | Path) -> Study:
         for key in _PATH_FIELDS["activations"]:
             if key in activations and activations[key] not in WEIGHT_SOURCES:
                 activations[key] = (path.parent / activations[key]).resolve()
-    ablation = dict(data.get("ablation", {}))
-    _check_table(path, "ablation.", ablation, ABLATION_FIELDS)
+    ablation = from_table(AblationPlan, data.get("ablation", {}), f"{path}: ablation.",
+                          extra={**fields(CalibrationSource), **ABLATION_EXTRA})
     if kind == "ablation":
         for required in ("model", "weights", "data"):
             if required not in ablation:
@@ -339,6 +345,10 @@ def load_study(path: str | Path) -> Study:
         for key in _PATH_FIELDS["ablation"]:
             if key in ablation and ablation[key] not in WEIGHT_SOURCES:
                 ablation[key] = (path.parent / ablation[key]).resolve()
+        try:
+            ablation_options(ablation)
+        except SeprobeError as e:
+            raise _fail(path, "ablation", str(e)) from None
     elif kind != "activations" and "variants" not in data:
         raise _fail(path, "variants", "missing; every study of this kind needs variants")
     figure = data.get("figure")

@@ -160,9 +160,7 @@ def _start(study: Study, variant: Variant, runs: Path, inputs: Inputs, budget: B
     chosen SE blocks ablated and exported by :func:`seprobe.ablate`, made once and kept in ``<variant>-start/``
     with the definition it was made from (``start.json``; its digest is the key, so that a start made again
     from the same definition, on another machine, keeps the runs trained from it)."""
-    from ..data.images import ImageSource
-    from ..probe.ablation_plan import AblationPlan
-    from ..probe.calibration import CalibrationSource
+    from ..probe.ablation_plan import AblationPlan, CalibrationSource
 
     weights = variant.weights or study.training.weights
     key = digest(weights) if isinstance(weights, Path) and weights.is_file() else str(weights)
@@ -186,8 +184,8 @@ def _start(study: Study, variant: Variant, runs: Path, inputs: Inputs, budget: B
     record_file.unlink(missing_ok=True)  # the export and its record change together, or the record is absent
     plan = AblationPlan(modes=[ablate.mode], stage=ablate.stage,
                         blocks=list(ablate.blocks) if ablate.blocks else None, each_block=False)
-    calibration = CalibrationSource(images=ImageSource(study.training.data, inputs.calibration, per_class)) \
-        if ablate.mode == "mean" else None
+    calibration = CalibrationSource(calibration_data=study.training.data, calibration_labels=inputs.calibration,
+                                    calibration_samples_per_class=per_class) if ablate.mode == "mean" else None
     folder.mkdir(parents=True, exist_ok=True)
     with _threads(budget):
         api.ablate(variant.model, weights, inputs.sets["heldout"][0], labels=inputs.sets["heldout"][1], plan=plan,
