@@ -295,15 +295,14 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
     from .distributed import current_world
     from .probe.ablation import ablate as run_ablation
     from .probe.ablation import export_blocks
-    from .probe.ablation_plan import AblationPlan
+    from .probe.ablation_plan import AblationPlan, Resampling
     from .probe.evaluation import Loader
     from .report.ablation import write_outputs
 
     source, image_source = _sources(model, weights, data, labels, samples_per_class, knobs)
     plan = plan or AblationPlan()
     loader = loader or Loader(BATCH_SIZE["ablate"])
-    check_int("bootstrap", bootstrap)
-    check_int("seed", seed, 0)  # numpy's generators take seeds >= 0
+    Resampling(bootstrap, seed)
     modes = plan.resolve_modes(calibration is not None)
     if export is not None:
         check_output_file(export, "export")
@@ -415,10 +414,12 @@ def train(model: str | None = None, data: str | os.PathLike | None = None, out: 
     images (Tiny ImageNet) are brought to the network's input size as ``evaluate`` does, and the recipe is the
     one for large images (:class:`~seprobe.training.TrainData`). A network whose head
     does not fit the data's classes gets a new one (ImageNet classes keep a 1000-way head). ``resume``: continue
-    the run in ``out`` from its record (:func:`_resumed`): ``seprobe.train(out=DIR, resume=True)`` alone
-    continues it; an option given beside it must be the one the run was started with (and ``tags``: plain values
-    that decided the run beyond its options, such as a digest of its data, kept with it), or the first difference
-    is refused. Under torchrun the ranks share the global batch; rank 0 writes."""
+    the run in ``out`` from its record, which holds the model, knobs, weights, data folders and label files (as
+    absolute paths), images per class, upscale, recipe and ``tags`` (plain values that decided the run beyond its
+    options, such as a digest of its data) it was started with: ``seprobe.train(out=DIR, resume=True)`` alone
+    continues it, and an option given beside it must be the record's (knobs and recipe fields given are laid over
+    the record's), or the first difference is refused. Under torchrun the ranks share the global batch; rank 0
+    writes."""
     from .devices import check_device
     from .distributed import current_world
     from .models.ablated import export_header, retrained

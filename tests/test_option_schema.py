@@ -16,7 +16,7 @@ from seprobe.cost.settings import FlopConvention, TimingSetup
 from seprobe.data.overrides import Overrides
 from seprobe.models.arch_config import ArchConfig
 from seprobe.models.se_config import SEConfig
-from seprobe.probe.ablation_plan import AblationPlan, CalibrationSource
+from seprobe.probe.ablation_plan import AblationPlan, CalibrationSource, Resampling
 from seprobe.probe.loader import Loader
 from seprobe.probe.reading import GateReading
 from seprobe.schema import Bool, Int, Items, Number, Options, check_values, fields, from_table
@@ -27,7 +27,7 @@ from seprobe.training.recipe import Recipe
 EXPOSED = {"train": (SEConfig, ArchConfig, Recipe), "complexity": (SEConfig, ArchConfig, FlopConvention, TimingSetup),
            "evaluate": (SEConfig, ArchConfig, Loader, Overrides),
            "activations": (SEConfig, ArchConfig, Loader, Overrides, GateReading),
-           "ablate": (SEConfig, ArchConfig, Loader, Overrides, AblationPlan, CalibrationSource)}
+           "ablate": (SEConfig, ArchConfig, Loader, Overrides, AblationPlan, CalibrationSource, Resampling)}
 
 
 def command_params(name: str) -> set[str]:
@@ -88,17 +88,17 @@ def _table(cls, skip=()) -> dict:
     """A TOML table of every field of ``cls`` at a value that is not its default (tuples as arrays)."""
     values = {"modes": ["mean"], "blocks": ["SE_2_1"], "stage": 2, "per_stage": True, "each_block": True,
               "cumulative": "network", "calibration_per_class": 2, "calibration_views": 3, "allow_overlap": True,
-              "classes": ["goldfish", "pug"], "views": 2, "channels": 7}
+              "classes": ["goldfish", "pug"], "views": 2, "channels": 7, "bootstrap": 11, "seed": 5}
     values |= {"stage": [2, 3]} if cls is GateReading else {}  # the stages shown; the plan's one stage ablated
     return {n: values[n] for n in fields(cls) if n not in skip}
 
 
 def test_probe_studies_accept_every_field_of_their_options(tmp_path):
-    """An activations study takes every field of GateReading; an ablation study every field of AblationPlan and
-    CalibrationSource (a field added to them is a study key with no other edit)."""
+    """An activations study takes every field of GateReading; an ablation study every field of AblationPlan,
+    CalibrationSource and Resampling (a field added to them is a study key with no other edit)."""
     reading = _table(GateReading, skip=("blocks",))  # stage or blocks: both would be read, stage shown
-    plan = _table(AblationPlan) | _table(CalibrationSource, skip=("calibration_data", "calibration_labels",
-                                                                  "calibration_samples_per_class"))
+    plan = _table(AblationPlan) | _table(Resampling) | _table(CalibrationSource, skip=(
+        "calibration_data", "calibration_labels", "calibration_samples_per_class"))
     for kind, table in (("activations", reading), ("ablation", plan)):
         path = tmp_path / f"{kind}.toml"
         path.write_text(f'title = "t"\nkind = "{kind}"\n[{kind}]\nmodel = "se_resnet18"\nweights = "random"\n'

@@ -19,7 +19,7 @@ from ..defaults import BATCH_SIZE, NUM_WORKERS
 from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
-from ..probe.ablation_plan import AblationPlan, CalibrationSource
+from ..probe.ablation_plan import AblationPlan, CalibrationSource, Resampling
 from ..probe.loader import Loader
 from ..probe.reading import GateReading
 from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, Items, fields
@@ -106,7 +106,7 @@ def declared_group(name: str, *classes: type, exclude: tuple[str, ...] = (), def
 
 #: the option dataclasses whose fields are command-line options
 DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup, Loader, Overrides, AblationPlan,
-            CalibrationSource, GateReading)
+            CalibrationSource, GateReading, Resampling)
 #: the model-zoo knobs: the SE knobs and the architecture knobs
 KNOBS = declared_group("knobs", SEConfig, ArchConfig)
 #: the training recipe's fields (``seprobe train``): those given change the published recipe
@@ -122,6 +122,7 @@ PREPROCESSING = declared_group("overrides", Overrides, build=Overrides)
 PLAN = declared_group("plan", AblationPlan, build=AblationPlan)
 CALIBRATION = declared_group("calibration", CalibrationSource,
                              build=lambda **given: CalibrationSource(**given) if given else None)
+RESAMPLING = declared_group("resampling", Resampling, defaults=True)
 
 
 def declared_flag(argument: str) -> str | None:

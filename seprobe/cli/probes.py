@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..choices import ExportMode
-from ..defaults import BOOTSTRAP, OUT
+from ..defaults import OUT
 from .app import FormatOpt, _err, app, echo, emit, session
 from .options import (
     CALIBRATION,
@@ -18,6 +18,7 @@ from .options import (
     PLAN,
     PREPROCESSING,
     READING,
+    RESAMPLING,
     Inputs,
     inputs_group,
     loader_group,
@@ -81,17 +82,15 @@ def evaluate_cmd(fmt: FormatOpt = None, inputs: Inputs | None = None, loader: An
 
 
 @app.command("ablate")
-@with_groups(inputs_group("ablate", " --calibration 1"), PLAN, CALIBRATION, loader_group("ablate"), PREPROCESSING,
-             KNOBS)
+@with_groups(inputs_group("ablate", " --calibration 1"), PLAN, CALIBRATION, RESAMPLING, loader_group("ablate"),
+             PREPROCESSING, KNOBS)
 def ablate_cmd(
     samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="images per class")] = None,
-    bootstrap: Annotated[int, typer.Option(metavar="N", help="paired-bootstrap resamples")] = BOOTSTRAP,
-    seed: Annotated[int, typer.Option(metavar="N", help="bootstrap seed")] = 0,
     export: Annotated[Path | None, typer.Option(metavar="FILE", help="write the network with the set ablated")] = None,
     export_mode: Annotated[ExportMode | None, typer.Option(help="the mode --export uses (with --mode both)")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="output folder")] = Path(OUT["ablate"]),
-    inputs: Inputs | None = None, plan: Any = None, calibration: Any = None, loader: Any = None,
-    overrides: Any = None, knobs: dict | None = None,
+    inputs: Inputs | None = None, plan: Any = None, calibration: Any = None, resampling: dict | None = None,
+    loader: Any = None, overrides: Any = None, knobs: dict | None = None,
 ) -> None:
     """What each SE block is worth: accuracy, agreement and KL with blocks removed (identity) or frozen to their
     mean, with paired-bootstrap intervals, and the cost each saves; --export writes the smaller network."""
@@ -101,7 +100,7 @@ def ablate_cmd(
     def run():
         result = api.ablate(
             inputs.model, inputs.weights, inputs.data, labels=inputs.labels, samples_per_class=samples_per_class,
-            plan=plan, calibration=calibration, loader=loader, bootstrap=bootstrap, seed=seed,
+            plan=plan, calibration=calibration, loader=loader, **resampling,
             export=export, export_mode=export_mode, out=out, overrides=overrides, **knobs)
         if result.result.mean_skipped and current_world().is_main:
             _err("seprobe: note: --mode mean needs --calibration N or --calibration-data DIR; ran identity only")

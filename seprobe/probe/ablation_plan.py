@@ -4,7 +4,8 @@
 ``mean``: ``s_c = E[s_c]`` over calibration images), every block alone, a set as one (``blocks`` or ``stage``),
 each stage's blocks together, and a cumulative curve that removes blocks one after another in a stated order.
 :meth:`AblationPlan.evaluations` turns it into :class:`Ablation` s for one network's blocks.
-:class:`CalibrationSource` says where the ``mean`` mode's images come from.
+:class:`CalibrationSource` says where the ``mean`` mode's images come from, :class:`Resampling` how the paired
+bootstrap of :mod:`~seprobe.probe.bootstrap` resamples.
 
 Both are option dataclasses (:mod:`seprobe.schema`): the command line's options and a study's ``[ablation]``
 keys are their fields. Torch-free, so that the command line checks them before torch is imported.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from ..choices import REPLACEMENTS
+from ..defaults import BOOTSTRAP
 from ..errors import SeprobeError, check_choice
 from ..schema import Bool, Choice, Custom, Int, Items, Options, PathText
 
@@ -63,8 +65,12 @@ def block_names(argument: str, value: Any) -> tuple[str, ...]:
 
 
 def split_names(argument: str, text: str) -> list[str]:
-    """``"SE_5_1,SE_5_2"`` as the command line and a study file write a list of names."""
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """``"SE_5_1,SE_5_2"`` as the command line and a study file write a list of names; text that names nothing
+    is an error naming the text."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise SeprobeError(f"invalid {argument} {text!r}; valid: comma-separated names", argument=argument)
+    return names
 
 
 #: a list of SE blocks by name: an array, or on the command line (and in a study) comma-separated
@@ -255,3 +261,12 @@ class CalibrationSource(Options):
 
         return ImageSource(self.calibration_data, self.calibration_labels, self.calibration_samples_per_class,
                            arguments=("calibration_data", "calibration_labels"))
+
+
+@dataclass(frozen=True)
+class Resampling(Options):
+    """How the paired bootstrap resamples: ``bootstrap`` resamples of the images, drawn from ``seed`` (numpy's
+    generators take any integer >= 0)."""
+
+    bootstrap: Annotated[int, Int(1, metavar="N", help="paired-bootstrap resamples")] = BOOTSTRAP
+    seed: Annotated[int, Int(0, metavar="N", help="bootstrap seed")] = 0

@@ -32,12 +32,12 @@ from typing import Annotated, Any, ClassVar
 
 from ..choices import EXPORT_MODES
 from ..cost.settings import TimingSetup
-from ..defaults import BATCH_SIZE, BOOTSTRAP, NUM_WORKERS, WEIGHT_SOURCES
+from ..defaults import BATCH_SIZE, NUM_WORKERS, WEIGHT_SOURCES
 from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
 from ..paper import by_key
-from ..probe.ablation_plan import BLOCKS, MODES, AblationPlan, CalibrationSource
+from ..probe.ablation_plan import BLOCKS, MODES, AblationPlan, CalibrationSource, Resampling
 from ..probe.reading import GateReading
 from ..schema import (
     Bool,
@@ -96,12 +96,12 @@ _INPUTS = (Option("model", Text(), None, False), Option("weights", PathText(), N
 ACTIVATIONS_EXTRA = {o.name: o for o in (*_INPUTS, Option("labels", PathText(), None, True),
                                          Option("samples_per_class", Int(1), None, True))}
 #: an ablation study's ``[ablation]``: the fields of :class:`~seprobe.probe.ablation_plan.AblationPlan` and
-#: :class:`~seprobe.probe.ablation_plan.CalibrationSource`, and these: the inputs, the pass, the bootstrap, and an
+#: :class:`~seprobe.probe.ablation_plan.CalibrationSource`, and these: the inputs, the pass, the bootstrap's
+#: (:class:`~seprobe.probe.ablation_plan.Resampling`), and an
 #: optional export check (``export_blocks`` in ``export_mode``: exported, reloaded and compared with the ablated
 #: network)
 ABLATION_EXTRA = {o.name: o for o in (
-    *_INPUTS, Option("bootstrap", Int(1), BOOTSTRAP, False), Option("seed", Int(0), 0, False),
-    Option("export_blocks", BLOCKS, None, True),
+    *_INPUTS, *fields(Resampling).values(), Option("export_blocks", BLOCKS, None, True),
     Option("export_mode", Choice(choices=EXPORT_MODES, what="export mode"), "mean", False))}
 
 
