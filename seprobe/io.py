@@ -222,21 +222,25 @@ def check_output_dir(path: str | os.PathLike, what: str = "out") -> None:
 LOCK = ".seprobe.lock"
 
 
+_WHAT = object()  # folder_lock's default argument: the one ``what`` names
+
+
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
+def folder_lock(folder: str | os.PathLike, what: str, argument: str | None | object = _WHAT) -> Iterator[None]:
     """Hold ``folder`` for this process: another that asks while it is held is refused at once. The lock is the
     kernel's (``flock``), so a process killed with SIGKILL holds nothing; without ``fcntl`` (Windows) there is
-    none."""
+    none. ``what`` names the folder in the refusal, ``argument`` the Python argument it is about (``what``
+    itself by default; None: none, for words such as ``run folder``)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
     with clean_up_on_interrupt():
-        yield from _held(Path(folder), what, fcntl)
+        yield from _held(Path(folder), what, fcntl, what if argument is _WHAT else argument)
 
 
-def _held(folder: Path, what: str, fcntl) -> Iterator[None]:
+def _held(folder: Path, what: str, fcntl, argument: str | None) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -245,7 +249,7 @@ def _held(folder: Path, what: str, fcntl) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SeprobeError(f"{what} {str(folder)!r} is in use by another run; valid: one run a folder at a "
-                               f"time (wait for it to end, or another {what})", argument=what) from None
+                               f"time (wait for it to end, or another {what})", argument=argument) from None
         try:
             yield
         finally:

@@ -5,6 +5,7 @@ import os
 import urllib.error
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -39,6 +40,32 @@ def test_checkpoints_that_are_not_state_dicts(tmp_path):
     assert zipfile.is_zipfile(tmp_path / "int_keys.pth")  # a torch.save zip is not taken for TorchScript
     with pytest.raises(SeprobeError, match="key 1"):
         unwrap_state_dict({"state_dict": {1: torch.zeros(1)}})
+
+
+class _Payload:
+    """Unpickled without ``weights_only``, it would call ``os.getcwd`` (harmless here), as a hostile file would
+    call anything; ``weights_only`` refuses it."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+@pytest.mark.parametrize("payload", [{"fc.weight": _Payload()}, np.zeros(3)])
+def test_a_refused_checkpoint_is_one_line_without_torchs_advice_to_load_it_unsafely(tmp_path, payload):
+    """torch's refusal advises loading the file with ``weights_only=False`` (which runs its code) or allowing its
+    classes: the line names what was refused and gives no such advice, for weights (every command) and for
+    exported ablated networks."""
+    from seprobe.models.ablated import load_ablated
+
+    path = tmp_path / "hostile.pth"
+    torch.save(payload, path)
+    for load in (read_state_dict, load_ablated):
+        with pytest.raises(SeprobeError) as e:
+            load(path)
+        message = str(e.value)
+        assert "\n" not in message and message.startswith(f"cannot read checkpoint {str(path)!r}")
+        assert ("getcwd" if isinstance(payload, dict) else "_reconstruct") in message, message
+        assert not any(word in message for word in ("weights_only=False", "False", "trust", "safe_globals")), message
 
 
 def test_timm_weights_for_a_model_timm_does_not_have():

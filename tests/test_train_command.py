@@ -6,6 +6,7 @@ class folders; refusals before any work leave the folders as they were."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -248,3 +249,153 @@ def test_the_command_stopped_by_a_signal_checkpoints_exits_130_and_resumes(cifar
     done = run_seprobe(*common, "--resume", "run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 12
+
+
+# --- resuming from the run's record; a full disk --------------------------------------------------------------------
+
+TWO_EPOCHS = {**RECIPE, "epochs": 2}
+
+
+def _stopped_run(data, out, monkeypatch) -> Path:
+    """A two-epoch run stopped as on Ctrl-C once its first epoch is written (its checkpoint holds epoch 1)."""
+    from seprobe.training import loop
+
+    end = loop._Run.end_epoch
+
+    def end_then_stop(run):
+        row = end(run)
+        if run.epoch == 1:
+            signal.raise_signal(signal.SIGINT)
+        return row
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(loop._Run, "end_epoch", end_then_stop)
+        seprobe.train("resnet20_cifar", data, out, recipe=TWO_EPOCHS, progress=False)
+    assert torch.load(Path(out) / "checkpoint.pth", weights_only=True)["epoch"] == 1
+    return Path(out)
+
+
+def _assert_same_final(a: Path, b: Path) -> None:
+    one, two = (torch.load(p / "final.pth", weights_only=True) for p in (a, b))
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_a_run_resumes_from_its_record_alone_in_another_working_folder(cifar_like, tmp_path, monkeypatch):
+    """``seprobe.train(out=DIR, resume=True)``: the model, data and recipe are the record's; the data was named
+    relative to another working folder (kept as an absolute path). The run ends bitwise as an uninterrupted one."""
+    seprobe.train("resnet20_cifar", cifar_like, tmp_path / "whole", recipe=TWO_EPOCHS, progress=False)
+    shutil.copytree(cifar_like, tmp_path / "a" / "data")
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    _stopped_run("data", "../run", monkeypatch)
+    monkeypatch.chdir(tmp_path / "b")  # "data" names nothing here
+    done = seprobe.train(out=tmp_path / "run", resume=True, progress=False)
+    assert done.model == "resnet20_cifar" and list(done.run.history["epoch"]) == [1, 2]
+    _assert_same_final(tmp_path / "run", tmp_path / "whole")
+    whole = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns=["seconds", "images_per_s"])
+    pd.testing.assert_frame_equal(done.run.history.drop(columns=["seconds", "images_per_s"]), whole,
+                                  check_dtype=False)
+
+
+def test_options_given_beside_a_resume_must_be_the_records(cifar_like, tmp_path, monkeypatch):
+    """Each option given with resume is compared with the run's record, the refusal naming it, before any
+    image is decoded; those the studies give (every one, as the run started) are accepted."""
+    out = _stopped_run(cifar_like, tmp_path / "run", monkeypatch)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    torch.save({}, tmp_path / "other.pth")
+    monkeypatch.setattr("seprobe.training.data.decode_all", lambda *a, **k: pytest.fail("decoded before refusing"))
+    cases = [({"model": "se_resnet20_cifar"}, "meta.model is 'se_resnet20_cifar' but the run was started with "
+                                              "'resnet20_cifar'"),
+             ({"recipe": {"lr": 0.5}}, "recipe.lr is 0.5 but the run was started with 0.02"),
+             ({"recipe": {"epochs": 3}}, "recipe.epochs is 3 but the run was started with 2"),
+             ({"samples_per_class": 2}, "data.samples_per_class is 2 but the run was started with None"),
+             ({"val_samples_per_class": 1}, "data.val_samples_per_class is 1 but the run was started with None"),
+             ({"upscale": True}, "data.upscale is True but the run was started with False"),
+             ({"num_classes": 10}, "num_classes 10 does not fit the data's 3 classes")]
+    for given, needle in cases:
+        with pytest.raises(SeprobeError) as e:
+            seprobe.train(out=out, resume=True, progress=False, **given)
+        assert needle in str(e.value) and "\n" not in str(e.value), (given, str(e.value))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.undo()
+    done = seprobe.train("resnet20_cifar", cifar_like, out, weights="random", recipe=TWO_EPOCHS, resume=True,
+                         samples_per_class=None, upscale=False, progress=False)
+    assert list(done.run.history["epoch"]) == [1, 2]
+
+
+def test_a_resume_needs_what_a_new_run_needs_when_the_record_lacks_it(cifar_like, tmp_path, monkeypatch):
+    """A run started by the training engine with its own meta (or by an earlier seprobe) does not record its
+    model: a resume without one says which option to give; a new run without a model or data is refused too."""
+    out = _stopped_run(cifar_like, tmp_path / "run", monkeypatch)
+    state = torch.load(out / "checkpoint.pth", weights_only=True)
+    del state["record"]["meta"]["model"], state["record"]["info"]
+    torch.save(state, out / "checkpoint.pth")
+    with pytest.raises(SeprobeError) as e:
+        seprobe.train(out=out, resume=True, progress=False)
+    assert str(e.value) == (f"the run in {str(out)!r} does not record its model; valid: give model as the run was "
+                            "started with") and e.value.argument == "model"
+    with pytest.raises(SeprobeError) as e:
+        seprobe.train("resnet20_cifar", out=out, resume=True, progress=False)
+    assert "does not record its data" in str(e.value) and e.value.argument == "data"
+    for given, argument in (({"data": cifar_like}, "model"), ({"model": "resnet20_cifar"}, "data"), ({}, "model")):
+        with pytest.raises(SeprobeError) as e:
+            seprobe.train(out=tmp_path / "new", progress=False, **given)
+        assert str(e.value).startswith(f"{argument} is not given; valid: ") and e.value.argument == argument
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_the_command_resumes_from_the_run_folder_alone(cifar_like, tmp_path, monkeypatch):
+    """``seprobe train --resume DIR``, no other option, from another working folder: the run ends bitwise as the
+    uninterrupted one (one thread, as this process: the same kernels). An option beside it is compared with the
+    record; a resume folder that is a file is refused in words of the run folder, not of --out."""
+    seprobe.train("resnet20_cifar", cifar_like, tmp_path / "whole", recipe=TWO_EPOCHS, progress=False)
+    shutil.copytree(cifar_like, tmp_path / "a" / "data")
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    _stopped_run("data", "../run", monkeypatch)
+    one_thread = env_without_defaults(OMP_NUM_THREADS="1")
+    other = run_seprobe("train", "--resume", tmp_path / "run", "--lr", "0.5", cwd=tmp_path / "b", env=one_thread)
+    assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
+    assert "cannot resume: recipe.lr is 0.5 but the run was started with 0.02" in other.stderr
+    done = run_seprobe("train", "--resume", tmp_path / "run", cwd=tmp_path / "b", env=one_thread)
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stderr and "resnet20_cifar" in done.stdout
+    _assert_same_final(tmp_path / "run", tmp_path / "whole")
+    (tmp_path / "b" / "run.txt").write_text("mine")
+    proc = run_seprobe("train", "--resume", "run.txt", cwd=tmp_path / "b")
+    assert proc.returncode == 2 and proc.stderr == ("seprobe: error: cannot resume in 'run.txt': it is a file; valid: "
+                                                    "the folder of a run started by seprobe's training (it holds "
+                                                    "checkpoint.pth)\n")
+
+
+def _file_size_limit(limit: int):
+    """For a child's preexec_fn: files it writes may not grow past ``limit`` bytes (writes beyond fail with
+    EFBIG: CPython ignores SIGXFSZ), as on a full disk."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_loses_nothing(cifar_like, tmp_path, monkeypatch):
+    """Each child may write files of half a checkpoint at most: the checkpoint of a resumed run's next epoch
+    and a new run's first fail (torch's zip writer, EFBIG). One line says so and whether an earlier checkpoint
+    is intact; it is, byte for byte, no temporary file is left, and the run resumes once there is room."""
+    out = _stopped_run(cifar_like, tmp_path / "run", monkeypatch)
+    kept = (out / "checkpoint.pth").read_bytes()
+    limit, one_thread = _file_size_limit(len(kept) // 2), env_without_defaults(OMP_NUM_THREADS="1")
+    common = ["--epochs", "2", "--batch-size", "6", "--lr", "0.02"]
+    resumed = run_seprobe("train", "--resume", out, cwd=tmp_path, env=one_thread, preexec_fn=limit)
+    fresh = run_seprobe("train", "--model", "resnet20_cifar", "--data", cifar_like, *common, "--out", tmp_path / "new",
+                        cwd=tmp_path, env=one_thread, preexec_fn=limit)
+    for proc, where, said in ((resumed, out, "the previous checkpoint.pth is intact: resume once there is room"),
+                              (fresh, tmp_path / "new", "no checkpoint.pth was written before this one")):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        error = proc.stderr.rstrip("\n").split("\n")[-1]  # after the progress bars
+        assert error.startswith(f"seprobe: error: cannot write checkpoint {str(where / 'checkpoint.pth')!r}: ")
+        assert error.endswith(said) and proc.stderr.count("seprobe: error") == 1, proc.stderr
+        assert not any(p.name.endswith(".tmp") for p in where.iterdir())
+    assert (out / "checkpoint.pth").read_bytes() == kept and not (tmp_path / "new" / "checkpoint.pth").exists()
+    done = seprobe.train(out=out, resume=True, progress=False)
+    assert list(done.run.history["epoch"]) == [1, 2]

@@ -28,7 +28,7 @@ from torch import nn
 
 from seprobe.distributed import World, distributed_session
 from seprobe.errors import SeprobeError
-from seprobe.training import Recipe, TrainData, default_recipe, learning_rate, load_data, train
+from seprobe.training import Recipe, TrainData, default_recipe, learning_rate, list_data, load_data, train
 from seprobe.training.augment import crop_params, pad_crop_flip
 from seprobe.training.loop import TIMING
 from seprobe.training.steps import Stepper, param_groups
@@ -479,6 +479,279 @@ def test_resume_refuses_another_recipe_and_foreign_or_truncated_checkpoints(imag
     torch.save({"format": "other/2"}, out / "checkpoint.pth")
     assert "format 'other/2'; valid: 'seprobe-train/1'" in _refused(tmp_path, TrainData(images), out=out,
                                                                    resume=True)
+
+
+# --- hostile conditions: damaged checkpoints, broken images, surprising data, leftovers, moved data -------------
+
+@pytest.fixture(scope="module")
+def one_epoch(images, tmp_path_factory) -> Path:
+    """A finished one-epoch run of :func:`tiny_net` on ``images`` (each test changes a copy)."""
+    out = tmp_path_factory.mktemp("one-epoch") / "run"
+    train(tiny_net(), TrainData(images), small(epochs=1), out, progress=False)
+    return out
+
+
+def _stopped_copy(run: Path, tmp_path: Path) -> Path:
+    """A copy of ``run`` as if stopped after its last checkpoint (no final.pth): a resume restores its state."""
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    (out / "final.pth").unlink()
+    return out
+
+
+def _rewritten(out: Path, change) -> Path:
+    """``out`` with its checkpoint replaced by ``change(state)``."""
+    state = torch.load(out / "checkpoint.pth", weights_only=True)
+    torch.save(change(state), out / "checkpoint.pth")
+    return out
+
+
+def _without(key):
+    return lambda state: {k: v for k, v in state.items() if k != key}
+
+
+@pytest.mark.parametrize("change,problem", [
+    (lambda s: {"format": s["format"]}, "it has no 'record'"),
+    (lambda s: {**s, "record": ["recipe"]}, "'record' is a list, not a dict"),
+    (_without("epoch"), "it has no 'epoch'"),
+    (_without("model"), "it has no 'model'"),
+    (_without("optimizer"), "it has no 'optimizer'"),
+    (_without("generator"), "it has no 'generator'"),
+    (lambda s: {**s, "epoch": "1"}, "'epoch' is a str, not an integer >= 0"),
+    (lambda s: {**s, "step": -1}, "'step' is an int, not an integer >= 0"),
+    (lambda s: {**s, "record": {**s["record"], "meta": None}}, "record 'meta' is None, not a dict"),
+    (lambda s: {**s, "record": {k: v for k, v in s["record"].items() if k != "data"}}, "'record' has no 'data'"),
+    (lambda s: {**s, "sums": {"loss": 0.0}}, "'sums' has no 'hits'"),
+    (lambda s: {**s, "rng": []}, "'rng' is not a list of random states (torch, cuda, numpy, python)"),
+    (lambda s: {**s, "model": {"0.weight": 1.0}}, "model entry '0.weight' is not a named tensor"),
+])
+def test_a_checkpoint_of_the_format_with_broken_contents_is_one_line_naming_the_file(images, one_epoch, tmp_path,
+                                                                                    change, problem):
+    from seprobe.training.checkpoint import ResumeRefused
+
+    out = _rewritten(_stopped_copy(one_epoch, tmp_path), change)
+    message = _refused(tmp_path, TrainData(images), small(epochs=1), out=out, resume=True)
+    assert message == (f"checkpoint {str(out / 'checkpoint.pth')!r} is incomplete or damaged: {problem}; valid: a "
+                       "checkpoint.pth written by seprobe's training")
+    with pytest.raises(ResumeRefused):  # a study trains such a run again from the start
+        train(tiny_net(), TrainData(images), small(epochs=1), out, resume=True, progress=False)
+
+
+def _two_groups(state):
+    group = state["optimizer"]["param_groups"][0]
+    state["optimizer"]["param_groups"] = [group, {**group, "params": []}]
+    return state
+
+
+def _short_buffer(state):
+    state["optimizer"]["state"][0]["momentum_buffer"] = torch.zeros(1)
+    return state
+
+
+@pytest.mark.parametrize("change,problem", [
+    # tiny_net is conv (0), BN (1), ReLU, pool, flatten, linear (5); without BN the linear layer is 4
+    (lambda s: {**s, "model": tiny_net(batchnorm=False).state_dict()},
+     "missing keys 1.weight, 1.bias, 1.running_mean and 4 more; unexpected keys 4.weight, 4.bias"),
+    (lambda s: {**s, "model": tiny_net(classes=3).state_dict()},
+     "shape mismatch 5.weight (3, 24) vs model (2, 24), 5.bias (3,) vs model (2,)"),
+    (_two_groups, "2 optimiser groups for the model's 1"),
+    (_short_buffer, "a momentum buffer (1,) for a parameter (6, 3, 3, 3)"),
+])
+def test_a_checkpoint_holding_another_networks_tensors_is_refused_before_decoding(images, one_epoch, tmp_path,
+                                                                                 monkeypatch, change, problem):
+    out = _rewritten(_stopped_copy(one_epoch, tmp_path), change)
+    monkeypatch.setattr("seprobe.training.data.decode_all", _no_decoding)
+    message = _refused(tmp_path, TrainData(images), small(epochs=1), out=out, resume=True)
+    assert message == (f"checkpoint {str(out / 'checkpoint.pth')!r} holds another network's state ({problem}); "
+                       "valid: resume with the model (and knobs) the run was started with")
+
+
+def _no_decoding(*args, **kwargs):
+    raise AssertionError("decoded before refusing")
+
+
+class _Payload:
+    """Unpickled without ``weights_only``, it would call ``os.getcwd`` (harmless here), as a hostile file
+    would call anything: ``weights_only`` refuses it."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_a_checkpoint_with_code_is_refused_without_torchs_advice_to_run_it(images, one_epoch, tmp_path):
+    """torch's error advises loading the file again with ``weights_only=False`` (which runs its code): the one
+    line keeps what was refused and drops the advice."""
+    out = _stopped_copy(one_epoch, tmp_path)
+    torch.save({"format": "seprobe-train/1", "record": _Payload()}, out / "checkpoint.pth")
+    message = _refused(tmp_path, TrainData(images), out=out, resume=True)
+    assert message.startswith(f"checkpoint {str(out / 'checkpoint.pth')!r} cannot be read (UnpicklingError: ")
+    assert "getcwd" in message
+    assert not any(word in message for word in ("weights_only", "False", "trust", "safe_globals")), message
+
+
+def _jpeg_folders(root: Path, side: int, per_class: dict[str, int]) -> Path:
+    """``root/{train,test}/<class>/<i>.jpg``: random ``side`` x ``side`` JPEGs (noise: each a few kB)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c, n in per_class.items():
+            (root / split / c).mkdir(parents=True)
+            for i in range(n if split == "train" else 1):
+                pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.jpg", quality=95)
+    return root
+
+
+def _truncated(path: Path) -> Path:
+    """``path`` cut to half its bytes: its header is whole (PIL opens it and reads its size), its pixels not."""
+    blob = path.read_bytes()
+    path.write_bytes(blob[:len(blob) // 2])
+    with Image.open(path) as im:
+        assert im.size[0] > 0
+    return path
+
+
+def test_a_small_image_broken_past_its_header_is_one_line_naming_it(tmp_path):
+    data = _jpeg_folders(tmp_path / "data", 32, {"cat": 4, "dog": 4})
+    broken = _truncated(data / "train" / "dog" / "2.jpg")
+    assert list_data(TrainData(data)).in_memory  # the listing reads headers only: it passes
+    message = _refused(tmp_path, TrainData(data), small(epochs=1, batch_size=4))
+    assert message.startswith(f"image {str(broken)!r} cannot be decoded (OSError: image file is truncated")
+    assert message.endswith("valid: every training and validation image complete (copy it again, or remove it)")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_large_image_broken_past_its_header_stops_the_run_in_one_line_naming_it(tmp_path, workers):
+    """Large images are decoded by the loader as training goes (its workers' exceptions would come back as a
+    traceback): the broken one ends the run in one line, before any checkpoint."""
+    from seprobe.data.images import Preprocessing
+
+    data = _jpeg_folders(tmp_path / "data", 80, {"cat": 4, "dog": 4})
+    broken = _truncated(data / "train" / "cat" / "1.jpg")
+    spec = TrainData(data, preprocessing=Preprocessing(resize=72, crop=64), num_workers=workers)
+    with pytest.raises(SeprobeError) as e:
+        train(tiny_net(), spec, small(epochs=1, batch_size=4), tmp_path / "run", progress=False)
+    assert str(e.value).startswith(f"training image cannot be decoded: {broken}: OSError: image file is truncated")
+    assert "\n" not in str(e.value) and not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+def test_an_empty_class_folder_or_a_single_class_is_refused(tmp_path):
+    """An empty class folder would still get a place in the head (and a class never validated); one class
+    trains to 100 % top-1 on nothing."""
+    empty = tmp_path / "empty"
+    for split, n in (("train", 2), ("test", 1)):
+        write_class_folders(empty / split, {"cat": n, "dog": n}, SIDE)
+        (empty / split / "emu").mkdir()
+    assert _refused(tmp_path, TrainData(empty)).startswith(
+        f"class folder {str(empty / 'train' / 'emu')!r} holds no image; valid: images directly inside every class "
+        "folder of the training data")
+    write_class_folders(empty / "train" / "emu", {"x": 0}, SIDE)  # an inner folder: still no image directly inside
+    Image.new("RGB", (SIDE, SIDE)).save(empty / "train" / "emu" / "0.png")
+    assert _refused(tmp_path, TrainData(empty)).startswith(
+        f"class folder {str(empty / 'test' / 'emu')!r} holds no image; valid: images directly inside every class "
+        "folder of the validation data")
+    one = tmp_path / "one"
+    write_class_folders(one / "train", {"cat": 4}, SIDE)
+    write_class_folders(one / "test", {"cat": 2}, SIDE)
+    assert _refused(tmp_path, TrainData(one), small(batch_size=2)).startswith(
+        f"the training images of {str(one / 'train')!r} hold one class ('cat'); valid: at least two classes")
+    _fake_cifar(tmp_path / "cifar", classes=1)
+    assert _refused(tmp_path, TrainData(tmp_path / "cifar"), small(batch_size=2)).startswith(
+        f"the training images of {str(tmp_path / 'cifar' / 'cifar-10-batches-py')!r} hold one class ('c0')")
+
+
+@pytest.mark.parametrize("name", ["0-large.png", "z-large.png"])  # sorted before or after every small image
+def test_one_large_image_among_small_ones_is_refused_wherever_it_sorts(tmp_path, name):
+    data = tmp_path / "data"
+    write_class_folders(data / "train", {"cat": 3, "dog": 3}, SIDE)
+    write_class_folders(data / "test", {"cat": 1, "dog": 1}, SIDE)
+    Image.new("RGB", (100, 80)).save(data / "train" / "cat" / name)
+    message = _refused(tmp_path, TrainData(data))
+    assert message.startswith("the training images mix small and large ones: ")
+    assert f"{str(data / 'train' / 'cat' / '0.png')!r} is {SIDE}x{SIDE}" in message
+    assert f"{str(data / 'train' / 'cat' / name)!r} is 100x80 (1 of 7 are larger than 64 pixels)" in message
+
+
+def test_a_few_small_images_among_large_ones_are_read_like_the_others(tmp_path):
+    """ImageNet holds a few images under 64 pixels: most images are large, so the run is a large-image one."""
+    from seprobe.data.images import Preprocessing
+
+    data = tmp_path / "data"
+    write_class_folders(data / "train", {"a": 3, "b": 3}, 80)
+    write_class_folders(data / "test", {"a": 1, "b": 1}, 80)
+    Image.new("RGB", (20, 30)).save(data / "train" / "a" / "0-tiny.png")
+    listing = list_data(TrainData(data, preprocessing=Preprocessing(resize=72, crop=64)))
+    assert (listing.in_memory, listing.side, len(listing.train)) == (False, 64, 7)
+
+
+def test_resuming_in_a_file_is_refused_in_words_of_the_run_folder(images, tmp_path):
+    """The folder of a resume is no out (the command line's --resume DIR gives none): the words say resume."""
+    (tmp_path / "run.txt").write_text("mine")
+    with pytest.raises(SeprobeError) as e:
+        train(tiny_net(), TrainData(images), small(), tmp_path / "run.txt", resume=True, progress=False)
+    assert str(e.value) == (f"cannot resume in {str(tmp_path / 'run.txt')!r}: it is a file; valid: the folder of a "
+                            "run started by seprobe's training (it holds checkpoint.pth)")
+    assert e.value.argument is None and (tmp_path / "run.txt").read_text() == "mine"
+
+
+def _killed_while_writing(target: Path) -> Path:
+    """The temporary file seprobe's atomic write of ``target`` leaves when its process is killed (SIGKILL)
+    half-way, by a real process killed so."""
+    code = ("import os, signal, sys\nfrom seprobe.io import atomic_write\n"
+            "atomic_write(sys.argv[1], lambda tmp: (tmp.write_bytes(b'half'), os.kill(os.getpid(), signal.SIGKILL)))")
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == -signal.SIGKILL
+    (left,) = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
+    return left
+
+
+def test_a_resume_removes_what_a_killed_write_left_and_nothing_of_the_users(images, tmp_path):
+    out = tmp_path / "cut"
+    model = tiny_net()
+    model.register_forward_hook(_Hook(6, lambda out: signal.raise_signal(signal.SIGINT)))
+    with pytest.raises(KeyboardInterrupt):
+        train(model, TrainData(images), small(), out, progress=False)
+    left = [_killed_while_writing(out / name) for name in ("checkpoint.pth", "history.csv")]
+    mine = [".notes.txt.abcd1234.tmp", "checkpoint.pth.abcd1234.tmp", ".checkpoint.pth.tmp",
+            ".checkpoint.pth.abcd12345.tmp", "notes.txt"]
+    for name in mine:
+        (out / name).write_text("mine")
+    train(tiny_net(), TrainData(images), small(), out, resume=True, progress=False)
+    assert not any(p.exists() for p in left)
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pth", "history.csv", "final.pth", "summary.md",
+                                               "curves.png", "curves.svg", *mine}
+    assert all((out / name).read_text() == "mine" for name in mine)
+
+
+def test_a_folder_holding_only_what_a_killed_write_left_takes_a_new_run(images, tmp_path):
+    """A run killed while it wrote its first checkpoint leaves nothing to resume: the folder counts as empty."""
+    left = _killed_while_writing(tmp_path / "run" / "checkpoint.pth")
+    train(tiny_net(), TrainData(images), small(epochs=1), tmp_path / "run", progress=False)
+    assert not left.exists() and (tmp_path / "run" / "final.pth").is_file()
+
+
+def test_a_run_resumes_on_its_data_moved_to_another_folder_and_refuses_other_data(images, tmp_path):
+    """The run's record keys the data by content: the same files under another folder name continue the run
+    bitwise; the same names with other bytes, or the same files with other labels, are refused."""
+    train(tiny_net(), TrainData(images), small(), tmp_path / "whole", progress=False)
+    data, out = tmp_path / "data", tmp_path / "cut"
+    shutil.copytree(images, data)
+    model = tiny_net()
+    model.register_forward_hook(_Hook(6, lambda out: signal.raise_signal(signal.SIGINT)))
+    with pytest.raises(KeyboardInterrupt):
+        train(model, TrainData(data), small(), out, progress=False)
+    moved = data.rename(tmp_path / "elsewhere")
+    other = shutil.copytree(moved, tmp_path / "other")
+    Image.new("RGB", (SIDE, SIDE)).save(other / "train" / "cat" / "0.png")  # one image's bytes change
+    assert "cannot resume: data.train_files is" in _refused(tmp_path, TrainData(other), out=out, resume=True)
+    relabelled = shutil.copytree(moved, tmp_path / "relabelled")
+    (relabelled / "train" / "cat" / "0.png").rename(relabelled / "train" / "dog" / "cat0.png")
+    (relabelled / "train" / "dog" / "0.png").rename(relabelled / "train" / "cat" / "dog0.png")
+    assert "cannot resume: data.train_files is" in _refused(tmp_path, TrainData(relabelled), out=out, resume=True)
+    train(tiny_net(), TrainData(moved), small(), out, resume=True, progress=False)
+    assert_same_weights(final_weights(out), final_weights(tmp_path / "whole"))
+    # where the data is now, as the resume was given it: information, not compared
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["record"]["info"]["data"] == {
+        "train": str(moved), "val": None, "train_labels": None, "val_labels": None}
 
 
 # --- layouts -------------------------------------------------------------------------------------------------------

@@ -22,17 +22,20 @@ weight decay 1e-4, learning rate 0.1 divided by 10 at 50 % and 75 % of the steps
 for validation. Images are normalised by the network's own mean/std (its evaluation preprocessing: CIFAR-10's
 for the CIFAR networks, ImageNet's for the others), so that every command evaluates the weights as they were
 trained. The learning rate scales with --batch-size. --out receives checkpoint.pth, final.pth (the weights,
-loadable as --weights), history.csv, summary.md (the recipe, the augmentation, the data) and curves.png/.svg."""
+loadable as --weights), history.csv, summary.md (the recipe, the augmentation, the data) and curves.png/.svg.
+--resume DIR alone continues the run in DIR with the options it was started with (kept in its checkpoint.pth);
+an option given beside it must be the same, or it is refused."""
 
 
 @app.command("train", help=TRAIN_HELP)
 @with_groups(KNOBS, RECIPE)
 def train_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or "
-                                       "torchvision:NAME")],
-    weights: Annotated[str, typer.Option(metavar="PATH|pretrained|random",
-                                         help="initial weights: random (seeded by --seed), pretrained, or a "
-                                              "checkpoint (an exported ablated network, a checkpoint.pth)")] = "random",
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or "
+                                              "torchvision:NAME (a new run)")] = None,
+    weights: Annotated[str | None, typer.Option(metavar="PATH|pretrained|random",
+                                                help="initial weights: random (seeded by --seed; the default), "
+                                                     "pretrained, or a checkpoint (an exported ablated network, a "
+                                                     "checkpoint.pth)")] = None,
     data: Annotated[Path | None, typer.Option(metavar="DIR", help="DIR/train + DIR/test (or val), or CIFAR's files")
                     ] = None,
     train_data: Annotated[Path | None, typer.Option(metavar="DIR", help="training images (with --val-data)")] = None,
@@ -44,13 +47,14 @@ def train_cmd(
     val_samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="first N validation images per "
                                                               "class")] = None,
     out: Annotated[Path | None, typer.Option(metavar="DIR", help="a new or empty folder for the run")] = None,
-    resume: Annotated[Path | None, typer.Option(metavar="DIR", help="continue the run in DIR (same options)")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="DIR", help="continue the run in DIR (its options; those "
+                                                "given must be the same)")] = None,
     device: DeviceOpt = "cpu",
     num_workers: Annotated[int, typer.Option(metavar="N", help="loader processes for large images")
                            ] = NUM_WORKERS["train"],
-    upscale: Annotated[bool, typer.Option("--upscale", help="small images brought to the model's input size, as "
-                                          "evaluate does (fine-tuning an ImageNet network on Tiny ImageNet)")
-                       ] = False,
+    upscale: Annotated[bool | None, typer.Option("--upscale", help="small images brought to the model's input size, "
+                                                 "as evaluate does (fine-tuning an ImageNet network on Tiny "
+                                                 "ImageNet)")] = None,
     fmt: FormatOpt = None,
     knobs: dict | None = None,
     recipe: dict | None = None,
@@ -59,7 +63,9 @@ def train_cmd(
 
     if (out is None) == (resume is None):
         raise SeprobeError("give one of --out DIR (a new run) and --resume DIR (continue one)")
-    if (data is None) == (train_data is None):
+    if model is None and resume is None:
+        raise SeprobeError("give --model NAME for a new run (see `seprobe models`), or --resume DIR to continue one")
+    if (data is None) == (train_data is None) and not (resume is not None and data is None):
         raise SeprobeError("give one of --data DIR (with train/ and test/) and --train-data DIR with --val-data DIR")
     if train_data is not None and val_data is None:
         raise SeprobeError("--train-data needs --val-data DIR")

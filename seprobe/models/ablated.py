@@ -27,6 +27,7 @@ from ..choices import EXPORT_MODES
 from ..errors import SeprobeError, check_choice
 from ..io import atomic_write
 from .blocks import FoldTarget, SEBlockInfo
+from .checkpoints import load_failure
 from .heads import replace_head
 from .sources import build_architecture
 
@@ -179,7 +180,7 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
-        raise SeprobeError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0]}") from None
+        raise SeprobeError(f"cannot read checkpoint {str(path)!r}: {load_failure(e)}") from None
     if not is_ablated(obj):
         found = obj.get("format") if isinstance(obj, Mapping) else type(obj).__name__
         raise SeprobeError(f"{path}: not an ablated network (format {found!r}); valid: a file written by "

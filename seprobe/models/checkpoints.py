@@ -73,12 +73,28 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, code objects refused by weights_only
-        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SeprobeError(f"cannot read checkpoint {str(path)!r} ({reason}); valid: a state dict or training "
-                           "checkpoint saved by torch.save, readable with weights_only=True") from None
+        raise SeprobeError(f"cannot read checkpoint {str(path)!r} ({load_failure(e)}); valid: a state dict or "
+                           "training checkpoint saved by torch.save, readable with weights_only=True") from None
     state = unwrap_state_dict(obj, str(path))
     check_finite(state, str(path))
     return state
+
+
+#: torch.load's advice around a refusal: to load the file with ``weights_only=False``, which would run the code a
+#: hostile file holds, or to allow its classes; never repeated to a user
+_ADVICE = re.compile(r"weights_only|safe_globals|trusted source|trust the source|arbitrary code|can still be loaded"
+                     r"|documentation of torch\.load|^Weights only load failed", re.IGNORECASE)
+
+
+def load_failure(e: BaseException) -> str:
+    """Why ``torch.load`` could not read a file, in one line: the first sentence of its error that is not advice
+    (:data:`_ADVICE`), else what ``weights_only`` refuses in general."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch emboldens its advice for terminals
+    sentences = [s.strip(" \t") for line in text.splitlines() for s in re.split(r"(?<=\.)\s+", line)]
+    reason = next((s for s in sentences if s and not _ADVICE.search(s)), None)
+    if reason is None:
+        reason = "it holds objects other than tensors and plain values" if "Weights only" in str(e) else ""
+    return f"{type(e).__name__}: {reason}" if reason else type(e).__name__
 
 
 def _is_torchscript(path: str | os.PathLike) -> bool:
@@ -165,7 +181,17 @@ def load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, tor
         state = unwrap_state_dict(weights)
         check_finite(state)
     state = convert_state_dict(state, layout)
-    own = model.state_dict()
+    problems = fit_problems(state, model.state_dict())
+    if problems:
+        raise SeprobeError(f"checkpoint does not fit the model: {problems} (is it the same architecture and SE "
+                           "configuration?)")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def fit_problems(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps ``state`` from loading strictly into a model whose state dict is ``own`` (its missing,
+    unexpected and mis-shaped keys, the first of each), or None."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
@@ -177,11 +203,7 @@ def load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, tor
         problems.append(f"unexpected keys {_first(unexpected)}")
     if shapes:
         problems.append(f"shape mismatch {_first(shapes)}")
-    if problems:
-        raise SeprobeError("checkpoint does not fit the model: " + "; ".join(problems)
-                           + " (is it the same architecture and SE configuration?)")
-    model.load_state_dict(state, strict=True)
-    return model
+    return "; ".join(problems) or None
 
 
 def _first(items: list[str], n: int = 3) -> str:

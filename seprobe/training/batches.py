@@ -21,6 +21,7 @@ import torch
 
 from ..data.images import Preprocessing, ViewDataset, collate
 from ..distributed import World
+from ..errors import SeprobeError
 from .augment import crop_params, normalise, pad_crop_flip
 from .data import Datasets, Split
 
@@ -70,7 +71,9 @@ def memory_train(split: Split, data: Datasets, order: torch.Tensor, generator: t
 class TrainFiles(torch.utils.data.Dataset):
     """Large training images: a random resized crop and a flip, each image's randomness seeded by
     ``(seed, epoch, image)`` inside a forked RNG (the same crops with any number of workers, and the global
-    RNG untouched)."""
+    RNG untouched). Item ``i`` is (tensor, label, i, failure), as :func:`~seprobe.data.images.collate` takes
+    them: an image that cannot be decoded is passed on as a message (a worker's exception would reach the
+    training process as a traceback)."""
 
     def __init__(self, split: Split, pre: Preprocessing, seed: int, epoch: int):
         from torchvision import transforms as T
@@ -91,8 +94,12 @@ class TrainFiles(torch.utils.data.Dataset):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.key * 10_000_019 + i)
-            with Image.open(self.paths[i]) as im:
-                return self.transform(to_rgb(im)), self.labels[i]
+            try:
+                with Image.open(self.paths[i]) as im:
+                    return self.transform(to_rgb(im)), self.labels[i], i, None
+            except Exception as e:  # PIL raises many types for truncated or corrupt data
+                reason = str(e).splitlines()[0] if str(e) else ""
+                return None, self.labels[i], i, f"{self.paths[i]}: {type(e).__name__}: {reason}"
 
 
 def files_train(split: Split, pre: Preprocessing, order: torch.Tensor, steps: range, *, seed: int, epoch: int,
@@ -100,10 +107,20 @@ def files_train(split: Split, pre: Preprocessing, order: torch.Tensor, steps: ra
     """A DataLoader of this rank's batches for ``steps`` of epoch ``epoch``."""
     batch_size, world, device = batching.batch_size, batching.world, batching.device
     indices = [int(i) for s in steps for i in order[s * batch_size:(s + 1) * batch_size][batching.local]]
-    return torch.utils.data.DataLoader(TrainFiles(split, pre, seed, epoch), batch_size=batch_size // world.size,
-                                       sampler=indices, num_workers=batching.workers,
-                                       pin_memory=device.type == "cuda",
-                                       generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    loader = torch.utils.data.DataLoader(TrainFiles(split, pre, seed, epoch), batch_size=batch_size // world.size,
+                                         sampler=indices, num_workers=batching.workers, collate_fn=collate,
+                                         pin_memory=device.type == "cuda",
+                                         generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    return _decoded(loader)
+
+
+def _decoded(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's (images, labels); an image that could not be decoded stops the run in one line naming it."""
+    for x, y, _, failed in loader:
+        if failed:
+            raise SeprobeError(f"training image cannot be decoded: {failed[0]}; valid: every training image "
+                               "complete (copy it again, or remove it)")
+        yield x, y
 
 
 def eval_batches(split: Split, data: Datasets, pre: Preprocessing, batching: Batching
@@ -122,7 +139,5 @@ def eval_batches(split: Split, data: Datasets, pre: Preprocessing, batching: Bat
                                          pin_memory=device.type == "cuda")
     for x, y, _, failed in loader:
         if failed:
-            from ..errors import SeprobeError
-
             raise SeprobeError(f"validation image unreadable: {failed[0]}; valid: every image readable")
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -13,7 +13,11 @@ Classes: ImageNet wnids (``discover`` tells) keep their ImageNet-1k indices and 
 folders are numbered 0..K-1 in sorted name order, and the caller sizes the head from ``num_classes``.
 
 Two steps, two objects: :func:`list_data` makes a :class:`DataListing` (the files, their headers read, and what
-a run is checked against), :func:`decode` turns it into the :class:`Datasets` a run trains on.
+a run is checked against), :func:`decode` turns it into the :class:`Datasets` a run trains on. The listing
+refuses what would surprise: an unreadable header, a class folder without images (it would widen the head), a
+single class, a large image among small ones (the size of most training images decides the kind of run, never
+the first file's). Its record of the data (:meth:`DataListing.describe`) is keyed by content (the files' paths
+within their folder, labels and sizes), so that a data folder moved or renamed resumes its runs.
 
 Small images (side <= 64: CIFAR, Tiny ImageNet) are decoded once into a uint8 N x C x H x W tensor that lives
 on the training device, augmented there (:mod:`.augment`) and normalised with the training set's per-channel
@@ -24,8 +28,11 @@ the evaluation preprocessing (resize + centre crop, ImageNet mean / std) at vali
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +41,7 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from ..data.images import LabelledImages, Preprocessing, check_readable, discover, select, to_rgb
+from ..data.images import LabelledImages, Preprocessing, discover, select, to_rgb
 from ..defaults import NUM_WORKERS
 from ..errors import SeprobeError
 from ..schema import Bool, Choice, Int, Options
@@ -96,9 +103,10 @@ class DataListing:
     side: int                     # the training images' side (the crop for large images)
     in_memory: bool               # trained from memory: small image files (:func:`decode` reads them), CIFAR's arrays
     notes: tuple[str, ...] = ()
+    content: dict = field(default_factory=dict)   # each side's content key (:func:`_files_key`, :func:`_arrays_key`)
 
     def describe(self) -> dict:
-        """The record of the data kept with a run (no paths: a moved data folder may resume)."""
+        """The record of the data kept with a run, keyed by content (no paths: a moved data folder may resume)."""
         return _describe(self)
 
 
@@ -118,6 +126,7 @@ class Datasets:
     request: TrainData            # what was asked for: the loop reads preprocessing and num_workers from it
     decode_seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    content: dict = field(default_factory=dict)
 
     @property
     def in_memory(self) -> bool:
@@ -129,9 +138,43 @@ class Datasets:
 
 
 def _describe(data: DataListing | Datasets) -> dict:
-    return {"layout": data.layout, "train_images": len(data.train), "val_images": len(data.val),
-            "num_classes": data.num_classes, "imagenet": data.imagenet, "side": data.side,
-            "in_memory": data.in_memory, "classes": list(data.class_names) if not data.imagenet else "imagenet"}
+    """The options asked for first (a resume that differs is refused naming the first difference), then what
+    was found, then each side's content key."""
+    request = data.request
+    return {"samples_per_class": request.samples_per_class, "val_samples_per_class": request.val_samples_per_class,
+            "upscale": request.upscale, "layout": data.layout, "train_images": len(data.train),
+            "val_images": len(data.val), "num_classes": data.num_classes, "imagenet": data.imagenet,
+            "side": data.side, "in_memory": data.in_memory,
+            "classes": list(data.class_names) if not data.imagenet else "imagenet", **data.content}
+
+
+def data_paths(request: TrainData) -> dict:
+    """Where the data of ``request`` is, as absolute paths (a run resumed from another working folder finds
+    it): kept with a run for information, not compared."""
+    return {k: None if getattr(request, k) is None else os.path.abspath(getattr(request, k))
+            for k in ("train", "val", "train_labels", "val_labels")}
+
+
+def _key(rows) -> str:
+    """A short digest of ``rows`` (tuples of plain values), in order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(("\t".join(map(str, row)) + "\n").encode())
+    return digest.hexdigest()[:16]
+
+
+def _files_key(images: LabelledImages, root: Path, sizes: list[int]) -> str:
+    """The content key of one side's image files: each path relative to its folder ``root``, its label and its
+    size in bytes (``sizes``, read with the headers), so that the same files under another folder name match."""
+    return _key((Path(os.path.relpath(p, root)).as_posix(), label, size)
+                for p, label, size in zip(images.paths, images.labels, sizes, strict=True))
+
+
+def _arrays_key(split: Split) -> str:
+    """The content key of CIFAR's arrays of one side: their labels and pixels."""
+    digest = hashlib.sha256(split.labels.numpy().tobytes())
+    digest.update(split.images.contiguous().numpy().data)
+    return digest.hexdigest()[:16]
 
 
 # --- layouts -------------------------------------------------------------------------------------------------------
@@ -182,13 +225,38 @@ def list_data(request: TrainData) -> DataListing:
         if folders is None:
             raise SeprobeError(f"train folder {str(root)!r} holds neither train/ + test/ (or val/) nor CIFAR's "
                                "files; valid: give val, or such a folder")
-        train_dir, val_dir, layout = *folders, f"{root.name}/{{{folders[0].name},{folders[1].name}}}"
+        # the layout names no folder of the user's: it is part of the run's record, which a moved folder keeps
+        train_dir, val_dir, layout = *folders, f"{folders[0].name}/ + {folders[1].name}/ of one folder"
     else:
         train_dir, val_dir, layout = root, Path(request.val), "train + val folders"
     train = select(discover(train_dir, request.train_labels), request.samples_per_class)
     val = select(discover(val_dir, request.val_labels), request.val_samples_per_class)
     _check_same_classes(train, val)
-    return _file_listing(train, val, request, f"{layout} ({train.layout})")
+    return _file_listing(train, val, request, f"{layout} ({train.layout})", (train_dir, val_dir))
+
+
+def _check_classes(labels, names: tuple[str, ...], where: str) -> None:
+    """Refuse training data of one class: every prediction is then right, and top-1 reads 100 %."""
+    found = Counter(int(v) for v in labels)
+    if len(found) < 2:
+        (only,) = found or [None]
+        name = names[only] if only is not None and only < len(names) else only
+        raise SeprobeError(f"{where} hold one class ({name!r}); valid: at least two classes (with one, every "
+                           "prediction is right and top-1 reads 100 % without learning anything)")
+
+
+def _check_no_empty_class(part: LabelledImages, folder: Path, side: str) -> None:
+    """Refuse a class folder without images: its class would still get a place in the head (whose size is the
+    number of class folders), and in validation it would be a class never measured."""
+    if part.imagenet:
+        return  # a 1000-way head whatever the folders
+    counts = Counter(part.labels)
+    empty = [name for k, name in enumerate(part.class_names) if not counts[k]]
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise SeprobeError(f"class folder {str(folder / empty[0])!r}{more} holds no image; valid: images directly "
+                           f"inside every class folder of the {side} data, or the class removed from train and "
+                           "val (an empty folder still adds a class to the network's head)")
 
 
 def _check_same_classes(train: LabelledImages, val: LabelledImages) -> None:
@@ -265,24 +333,80 @@ def _cifar_listing(root: Path, request: TrainData) -> DataListing:
         keep = _first_per_class(labels, per_class)
         parts.append(Split(labels[keep], images=images[keep]))
     train, val = parts
+    _check_classes(train.labels, names, f"the training images of {str(root)!r}")
     return DataListing(request, train, val, _num_classes(False, names, train), False, names,
-                       f"torchvision {root.name}", max(train.images.shape[-2:]), in_memory=True)
+                       f"torchvision {root.name}", max(train.images.shape[-2:]), in_memory=True,
+                       content={"train_files": _arrays_key(train), "val_files": _arrays_key(val)})
 
 
 # --- decoding small images once ---------------------------------------------------------------------------------
 
-def _side(images: LabelledImages) -> int:
+def _header(path: Path) -> tuple[int, int, int] | str:
+    """(width, height, bytes) of the image at ``path``, from its header (nothing decoded), or why it cannot be
+    read."""
     from PIL import Image
 
-    with Image.open(images.paths[0]) as im:
-        return max(im.size)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+        return width, height, path.stat().st_size
+    except Exception as e:  # PIL raises many types for non-image files
+        return f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _headers(images: LabelledImages, threads: int = 8) -> tuple[list[tuple[int, int]], list[int]]:
+    """Every image's size in pixels and in bytes, from its header; an unreadable one is a SeprobeError."""
+    with ThreadPoolExecutor(threads) as pool:
+        found = list(pool.map(_header, images.paths, chunksize=256))
+    failed = [f for f in found if isinstance(f, str)]
+    if failed:
+        raise SeprobeError(f"{len(failed)} image(s) cannot be read (e.g. {failed[0]}); valid: every training "
+                           "and validation image readable")
+    return [(w, h) for w, h, _ in found], [size for _, _, size in found]
+
+
+def _small(train: LabelledImages, sizes: list[tuple[int, int]]) -> bool:
+    """Whether the training images are small (side <= SMALL_SIDE: in memory, the CIFAR recipe), decided by most
+    of them, whatever their order: a few small images among large ones are read like the others (ImageNet has
+    some), a large one among small ones cannot be meant (it would switch the run to the large-image recipe)."""
+    small = [k for k, size in enumerate(sizes) if max(size) <= SMALL_SIDE]
+    if 2 * len(small) < len(sizes):
+        return False
+    large = next((k for k, size in enumerate(sizes) if max(size) > SMALL_SIDE), None)
+    if large is not None:
+        (w, h), (sw, sh) = sizes[large], sizes[small[0]]
+        raise SeprobeError(f"the training images mix small and large ones: {str(train.paths[small[0]])!r} is "
+                           f"{sw}x{sh}, {str(train.paths[large])!r} is {w}x{h} ({len(sizes) - len(small)} of "
+                           f"{len(sizes)} are larger than {SMALL_SIDE} pixels); valid: small images (side <= "
+                           f"{SMALL_SIDE}, the CIFAR recipe) or large ones (the ImageNet recipe), or upscale to read "
+                           "every image as a large one")
+    return True
+
+
+def _check_one_size(parts: list[tuple[LabelledImages, list[tuple[int, int]]]]) -> None:
+    """Refuse small images of more than one size (they are stacked into one tensor), naming one of each."""
+    first_images, first_sizes = parts[0]
+    want = first_sizes[0]
+    for images, sizes in parts:
+        odd = next((k for k, size in enumerate(sizes) if size != want), None)
+        if odd is not None:
+            raise SeprobeError(f"image {str(images.paths[odd])!r} is {sizes[odd][0]}x{sizes[odd][1]} but "
+                               f"{str(first_images.paths[0])!r} is {want[0]}x{want[1]}; valid: small images (side "
+                               f"<= {SMALL_SIDE}) all of one size")
 
 
 def _decode_one(path: Path) -> np.ndarray:
+    """The pixels of the image at ``path``; an image broken past its header (a truncated JPEG, which the
+    listing opened) is a SeprobeError naming it."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(to_rgb(im))
+    try:
+        with Image.open(path) as im:
+            return np.asarray(to_rgb(im))
+    except Exception as e:  # PIL raises many types for truncated or corrupt data
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise SeprobeError(f"image {str(path)!r} cannot be decoded ({type(e).__name__}: {reason}); valid: every "
+                           "training and validation image complete (copy it again, or remove it)") from None
 
 
 def decode_all(images: LabelledImages, threads: int = 4, progress: bool = False) -> torch.Tensor:
@@ -301,18 +425,24 @@ def decode_all(images: LabelledImages, threads: int = 4, progress: bool = False)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _file_listing(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str) -> DataListing:
-    for part in (train, val):
-        failed = check_readable(part)
-        if failed:
-            raise SeprobeError(f"{len(failed)} image(s) cannot be read (e.g. {failed[0]}); valid: every training "
-                               "and validation image readable")
-    side = _side(train)
-    large = side > SMALL_SIDE or request.upscale
+def _file_listing(train: LabelledImages, val: LabelledImages, request: TrainData, layout: str,
+                  roots: tuple[Path, Path]) -> DataListing:
+    """The listing of image files: every header read (sizes in pixels and bytes), the run's kind decided from
+    all of them (:func:`_small`), the classes checked, each side keyed by content."""
+    (train_sizes, train_bytes), (val_sizes, val_bytes) = _headers(train), _headers(val)
+    small = not request.upscale and _small(train, train_sizes)
+    if small:
+        _check_one_size([(train, train_sizes), (val, val_sizes)])
+    _check_no_empty_class(train, roots[0], "training")
+    _check_no_empty_class(val, roots[1], "validation")
+    _check_classes(train.labels, train.class_names, f"the training images of {str(roots[0])!r}")
+    content = {"train_files": _files_key(train, roots[0], train_bytes),
+               "val_files": _files_key(val, roots[1], val_bytes)}
     return DataListing(request, Split(torch.tensor(train.labels), files=train),
                        Split(torch.tensor(val.labels), files=val), 1000 if train.imagenet else len(train.class_names),
-                       train.imagenet, train.class_names, layout, request.preprocessing.crop if large else side,
-                       in_memory=not large, notes=train.notes + val.notes)
+                       train.imagenet, train.class_names, layout,
+                       max(train_sizes[0]) if small else request.preprocessing.crop, in_memory=small,
+                       notes=train.notes + val.notes, content=content)
 
 
 def decode(listing: DataListing, progress: bool = False) -> Datasets:
@@ -322,7 +452,8 @@ def decode(listing: DataListing, progress: bool = False) -> Datasets:
     if not listing.in_memory:
         pre = request.preprocessing
         return Datasets(listing.train, listing.val, listing.num_classes, listing.imagenet, listing.class_names,
-                        listing.layout, listing.side, tuple(pre.mean), tuple(pre.std), request, notes=listing.notes)
+                        listing.layout, listing.side, tuple(pre.mean), tuple(pre.std), request, notes=listing.notes,
+                        content=listing.content)
     train, val, seconds = listing.train, listing.val, 0.0
     if train.images is None:
         start = time.perf_counter()
@@ -335,7 +466,7 @@ def decode(listing: DataListing, progress: bool = False) -> Datasets:
                                                                                request.preprocessing.std)
     return Datasets(train, val, _num_classes(listing.imagenet, listing.class_names, train), listing.imagenet,
                     listing.class_names, listing.layout, max(train.images.shape[-2:]), mean, std, request, seconds,
-                    listing.notes)
+                    listing.notes, listing.content)
 
 
 def _num_classes(imagenet: bool, names: tuple[str, ...], train: Split) -> int:

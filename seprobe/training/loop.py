@@ -10,12 +10,16 @@ Outputs in ``out`` (rank 0 writes, each file atomically): ``checkpoint.pth`` at 
 after each epoch; at the end ``final.pth`` (the model's bare ``state_dict()``), ``summary.md`` and
 ``curves.png`` / ``curves.svg``. A new run refuses a non-empty ``out``; ``resume=True`` continues from its
 checkpoint, and on the CPU ends with the weights and history (timing columns aside) of an uninterrupted run.
+A full disk is one line, the last checkpoint intact; the temporary files of a run killed while it wrote are
+removed by the next run in the folder, under its lock.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -34,11 +38,16 @@ from ..interrupts import StopRequest, stop_requests
 from ..io import LOCK, atomic_write, atomic_write_text, check_output_dir, folder_lock, output_set
 from . import checkpoint
 from .batches import Batching, epoch_order, eval_batches, files_train, memory_train
-from .data import DataListing, Datasets, Split, TrainData, decode, list_data
+from .data import DataListing, Datasets, Split, TrainData, data_paths, decode, list_data
 from .recipe import Recipe, learning_rate
-from .steps import Stepper
+from .steps import Stepper, param_groups
 
 CHECKPOINT, FINAL, HISTORY = "checkpoint.pth", "final.pth", "history.csv"
+#: every file a run writes in its folder
+RUN_FILES = (CHECKPOINT, FINAL, HISTORY, "summary.md", "curves.png", "curves.svg")
+#: the temporary file :func:`~seprobe.io.atomic_write` writes beside one of them (``mkstemp``'s 8 characters),
+#: left behind by a run killed (SIGKILL) while it wrote
+LEFTOVER = re.compile(rf"\.(?:{'|'.join(map(re.escape, RUN_FILES))})\.[a-z0-9_]{{8}}\.tmp")
 #: history.csv: ``lr`` is the learning rate of the epoch's last step; ``train_*`` are running figures over the
 #: epoch's steps (the network changing as it goes), ``val_*`` those of the network at the epoch's end.
 COLUMNS = ["epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "seconds", "images_per_s"]
@@ -62,13 +71,14 @@ class TrainResult:
 def check_start(out: str | Path, resume: bool, world: World, sync_bn: bool, meta: dict | None = None) -> None:
     """Refuse a run that cannot start: ``out`` not empty for a new run, or without a checkpoint to resume;
     ``sync_bn`` off CUDA; a ``meta`` that is not plain data. Cheap: callers check before any work."""
-    check_output_dir(out, "out")
-    out = Path(out)
     if resume:
-        checkpoint.check_exists(out / CHECKPOINT)
-    elif out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
-        raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
-                           "the run in it", argument=("out", "resume"))
+        check_run_folder(out)
+    else:
+        check_output_dir(out, "out")
+        out = Path(out)
+        if out.is_dir() and any(p.name != LOCK and not LEFTOVER.fullmatch(p.name) for p in out.iterdir()):
+            raise SeprobeError(f"out {str(out)!r} is not empty; valid: a new or empty folder, or resume to continue "
+                               "the run in it", argument=("out", "resume"))
     if sync_bn and not world.device.startswith("cuda"):
         raise SeprobeError(f"sync_bn on device {world.device!r}; valid: sync_bn on CUDA only (SyncBatchNorm)",
                            argument="sync_bn")
@@ -77,6 +87,31 @@ def check_start(out: str | Path, resume: bool, world: World, sync_bn: bool, meta
     except (TypeError, ValueError) as e:
         raise SeprobeError(f"invalid meta ({e}); valid: a dict of plain values (str, numbers, bools, lists, "
                            "dicts)") from None
+
+
+def check_run_folder(folder: str | Path) -> None:
+    """Refuse to resume in ``folder`` unless it is a writable folder holding a run's checkpoint (in words of
+    the run folder: a resume names no out)."""
+    if str(folder) == "":
+        raise SeprobeError("cannot resume: the run folder is empty (''); valid: the folder of a run started by "
+                           "seprobe's training")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise SeprobeError(f"cannot resume in {str(folder)!r}: it is a file; valid: the folder of a run started "
+                           f"by seprobe's training (it holds {CHECKPOINT})")
+    checkpoint.check_exists(folder / CHECKPOINT)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SeprobeError(f"cannot resume in {str(folder)!r}: the folder is not writable; valid: a run folder "
+                           "this user may write to")
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files of :data:`LEFTOVER` in ``folder`` (nothing else: not a file of the user's),
+    which only a killed run leaves; the caller holds the folder's lock, so no live run is writing them."""
+    found = [p for p in folder.iterdir() if LEFTOVER.fullmatch(p.name) and p.is_file()] if folder.is_dir() else []
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
 
 
 def check_batch(recipe: Recipe, world: World, images: int) -> int:
@@ -96,6 +131,19 @@ def steps_per_epoch(images: int, batch_size: int) -> int:
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _disk(what: str, kept: str):
+    """A full disk (or a file size limit) while writing ``what`` is one line saying what is ``kept``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        reason = checkpoint.write_failure(e)
+        if reason is None:
+            raise
+        raise SeprobeError(f"cannot write {what}: {reason}; valid: room for it on its file system; {kept}") \
+            from None
+
 
 @contextmanager
 def _memory(run: _Run, doing: str):
@@ -173,11 +221,19 @@ class _Run:
                                    f"float32 or a warm-up); {self.last_good()}")
 
     def restore(self, state: dict) -> None:
-        self.net.load_state_dict(state["model"])
-        self.stepper.optimizer.load_state_dict(state["optimizer"])
-        self.stepper.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        checkpoint.set_rng_state(rng[self.world.rank] if len(rng) == self.world.size else rng[0])
+        """Continue from ``state`` (:func:`checkpoint.load` checked its entries, :func:`checkpoint.check_fits`
+        its tensors against this network): whatever torch still refuses in it is one line naming the file."""
+        try:
+            self.net.load_state_dict(state["model"])
+            self.stepper.optimizer.load_state_dict(state["optimizer"])
+            self.stepper.scaler.load_state_dict(state["scaler"])
+            rng = state["rng"]
+            checkpoint.set_rng_state(rng[self.world.rank] if len(rng) == self.world.size else rng[0])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else ""
+            raise checkpoint.ResumeRefused(f"checkpoint {str(self.out / CHECKPOINT)!r} cannot be restored "
+                                           f"({type(e).__name__}: {reason}); valid: a checkpoint.pth written by "
+                                           "seprobe's training for this network") from None
         self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
         self.sums, self.generator_state = dict(state["sums"]), state["generator"]
 
@@ -267,7 +323,8 @@ class _Run:
         self.sums = {"loss": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
         self.save()
         if self.world.is_main:
-            atomic_write_text(self.out / HISTORY, self.frame().to_csv(index=False))
+            with _disk(repr(str(self.out / HISTORY)), f"{CHECKPOINT} holds the run so far: resume once there is room"):
+                atomic_write_text(self.out / HISTORY, self.frame().to_csv(index=False))
         return row
 
     def frame(self) -> pd.DataFrame:
@@ -288,11 +345,14 @@ def _progress_bar(run: _Run):
 
 def train(model: nn.Module, data: TrainData | DataListing | Datasets, recipe: Recipe, out: str | Path, *,
           world: World | None = None, resume: bool = False, progress: bool = True,
-          meta: dict | None = None, final: Callable[[dict], Any] | None = None) -> TrainResult:
+          meta: dict | None = None, final: Callable[[dict], Any] | None = None,
+          info: dict | None = None) -> TrainResult:
     """Train ``model`` (built by the caller, its head sized for ``list_data(data).num_classes``) on ``data`` (a
     :class:`TrainData`, its :class:`DataListing` from :func:`list_data`, or its :class:`Datasets` from
     :func:`load_data`) with ``recipe``, writing into ``out`` (see the module docstring). Every refusal comes before the
-    images are decoded. ``meta``: a plain record of the model (name, knobs) kept with the run and compared on resume.
+    images are decoded. ``meta``: a plain record of the model (name, knobs) kept with the run and compared on resume;
+    ``info``: plain values kept with it and not compared (where the starting weights were; the data's folders are
+    added, as absolute paths).
     ``final``: what ``final.pth`` holds, a function of the trained state dict (the state dict itself by default; an
     exported ablated network's record around it, so that it loads as the export did). ``world``: the torchrun world
     (default: the current :func:`~seprobe.distributed.distributed_session`'s, or one process on the CPU)."""
@@ -302,15 +362,21 @@ def train(model: nn.Module, data: TrainData | DataListing | Datasets, recipe: Re
     saved = checkpoint.load(out / CHECKPOINT) if resume else None
     listed = list_data(data) if isinstance(data, TrainData) else data
     check_batch(recipe, world, len(listed.train))
-    record = {"recipe": asdict(recipe), "meta": meta, "data": listed.describe()}
+    record = {"meta": meta, "recipe": asdict(recipe), "data": listed.describe(),
+              "info": {"data": data_paths(listed.request), **(info or {})}}
     if saved is not None:
         checkpoint.check_same_run(saved["record"], record)
         if saved["epoch"] >= recipe.epochs and (out / FINAL).is_file():
             return _finished(out, saved, record)
+        checkpoint.check_fits(out / CHECKPOINT, saved, model,
+                              param_groups(model, recipe.weight_decay, recipe.no_decay_bn_bias))
     else:
         torch.manual_seed(recipe.seed + world.rank)
-    with folder_lock(out, "out") if world.is_main else nullcontext():
+    lock = folder_lock(out, "run folder", argument=None) if resume else folder_lock(out, "out")
+    with lock if world.is_main else nullcontext():
         check_start(out, resume, world, recipe.sync_bn, meta)  # again: no other run can start here now
+        if world.is_main:
+            remove_leftovers(out)
         return _train(model, listed, recipe, out, world, saved=saved, record=record, progress=progress,
                       final=final)
 
@@ -357,7 +423,8 @@ def _finish(run: _Run, final: Callable[[dict], Any]) -> TrainResult:
     paths = {"checkpoint": run.out / CHECKPOINT, "history": run.out / HISTORY, "final": run.out / FINAL,
              "summary": run.out / "summary.md"}
     if run.world.is_main:
-        with output_set():
+        kept = f"{CHECKPOINT} holds the trained run: resume once there is room to write the rest"
+        with _disk(f"the run's last files in {str(run.out)!r}", kept), output_set():
             atomic_write(paths["final"], lambda tmp: torch.save(final(run.net.state_dict()), tmp))
             figures = save_curves(history, run.out / "curves")
             atomic_write_text(paths["summary"], summary_markdown(run.record, history, data, str(run.device),
