@@ -28,6 +28,41 @@ def run_seprobe(*args, cwd, env=None, **kwargs) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env or env_without_defaults(), **kwargs)
 
 
+_MANY = r"""
+import contextlib, io, json, os, sys, traceback, warnings
+from seprobe.cli import main
+
+results = []
+for argv, cwd in json.load(sys.stdin):
+    os.chdir(cwd)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        try:
+            main(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append([code, out.getvalue(), err.getvalue()])
+json.dump(results, sys.__stdout__)
+"""
+
+
+def run_seprobe_many(cases, env=None) -> list[subprocess.CompletedProcess]:
+    """``seprobe ARGV`` in ``cwd`` for each ``(argv, cwd)`` of ``cases``, one after another in one Python process
+    (the command line's ``main``, as ``python -m seprobe`` calls it), each result as :func:`run_seprobe`'s: for the
+    many command lines that must fail at once, without a torch import each (about 4 s a command here)."""
+    import json
+
+    cases = [([str(a) for a in argv], str(cwd)) for argv, cwd in cases]
+    proc = subprocess.run([sys.executable, "-c", _MANY], input=json.dumps(cases), capture_output=True, text=True,
+                          env=env or env_without_defaults(), check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [subprocess.CompletedProcess(argv, code, out, err)
+            for (argv, _), (code, out, err) in zip(cases, json.loads(proc.stdout), strict=True)]
+
+
 GOLDFISH, PUG = "n01443537", "n02110958"   # ImageNet classes 1 and 254
 
 

@@ -18,7 +18,7 @@ from seprobe.probe.gate_stats import GateStats
 from seprobe.report.activations import notes, sampled_channels, tidy_table, write_outputs
 
 from .conftest import SHARED
-from .helpers import ROOT, run_seprobe
+from .helpers import ROOT, run_seprobe, run_seprobe_many
 from .rounding import m2_tolerance, mean_tolerance
 
 # class index -> solid RGB colours of its images; wnids of ImageNet classes 1 (goldfish) and 254 (pug)
@@ -226,8 +226,7 @@ def test_cli_errors_are_one_line(solid_images):
                "--classes", "goldfish", "--reduction", "8"], "model knobs (reduction) apply to seprobe models"),
              (["activations", "--model", "se_resnet18", "--weights", "random", "--data", str(solid_images),
                "--classes", "goldfish", "--blocks", "SE_9_9"], "unknown block 'SE_9_9'; valid: SE_2_1")]
-    for args, message in cases:
-        proc = _cli(*args)
+    for (args, message), proc in zip(cases, run_seprobe_many([(args, ROOT) for args, _ in cases]), strict=True):
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("seprobe: error:")]
         assert len(errors) == 1 and "Traceback" not in proc.stderr

@@ -22,7 +22,7 @@ from seprobe.models.ablated import export_ablated
 from seprobe.models.blocks import find_blocks
 
 from .children import seprobe_child
-from .helpers import env_without_defaults, run_seprobe
+from .helpers import env_without_defaults, run_seprobe, run_seprobe_many
 
 CLASSES = ("cat", "dog", "frog")
 
@@ -180,19 +180,27 @@ def test_every_refusal_comes_before_the_images_are_decoded(cifar_like, tmp_path,
     assert not (tmp_path / "new").exists() and [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("args,needle", [
+#: options of ``seprobe train`` refused in one line, and a word of it
+BAD_OPTIONS = [
     (["--out", "a", "--resume", "b"], "one of --out DIR"),
     (["--out", "a", "--epochs", "0"], "invalid --epochs 0"),
     (["--out", "a", "--lr", "nan"], "invalid --lr nan"),
     (["--out", "a", "--schedule", "linear"], "'linear' is not one of"),
     (["--out", "a", "--train-data", "."], "one of --data DIR"),
     (["--out", "a", "--weights", "nowhere.pth"], "no such file"),
-])
-def test_bad_options_are_one_line(cifar_like, tmp_path, args, needle):
-    proc = run_seprobe("train", "--model", "resnet20_cifar", "--data", cifar_like, *args, cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
-    assert not (tmp_path / "a").exists()
+]
+
+
+@pytest.mark.slow
+def test_bad_options_are_one_line(cifar_like, tmp_path):
+    folders = [tmp_path / str(i) for i in range(len(BAD_OPTIONS))]
+    for folder in folders:
+        folder.mkdir()
+    runs = run_seprobe_many([(["train", "--model", "resnet20_cifar", "--data", cifar_like, *args], folder)
+                             for (args, _), folder in zip(BAD_OPTIONS, folders, strict=True)])
+    for proc, (args, needle), folder in zip(runs, BAD_OPTIONS, folders, strict=True):
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, (args, proc.stderr)
+        assert not (folder / "a").exists()
 
 
 @pytest.mark.slow
