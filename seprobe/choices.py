@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-SqueezeName = Literal["avg", "max", "none"]            # Eq. 2 (avg), Table 11 (max), Table 16 (none = NoSqueeze)
+#: Eq. 2 (avg), Table 11 (max), Table 16 (none = NoSqueeze); CBAM's channel branch (avgmax: both descriptors
+#: through the one excitation) and SRM's style pooling (meanstd: each channel's mean and standard deviation)
+SqueezeName = Literal["avg", "max", "none", "avgmax", "meanstd"]
+#: SE's Eq. 3 (bottleneck); the ECA-Net paper's SE-Var1 (none), SE-Var2 (diagonal), SE-Var3 (full) and ECA
+#: (conv1d); SRM's style integration (srm: a channel-wise FC of the two statistics, then BatchNorm)
+ExcitationName = Literal["bottleneck", "none", "diagonal", "full", "conv1d", "srm"]
+SpatialName = Literal["none", "cbam"]              # a spatial gate after the channel gate: CBAM's, or none
+AttentionName = Literal["se", "eca", "cbam", "srm", "se_var1", "se_var2", "se_var3"]  # published modules, as parts
 GateName = Literal["sigmoid", "tanh", "relu", "hardsigmoid"]  # Eq. 3's sigma, Table 12
 Integration = Literal["standard", "pre", "post", "identity", "3x3"]  # Fig. 5, Tables 14 and 15
 StrideAt = Literal["1x1", "3x3"]                   # where a ResNet bottleneck downsamples (Sec. 3.3)
@@ -23,6 +30,9 @@ Schedule = Literal["step", "cosine", "onecycle"]  # the learning-rate schedule o
 
 SQUEEZES: tuple[str, ...] = get_args(SqueezeName)
 GATES: tuple[str, ...] = get_args(GateName)
+EXCITATIONS: tuple[str, ...] = get_args(ExcitationName)
+SPATIALS: tuple[str, ...] = get_args(SpatialName)
+ATTENTIONS: tuple[str, ...] = get_args(AttentionName)
 INTEGRATIONS: tuple[str, ...] = get_args(Integration)
 STRIDES: tuple[str, ...] = get_args(StrideAt)
 STEM_POOLS: tuple[str, ...] = get_args(StemPool)

@@ -158,7 +158,8 @@ FIGURES: tuple[PaperFigure, ...] = (
 
 #: Knob values that do not change a model's identity in the paper's tables.
 _DEFAULTS = {"reduction": 16, "squeeze": "avg", "gate": "sigmoid", "stages": None, "drop_stage5": False,
-             "integration": "standard", "num_classes": 1000, "stem_pool": None}
+             "integration": "standard", "num_classes": 1000, "stem_pool": None, "attention": "se",
+             "excitation": "bottleneck", "spatial": "none"}
 _IGNORED = {"bias"}
 
 

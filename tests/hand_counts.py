@@ -9,6 +9,8 @@ VGG-16 configuration D, MobileNet Table 1, ShuffleNet Table 1, BN-Inception Tabl
 
 from __future__ import annotations
 
+import math
+
 RESNET_PLANES = (64, 128, 256, 512)
 RESNET_SIDES = (56, 28, 14, 7)  # output side of stages 2..5 at 224x224
 RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -254,3 +256,66 @@ def cifar_se_blocks(name, integration="standard", stages=(1, 2, 3)):
 def se_params(blocks, r=16, bias=True):
     """SE's parameters on (channels, side) maps: ``2 * C * (C // r)`` weights, plus ``C // r + C`` biases."""
     return sum(2 * c * (c // r) + (c // r + c if bias else 0) for c, _ in blocks)
+
+
+# SE's successors, each from its paper's definition, on (channels, side) maps: the ECA-Net paper's SE-Var1/2/3 and
+# ECA (Wang et al. 2020, Table 2: sigma(z), sigma(w * z), sigma(W z), sigma(conv1d_k(z))), CBAM (Woo et al. 2018:
+# SE's MLP on the average- and the max-pooled descriptor, then a 7x7 conv of the 2-map [avg; max] over channels and
+# BatchNorm), SRM (Lee et al. 2019: a channel-wise FC of (mean, std), 2 weights per channel, then BatchNorm).
+
+def resnet_se_blocks(blocks, stages=(2, 3, 4, 5)):
+    """(channels, side) of every bottleneck's output at 224x224, where SE sits (``standard``)."""
+    return [(4 * planes, side) for stage, (n, planes, side) in enumerate(
+        zip(blocks, RESNET_PLANES, RESNET_SIDES, strict=True), start=2) if stage in stages for _ in range(n)]
+
+
+def eca_kernel(c, gamma=2, b=1):
+    """ECA-Net's k = |log2(C)/gamma + b/gamma|_odd: the odd integer nearest t (a tie, t even, taken upwards)."""
+    t = (math.log2(c) + b) / gamma
+    return min(range(1, 2 * int(t) + 4, 2), key=lambda k: (abs(k - t), -k))
+
+
+def attention_params(kind, blocks, r=16, bias=True, kernels=None):
+    """Parameters each module adds on (channels, side) maps; ``kernels``: ECA's k per block (else the rule)."""
+    total = 0
+    for i, (c, _) in enumerate(blocks):
+        total += {
+            "se": 2 * c * (c // r) + (c // r + c if bias else 0),
+            "cbam": 2 * c * (c // r) + (c // r + c if bias else 0) + 2 * 7 * 7 + 2,  # + 7x7 conv 2->1, BN(1)
+            "eca": kernels[i] if kernels else eca_kernel(c),
+            "srm": 2 * c + 2 * c,                                                        # CFC + BN affine
+            "se_var1": 0, "se_var2": c, "se_var3": c * c,
+        }[kind]
+    return total
+
+
+def attention_ops(kind, blocks, r=16, kernels=None):
+    """A module's operations by part on (channels, side) maps, in seprobe's per-part convention: multiply-adds of
+    its FCs and convolutions (``fc``, ``spatial_conv``), one per element of ``u`` for a pooling (``squeeze``,
+    ``spatial_pool``) and for a scale (``scale``, ``spatial_scale``), one per gate value (``gate``,
+    ``spatial_gate``), 2 per element for an eval BatchNorm (``norm``, ``spatial_norm``)."""
+    ops = {}
+
+    def add(part, n):
+        ops[part] = ops.get(part, 0) + n
+
+    for i, (c, s) in enumerate(blocks):
+        k = kernels[i] if kernels else eca_kernel(c)
+        add("fc", {"se": 2 * c * (c // r), "cbam": 2 * 2 * c * (c // r), "eca": k * c, "srm": 2 * c,
+                   "se_var1": 0, "se_var2": c, "se_var3": c * c}[kind])
+        add("squeeze", (2 if kind in ("cbam", "srm") else 1) * c * s * s)  # avg and max; mean and std
+        add("scale", c * s * s)
+        add("gate", c)
+        if kind == "srm":
+            add("norm", 2 * c)
+        if kind == "cbam":
+            add("add", c)                      # the two descriptors' excitations summed
+            add("act", 2 * (c // r))           # the hidden ReLU, once per descriptor
+            add("spatial_pool", 2 * c * s * s)  # mean and max over the channels
+            add("spatial_conv", 2 * 7 * 7 * s * s)
+            add("spatial_norm", 2 * s * s)
+            add("spatial_gate", s * s)
+            add("spatial_scale", c * s * s)
+        if kind == "se":
+            add("act", c // r)
+    return ops

@@ -7,7 +7,21 @@ below count them, each as one operation per element:
 * squeeze (Eq. 2): one add (or compare) per **input** element, as fvcore counts ``adaptive_avg_pool2d``;
 * gate and other activations: one per **output** element;
 * scale (Eq. 4), residual adds and other elementwise products (``mul``): one per **output** element (the
-  scale's first input may be the small ``N x C x 1 x 1`` gate, so its input size says nothing).
+  scale's first input may be the small ``N x C x 1 x 1`` gate, so its input size says nothing);
+* SRM's standard deviation (``std``): one per **input** element, as a squeeze (its square-and-accumulate; the
+  centring subtractions and the square root are not counted, as a mean's division is not).
+
+fvcore's own formulas count the rest of the new blocks: a convolution ``C_in / groups * k`` multiply-adds per
+output element, so ECA's ``Conv1d(1, 1, k)`` is ``k * C`` per image, SE-Var2's depthwise 1x1 ``C``, SE-Var3's
+``C^2``, SRM's channel-wise FC ``2 * C`` and CBAM's spatial 7x7 convolution ``2 * 49 * H * W``; BatchNorm
+(SRM's, CBAM's spatial one) 2 per element in eval mode (1 without affine terms), 5 in training mode.
+
+A block's operations are its parts (:attr:`FlopCount.per_block`): ``fc`` (its FCs and convolutions),
+``squeeze``, ``act``, ``gate``, ``scale``, ``norm`` (SRM's BatchNorm) and ``add`` (CBAM's sum of the two
+descriptors' excitations), and, for CBAM's spatial gate, ``spatial_conv``, ``spatial_pool`` (the mean and max
+over channels, one per input element), ``spatial_norm``, ``spatial_gate`` and ``spatial_scale`` (one per output
+element). The default convention counts the multiply-adds: ``fc``, ``scale``, ``spatial_conv`` and
+``spatial_scale``.
 
 Every operator is counted once, by module; a :class:`FlopConvention` then chooses which categories enter the
 total. The default counts multiply-adds as multiplications, which is the paper's convention: convolutions, FC
@@ -41,7 +55,7 @@ from .settings import FlopConvention
 CONV_OPS = {"conv"}
 FC_OPS = {"linear", "addmm", "matmul", "mm", "bmm", "einsum"}
 NORM_OPS = {"batch_norm", "group_norm", "layer_norm", "instance_norm"}
-POOL_OPS = {"adaptive_avg_pool2d", "mean", "amax", "adaptive_max_pool2d"}
+POOL_OPS = {"adaptive_avg_pool2d", "mean", "amax", "adaptive_max_pool2d", "std"}
 ACT_OPS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "hardsigmoid", "hardsigmoid_",
            "hardswish", "hardswish_", "silu", "silu_", "gelu"}
 MUL_OPS = {"mul", "mul_"}
@@ -70,7 +84,7 @@ class FlopCount:
     """One traced model: operations per category (whole model, and per SE block), and the operators left out."""
 
     by_category: Counter           # category -> operations; SE parts are "se_fc", "se_squeeze", ...
-    per_block: dict[str, Counter]  # SE block name -> {"fc", "squeeze", "gate", "act", "scale"} -> operations
+    per_block: dict[str, Counter]  # SE block name -> {"fc", "squeeze", "gate", "act", "scale", ...} -> operations
     unsupported: Counter           # aten operator -> number of calls, for operators with no cost formula
 
     def total(self, convention: FlopConvention = DEFAULT) -> int:
@@ -89,16 +103,25 @@ class FlopCount:
         return {k: v for k, v in self.by_category.items() if k not in convention.categories() and v}
 
 
+#: category -> part of a block's channel gate, and of its spatial gate
+_CHANNEL_PARTS = {"conv": "fc", "fc": "fc", "pool": "squeeze", "mul": "scale", "act": "act"}
+_SPATIAL_PARTS = {"conv": "spatial_conv", "fc": "spatial_conv", "pool": "spatial_pool", "mul": "spatial_scale",
+                  "act": "spatial_gate", "norm": "spatial_norm"}
+
+
 def _se_parts(ops: dict[str, Counter], block: SEBlockInfo) -> Counter:
     whole = ops.get(block.path, Counter())
     gate = sum(ops.get(block.gate_path, Counter()).values())
     parts = Counter()
     for op, n in whole.items():
         cat = _category(op)
-        key = {"conv": "fc", "fc": "fc", "pool": "squeeze", "mul": "scale", "act": "act"}.get(cat, cat)
-        parts[key] += n
+        parts[_CHANNEL_PARTS.get(cat, cat)] += n
     parts["act"] -= gate
     parts["gate"] = gate
+    if block.spatial_path is not None:
+        for op, n in ops.get(block.spatial_path, Counter()).items():
+            cat = _category(op)
+            parts[_SPATIAL_PARTS.get(cat, f"spatial_{cat}")] += n
     return parts
 
 
@@ -110,7 +133,7 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, blocks: list[SEBlockInfo
     """
     analysis = FlopCountAnalysis(model, inputs)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-    for op in ("mean", "amax", "adaptive_max_pool2d"):
+    for op in ("mean", "amax", "adaptive_max_pool2d", "std"):
         analysis.set_op_handle(f"aten::{op}", input_elements)
     for op in ACT_OPS | MUL_OPS | ADD_OPS:
         analysis.set_op_handle(f"aten::{op}", output_elements)
@@ -123,6 +146,8 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, blocks: list[SEBlockInfo
     per_block = {}
     for block in blocks:
         rest.subtract(ops.get(block.path, Counter()))
+        if block.spatial_path is not None:
+            rest.subtract(ops.get(block.spatial_path, Counter()))
         per_block[block.name] = _se_parts(ops, block)
     by_category = Counter()
     for path, module in model.named_modules():

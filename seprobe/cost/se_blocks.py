@@ -15,7 +15,8 @@ from .flops import DEFAULT, count_flops
 @dataclass(frozen=True)
 class BlockCost:
     """What one SE block costs: its parameters, its multiply-adds (the ``seprobe complexity --per-block``
-    counting), and those of its scale (Eq. 4), which a ``mean`` block keeps unless folded."""
+    counting), and those of its scale (Eq. 4), which a ``mean`` block keeps unless folded. A CBAM spatial gate
+    after the channel gate is not the ablated block's: an ablation keeps it, and it is left out here."""
 
     params: int
     macs: int
@@ -34,7 +35,7 @@ def block_costs(model: nn.Module, blocks: Sequence[SEBlockInfo],
         parts = count.per_block[g.name]
         costs[g.name] = BlockCost(
             params=sum(p.numel() for p in model.get_submodule(g.path).parameters()),
-            macs=sum(v for part, v in parts.items() if f"se_{part}" in counted),
+            macs=sum(v for part, v in parts.items() if f"se_{part}" in counted and not part.startswith("spatial_")),
             scale_macs=parts.get("scale", 0) if "se_scale" in counted else 0,
             channels=g.channels)
     return costs, count.total(DEFAULT), sum(p.numel() for p in model.parameters())

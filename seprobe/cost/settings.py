@@ -28,17 +28,17 @@ class FlopConvention(Options):
                                help="count other elementwise products (residual scaling)")] = False
 
     def categories(self) -> set[str]:
-        counted = {"conv", "fc", "se_fc", "se_scale"}
+        counted = {"conv", "fc", "se_fc", "se_scale", "se_spatial_conv", "se_spatial_scale"}
         if self.muls:
             counted.add("mul")
         if self.pooling:
-            counted |= {"pool", "se_squeeze"}
+            counted |= {"pool", "se_squeeze", "se_spatial_pool"}
         if self.bn:
-            counted.add("norm")
+            counted |= {"norm", "se_norm", "se_spatial_norm"}
         if self.activations:
-            counted |= {"act", "se_act", "se_gate"}
+            counted |= {"act", "se_act", "se_gate", "se_spatial_gate"}
         if self.adds:
-            counted.add("add")
+            counted |= {"add", "se_add"}
         return counted
 
 

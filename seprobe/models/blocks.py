@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import SeprobeError
 from .resnet import SEBasicBlock, SEBottleneck
-from .se_block import SqueezeExcite
+from .se_block import CBAM, SqueezeExcite
 
 #: The smallest input side the gates of a foreign model can be named at: stage 5 works at 1/32 of the input.
 MIN_INPUT_SIZE = 32
@@ -61,8 +61,13 @@ class FoldTarget:
 @dataclass(frozen=True)
 class SEBlockInfo:
     """One SE block: ``name`` is ``SE_<stage>_<block>``; ``path`` the SE module, ``gate_path`` the module whose
-    output is ``s`` (Eq. 3); ``hidden_channels`` the width of its first FC; ``fold`` where a constant gate
-    folds (``None``: it cannot, and stays a per-channel scale)."""
+    output is ``s`` (Eq. 3); ``hidden_channels`` the width of its first FC (``C`` where the excitation has no
+    reduction); ``fold`` where a constant gate folds (``None``: it cannot, and stays a per-channel scale).
+
+    A block with CBAM's spatial gate after its channel gate (a :class:`~seprobe.models.se_block.CBAM`):
+    ``path`` is its channel part (what an ablation of the gate at ``gate_path`` removes), ``spatial_path`` the
+    spatial gate and ``spatial_gate_path`` the module whose output is the spatial map ``M_s`` (``N x 1 x H x
+    W``); ``params`` counts both parts (the block's cost in the network)."""
 
     name: str
     stage: int
@@ -73,6 +78,8 @@ class SEBlockInfo:
     hidden_channels: int
     params: int
     fold: FoldTarget | None = None
+    spatial_path: str | None = None
+    spatial_gate_path: str | None = None
 
 
 def se_blocks(model: nn.Module) -> list[SEBlockInfo]:
@@ -81,8 +88,12 @@ def se_blocks(model: nn.Module) -> list[SEBlockInfo]:
     for path, module in model.named_modules():
         if isinstance(module, SqueezeExcite) and module.name:
             _, stage, block = module.name.split("_")
+            parent_path = path.rpartition(".")[0]
+            parent = model.get_submodule(parent_path) if parent_path else model
+            spatial = f"{parent_path}.spatial" if isinstance(parent, CBAM) and parent.channel is module else None
             found.append(SEBlockInfo(module.name, int(stage), int(block), path, f"{path}.gate", module.channels,
-                                     module.hidden_channels, _params(module), fold_target(model, path)))
+                                     module.hidden_channels, _params(parent if spatial else module),
+                                     fold_target(model, path), spatial, f"{spatial}.gate" if spatial else None))
     return sorted(found, key=lambda b: (b.stage, b.block))
 
 
@@ -170,10 +181,15 @@ def fold_target(model: nn.Module, se_path: str) -> FoldTarget | None:
     * seprobe ResNet, ``3x3`` integration, and MobileNetV3 / EfficientNet-style blocks (timm's
       ``InvertedResidual``, ``DepthwiseSeparableConv``, ``EdgeResidual``; torchvision's blocks, where the SE module
       is followed by a convolution in an ``nn.Sequential``): the following convolution (groups 1) reads ``s * x``,
-      so each weight ``W[:, c]`` of input channel ``c`` is multiplied by ``s_c``.
+      so each weight ``W[:, c]`` of input channel ``c`` is multiplied by ``s_c``;
+    * the channel part of a :class:`~seprobe.models.se_block.CBAM`: the layer before the block only (the spatial
+      gate reads ``s * x``, so ``s`` cannot move past it into the layer after).
     """
     parent_path, _, name = se_path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
+    if isinstance(parent, CBAM) and name == "channel":
+        target = fold_target(model, parent_path)
+        return target if target is not None and target.kind == "bn" else None
     target = None
     if isinstance(parent, (SEBottleneck, SEBasicBlock)) and name == "se":
         last = "bn3" if isinstance(parent, SEBottleneck) else "bn2"

@@ -194,7 +194,7 @@ class CifarResNet(nn.Module):
         inplanes = STEM_WIDTH
         for stage, (n, width) in enumerate(zip(layers, widths, strict=True), start=1):
             out = width * block.expansion
-            stage_se = se if se is not None and se.carries(stage) else None
+            stage_se = se.for_stage(stage, CIFAR_STAGES) if se is not None and se.carries(stage) else None
             units = []
             for index in range(1, n + 1):
                 stride = 2 if stage > 1 and index == 1 else 1

@@ -2,7 +2,8 @@
 
 Every model takes the architecture knobs (``num_classes``, ``stride_at``, ``stem_pool``); SE models also take
 the SE knobs of :class:`~seprobe.models.se_config.SEConfig` (``reduction``, ``squeeze``, ``gate``, ``bias``,
-``stages``, ``drop_stage5``, ``integration``).
+``stages``, ``drop_stage5``, ``integration``, and the block's parts ``attention``, ``excitation``, ``spatial``,
+``eca_kernel``).
 """
 
 from __future__ import annotations

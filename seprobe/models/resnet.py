@@ -111,14 +111,15 @@ def _merge(block: nn.Module, out: torch.Tensor, x: torch.Tensor, identity: torch
 
 class _StagedBlock:
     """What torchvision's ``ResNet._make_layer`` calls to build a block: passes the stride placement, and the
-    SE configuration only to the blocks of the stages that carry SE."""
+    SE configuration only to the blocks of the stages that carry SE (with that stage's ECA kernel)."""
 
     def __init__(self, block: type[nn.Module], stride_at: str, se: SEConfig | None):
         self.block, self.stride_at, self.se = block, stride_at, se
         self.expansion = block.expansion
 
     def __call__(self, inplanes, planes, *args, **kwargs):
-        se = self.se if self.se and self.se.carries(stage_of(planes)) else None
+        stage = stage_of(planes)
+        se = self.se.for_stage(stage, STAGES) if self.se and self.se.carries(stage) else None
         return self.block(inplanes, planes, *args, stride_at=self.stride_at, se=se, **kwargs)
 
 

@@ -16,7 +16,10 @@ SE_PARTS = ("fc", "squeeze", "gate", "act", "scale")
 
 _CATEGORY_NAMES = {"norm": "BatchNorm", "act": "activations", "add": "residual adds", "se_gate": "SE gates",
                    "se_act": "SE hidden ReLU", "pool": "pooling", "se_squeeze": "SE squeeze",
-                   "mul": "other elementwise products"}
+                   "mul": "other elementwise products", "se_norm": "SE BatchNorm (SRM)",
+                   "se_add": "SE sums of the avg and max excitations (CBAM)", "se_spatial_pool":
+                   "spatial gates' channel pooling", "se_spatial_norm": "spatial gates' BatchNorm",
+                   "se_spatial_gate": "spatial gates"}
 
 
 def _si(n: float) -> str:
