@@ -4,6 +4,9 @@ GFLOPs are the paper's multiply-adds of one 224x224 image; parameters are in mil
 model when the model name and the knobs that change complexity agree; FC biases are not compared (the paper's
 ablations drop them: at most 0.02 M parameters and 0.0001 GFLOPs for SE-ResNet-50).
 
+The figures SE's successors print for their modules on ResNet-50 (ECA-Net, CBAM: their recipes, their counting)
+are :data:`SUCCESSORS`, named by the same kind of key (``"CBAM Table 4: ResNet-50 + CBAM"``).
+
 The CIFAR errors of Tables 4 (CIFAR-10) and 5 (CIFAR-100) are accuracy figures of trained networks, a separate
 kind of data: :data:`ACCURACIES`, looked up with :func:`paper_accuracy`.
 """
@@ -156,6 +159,48 @@ FIGURES: tuple[PaperFigure, ...] = (
     PaperFigure("Section 4", "SE-ResNet-50", "se_resnet50", gpu_train_ms=209, cpu_inference_ms=167),
 )
 
+_ECA_UNITS = ("ECA-Net prints parameters in units of 2^20, not 10^6")
+_CBAM_FLOPS = ("CBAM's GFLOPs count convolutions and FCs only, not the gates' scales (Eq. 4): one multiply per "
+               "element of every recalibrated map")
+
+#: What SE's successors print for ResNet-50 and their modules on it (ImageNet, each paper's own recipe): ECA-Net
+#: (Wang et al., CVPR 2020, arXiv 1910.03151v4; Table 1: the SE variants, with k = 3; Table 2: the modules
+#: compared), CBAM (Woo et al., ECCV 2018, arXiv 1807.06521; Table 4). SRM (Lee et al., ICCV 2019) prints no
+#: cost of its own; its definition gives 4C parameters per block.
+SUCCESSORS: tuple[PaperFigure, ...] = (
+    PaperFigure("ECA-Net Table 2", "ResNet-50", "resnet50", gflops=3.86, params_m=24.37, top1_err=24.8, note=(
+        f"{_ECA_UNITS}: 25,557,032 / 2^20 = 24.37")),
+    PaperFigure("ECA-Net Table 2", "SENet", "se_resnet50", {"bias": False}, gflops=3.87, params_m=26.77,
+                top1_err=23.29, note=(
+        f"{_ECA_UNITS}: SE-ResNet-50 without FC biases, 28,071,976 / 2^20 = 26.77; its error is the SENet "
+        "paper's (Table 2)")),
+    PaperFigure("ECA-Net Table 2", "CBAM", "se_resnet50", {"attention": "cbam", "bias": False}, gflops=3.87,
+                params_m=26.77, top1_err=22.66, note=(
+        f"{_ECA_UNITS}: CBAM-ResNet-50 without FC biases, 28,073,576 / 2^20 = 26.77; its 3.87 GFLOPs are SE's "
+        "row again, where seprobe counts 3.8754 for CBAM (3.8644 without the scales, as CBAM's own Table 4: "
+        "3.864); its error is CBAM's (Table 4)")),
+    PaperFigure("ECA-Net Table 2", "ECA-Net", "se_resnet50", {"attention": "eca", "eca_kernel": (3, 5, 5, 7)},
+                gflops=3.86, params_m=24.37, top1_err=22.52, note=(
+        f"{_ECA_UNITS}: 25,557,112 / 2^20 = 24.37, the 80 parameters of kernels 3, 5, 5, 7 (per stage, as the "
+        "released models) included; the abstract's 4.7e-4 GFLOPs for the modules is not seprobe's count of any "
+        "of their parts (1-D convolutions 86,272 multiply-adds, gates 15,104, scales 5.52 M, squeezes 5.52 M "
+        "additions)")),
+    PaperFigure("ECA-Net Table 1", "SE-Var1", "se_resnet50", {"attention": "se_var1"}, top1_err=24.0),
+    PaperFigure("ECA-Net Table 1", "SE-Var2", "se_resnet50", {"attention": "se_var2"}, top1_err=22.93),
+    PaperFigure("ECA-Net Table 1", "SE-Var3", "se_resnet50", {"attention": "se_var3"}, top1_err=22.58),
+    PaperFigure("ECA-Net Table 1", "ECA (k = 3)", "se_resnet50", {"attention": "eca", "eca_kernel": 3},
+                top1_err=22.57),
+    PaperFigure("CBAM Table 4", "ResNet-50", "resnet50", gflops=3.858, params_m=25.56, top1_err=24.56,
+                top5_err=7.5),
+    PaperFigure("CBAM Table 4", "ResNet-50 + SE", "se_resnet50", gflops=3.86, params_m=28.09, top1_err=23.14,
+                top5_err=6.7, note=(
+        f"{_CBAM_FLOPS}: SE-ResNet-50 without them is 3.8605 GFLOPs, 3.860 as printed")),
+    PaperFigure("CBAM Table 4", "ResNet-50 + CBAM", "se_resnet50", {"attention": "cbam"}, gflops=3.864,
+                params_m=28.09, top1_err=22.66, top5_err=6.31, note=(
+        f"{_CBAM_FLOPS}, channel nor spatial: without them CBAM-ResNet-50 is 3.8644 GFLOPs (SE's FCs twice, "
+        "for the average and the max descriptor, and the 7x7 spatial convolutions), 3.864 as printed")),
+)
+
 #: Knob values that do not change a model's identity in the paper's tables.
 _DEFAULTS = {"reduction": 16, "squeeze": "avg", "gate": "sigmoid", "stages": None, "drop_stage5": False,
              "integration": "standard", "num_classes": 1000, "stem_pool": None, "attention": "se",
@@ -168,6 +213,8 @@ def _normalise(knobs: dict[str, Any]) -> dict[str, Any]:
 
     out = {}
     for k, v in knobs.items():
+        if isinstance(v, list):  # a study file's array (an eca_kernel per stage)
+            v = tuple(v)
         if k == "stages":
             v = parse_stages(v)
             if v == (2, 3, 4, 5):  # every stage of a ResNet: the default
@@ -197,11 +244,12 @@ def by_key(key: str) -> PaperFigure:
     """The row named ``key`` (:attr:`PaperFigure.key`), or an error with the closest keys."""
     from .errors import SeprobeError, suggest
 
-    for fig in FIGURES:
+    rows = (*FIGURES, *SUCCESSORS)
+    for fig in rows:
         if fig.key == key:
             return fig
-    raise SeprobeError(f"no row {key!r} in the paper's tables{suggest(key, [f.key for f in FIGURES])}; valid: a key "
-                       "of seprobe.paper.FIGURES such as 'Table 10: r = 4'")
+    raise SeprobeError(f"no row {key!r} in the papers' tables{suggest(key, [f.key for f in rows])}; valid: a key "
+                       "of seprobe.paper.FIGURES or SUCCESSORS such as 'Table 10: r = 4'")
 
 
 DATASETS = ("cifar10", "cifar100")

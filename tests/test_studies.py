@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from seprobe import SeprobeError
-from seprobe.paper import FIGURES, _normalise
+from seprobe.paper import FIGURES, SUCCESSORS, _normalise
 from seprobe.studies.reports import figure, write_report
 from seprobe.studies.runs import run_study
 from seprobe.studies.study_file import load_study
@@ -15,7 +15,7 @@ from .helpers import run_seprobe
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.toml"))
-REGENERATED = [p for p in STUDIES if load_study(p).kind in ("complexity", "excitation")]
+REGENERATED = [p for p in STUDIES if load_study(p).requested_as in ("complexity", "excitation")]
 
 
 def _cli(*args, cwd=ROOT):
@@ -63,7 +63,7 @@ def test_studies_name_rows_of_the_paper_that_describe_their_variants():
             if "paper" not in raw:
                 continue
             assert isinstance(raw["paper"], str), (path.name, v.label)  # a key, not numbers typed again
-            row = next(f for f in FIGURES if f.key == raw["paper"])
+            row = next(f for f in (*FIGURES, *SUCCESSORS) if f.key == raw["paper"])
             assert row.model == v.model and _normalise(row.knobs) == _normalise(v.knobs), (path.name, v.label)
             assert v.paper == row.values() and v.note == row.note
             named += 1
@@ -82,7 +82,7 @@ BAD = {
     "bad_kind.toml": ('title = "x"\nkind = "accuracy"\n[[variants]]\nlabel = "a"\nmodel = "resnet50"\n',
                       "kind: unknown kind 'accuracy'; valid: complexity, excitation, timing"),
     "bad_paper.toml": ('title = "x"\nkind = "complexity"\n[[variants]]\nlabel = "a"\nmodel = "resnet50"\n'
-                       'paper = "Table 2: ResNet-5"\n', "variants[0].paper: no row 'Table 2: ResNet-5' in the paper's "
+                       'paper = "Table 2: ResNet-5"\n', "variants[0].paper: no row 'Table 2: ResNet-5' in the papers' "
                        "tables; did you mean 'Table 2: ResNet-50'"),
     "not_toml.toml": ('title = "x\n', "not_toml.toml: TOML:"),
 }

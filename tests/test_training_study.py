@@ -77,7 +77,10 @@ def _study(tmp_path, extra=""):
 
 @pytest.mark.slow
 def test_a_study_trains_once_and_is_rebuilt_from_its_histories(tmp_path):
-    path = _study(tmp_path)
+    """... compared with its baseline and with a second one (``also_against``), its figure of error against
+    cost drawn."""
+    path = _study(tmp_path, 'also_against = "SE, r = 4"')
+    path.write_text('figure = "params"\n' + path.read_text())
     out = tmp_path / "reports"
     done = run_studies([path], out)
     runs = out / "tiny" / "runs"
@@ -92,6 +95,14 @@ def test_a_study_trains_once_and_is_rebuilt_from_its_histories(tmp_path):
     assert table.loc["SE, r = 4", "diff"] == pytest.approx(np.mean(errors["SE, r = 4"]) - np.mean(errors["plain"]),
                                                           abs=0.006)
     assert table.loc["SE, r = 4", "params_m"] > table.loc["plain", "params_m"]
+    against = np.mean(errors["plain"]) - np.mean(errors["SE, r = 4"])  # plain against SE, seed by seed
+    assert table.loc["plain", "vs_se_r_4_diff"] == pytest.approx(against, abs=0.006)
+    assert (table.loc["plain", "vs_se_r_4_diff_low"] <= table.loc["plain", "vs_se_r_4_diff"]
+            <= table.loc["plain", "vs_se_r_4_diff_high"])
+    # SE at r = 4 on ResNet-20's 9 units of 16, 32, 64 channels: W1, W2 and their biases, C^2 / 2 + 5 C / 4 each
+    assert table.loc["SE, r = 4", "params_added"] == 3 * sum(c * c // 2 + 5 * c // 4 for c in (16, 32, 64))
+    assert table.loc["plain", "params_added"] == 0
+    assert (out / "tiny" / "tradeoff.png").stat().st_size > 0 and "tiny/tradeoff.png" in (out / "tiny.md").read_text()
     for p in runs.glob("*/*.pth"):
         p.unlink()  # the weights are not committed: the report is rebuilt from the histories
     before = {p: p.stat().st_mtime_ns for p in runs.glob("*/history.csv")}

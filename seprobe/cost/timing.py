@@ -236,3 +236,15 @@ def _time_at(models, pairs, setup: TimingSetup, autocast, progress) -> TimingRes
         records=pd.DataFrame(records_all),
         process_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if cpu else None,
     )
+
+
+def step_times(models: dict[str, nn.Module], baseline: str, setup: TimingSetup) -> dict[str, dict]:
+    """Each model's training step (forward + backward at ``setup``'s batch), the models interleaved, and its
+    time ratio to ``baseline``'s, pair by pair: label -> ``train_step_ms`` (median), ``step_ratio`` (median of
+    the pairs' ratios; ``None`` for the baseline)."""
+    setup = dataclasses.replace(setup, modes=("train",))
+    timing = time_models(models, [(m, baseline) for m in models if m != baseline], setup)
+    ms = timing.summary.set_index("model")["median_ms"]
+    ratio = timing.ratios.set_index("model")["ratio_median"] if not timing.ratios.empty else pd.Series(dtype=float)
+    return {m: {"train_step_ms": round(float(ms[m]), 1),
+                "step_ratio": round(float(ratio[m]), 3) if m in ratio else None} for m in models}

@@ -53,8 +53,8 @@ def run_studies(paths: Sequence[str | os.PathLike], out: str | os.PathLike | Non
             budget_of(s, budget)
     skipped, kept = {}, []
     for s in studies:
-        if s.kind in skip_kinds:
-            skipped[s.name] = f"a {s.kind} study, run only when asked"
+        if s.requested_as in skip_kinds:
+            skipped[s.name] = f"a {s.requested_as} study, run only when asked"
         elif s.missing_inputs():
             skipped[s.name] = f"{', '.join(s.missing_inputs())} not found here"
         else:

@@ -28,7 +28,7 @@ def markdown(result: StudyResult) -> str:
     lines.append(table.to_markdown(index=False, floatfmt="g", missingval="-"))
     if result.notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result.notes]
-    if s.figure:
+    if s.figure and s.kind != "training":
         lines += ["", f"![{s.title}]({s.name}.png)"]
     if s.kind == "activations":
         shown = ", ".join(f"[{p}]({s.name}/{p})" for p in ("summary.md", "gates.csv", "specificity.csv"))
@@ -42,8 +42,10 @@ def markdown(result: StudyResult) -> str:
                   f"![Each block alone]({s.name}/blocks.png)", "", f"![Cumulative removal]({s.name}/cumulative.png)"]
     if s.kind == "training":
         lines += ["", f"Every run's history in [`reports/{s.name}/runs.csv`]({s.name}/runs.csv) and "
-                  f"`reports/{s.name}/runs/*/` (history.csv, summary.md, run.json).", "",
+                  f"`reports/{s.training.runs or s.name}/runs/*/` (history.csv, summary.md, run.json).", "",
                   f"![Test error per epoch]({s.name}/curves.png)"]
+        if s.figure == "params":
+            lines += ["", f"![Error against cost]({s.name}/tradeoff.png)"]
     if s.reading:
         lines += ["", "## Reading", "", s.reading]
     return "\n".join(lines) + "\n"
@@ -76,7 +78,7 @@ def write_report(result: StudyResult, out_dir: Path) -> list[Path]:
     name = result.study.name
     paths = [atomic_write_text(out_dir / f"{name}.md", markdown(result)),
              atomic_write_text(out_dir / f"{name}.csv", result.table.to_csv(index=False, lineterminator="\n"))]
-    if result.study.figure:
+    if result.study.figure and result.training is None:
         paths.append(figure(result, out_dir / f"{name}.png"))
     if result.activation_run is not None:
         from ..report.activations import write_outputs

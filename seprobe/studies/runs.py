@@ -34,6 +34,14 @@ def run_study(study: Study, progress: Callable[[str], None] = lambda msg: None, 
     return runner(study, progress)
 
 
+def _decimals(key: str, printed: float) -> int:
+    """The decimals a figure is compared at: the paper's usual ones for ``key``, or more where this figure
+    prints more (CBAM's 3.858 GFLOPs)."""
+    text = repr(float(printed))
+    shown = 0 if text.endswith(".0") else len(text.partition(".")[2])
+    return max(DECIMALS[key], shown)
+
+
 def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
     c = api.complexity(v.model, **v.knobs).results[0]
     row = {"variant": v.label, "model": v.model,
@@ -55,7 +63,7 @@ def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
     notes = []
     mismatched = [f"{row[k]:.{DECIMALS[k] + 2}f} measured vs {row[f'paper_{k}']} printed ({k})"
                   for k in DECIMALS if row.get(f"paper_{k}") is not None
-                  and round(row[k], DECIMALS[k]) != row[f"paper_{k}"]]
+                  and round(row[k], _decimals(k, row[f"paper_{k}"])) != row[f"paper_{k}"]]
     if mismatched and not v.note:
         notes.append(f"{v.label}: UNEXPLAINED difference: {'; '.join(mismatched)}")
     elif mismatched:
@@ -65,13 +73,48 @@ def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
     return row, notes
 
 
+def _without_scales(v: Variant) -> float:
+    """GFLOPs without the gates' scales (Eq. 4, and a spatial gate's), as CBAM's and ECA-Net's tables count."""
+    c = api.complexity(v.model, **v.knobs).results[0]
+    scales = sum(p.get("scale", 0) + p.get("spatial_scale", 0) for p in c.flops.per_block.values())
+    return round((c.total - scales) / 1e9, 4)
+
+
+def _step_time_columns(study: Study, progress) -> dict[str, dict]:
+    from ..cost.settings import TimingSetup
+    from ..cost.timing import step_times
+
+    progress(f"{study.name}: timing the training step of every variant, interleaved")
+    models = {v.label: get_network(ModelSource(v.model, "random", v.knobs)).model for v in study.variants}
+    setup = TimingSetup(**{k: x for k, x in study.timing.items() if k in fields(TimingSetup)})
+    return step_times(models, study.variants[0].label, setup)
+
+
 def _complexity(study: Study, progress) -> StudyResult:
     rows, notes = [], []
     for v in study.variants:
         progress(f"{study.name}: {v.label}")
         row, n = _complexity_row(v)
+        if "gflops_without_scales" in study.columns:
+            row["gflops_without_scales"] = _without_scales(v)
         rows.append(row)
         notes += n
+    extra_context = []
+    if "step_time" in study.columns:
+        steps = _step_time_columns(study, progress)
+        for row in rows:
+            row.update(steps[row["variant"]])
+        setup = study.timing
+        extra_context.append(
+            f"`train_step_ms`: one training step (forward + backward) of a batch of {setup.get('batch_size')} "
+            f"random {setup.get('input_size', 224)}x{setup.get('input_size', 224)} images on "
+            f"{setup.get('device', 'cpu')} ({torch.get_num_threads()} threads) of the machine that writes the "
+            "report, every variant interleaved in one process (median of the repeats), `step_ratio` its ratio to "
+            f"the first variant's ({study.variants[0].label}), pair by pair; measured anew by each report.")
+    if "gflops_without_scales" in study.columns:
+        extra_context.append("`gflops_without_scales`: the same count without the gates' scales (Eq. 4: one "
+                             "multiply per element of each recalibrated map; CBAM's spatial gate likewise), as "
+                             "CBAM's and ECA-Net's tables count.")
     context = ["Multiply-adds of one image at the model's input size (224x224; Inception-ResNet-v2 299x299; "
                "1 MAC = 1 FLOP), counted as multiplications by seprobe's "
                "SE-aware fvcore handles: convolutions, FC layers and SE's scale; not pooling or SE's squeeze "
@@ -79,7 +122,7 @@ def _complexity(study: Study, progress) -> StudyResult:
                "(Inception-ResNet-v2's residual scaling): the paper's convention, which "
                "reproduces its figures. Parameters in millions. "
                "SE's relative cost is against the same network without SE. A difference counts when the "
-               "measured value, rounded to the paper's printed decimals, is not the paper's."]
+               "measured value, rounded to the paper's printed decimals, is not the paper's.", *extra_context]
     table = pd.DataFrame(rows)
     if "mflops" in table:  # next to the GFLOPs columns
         cols = list(table.columns)

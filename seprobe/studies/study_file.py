@@ -6,6 +6,8 @@ A study file::
     kind = "complexity"            # complexity | excitation | timing | activations | ablation
     description = "..."
     figure = "params"              # optional: a seaborn bar chart of params or gflops, measured vs paper
+                                   # (training: "params", each variant's error difference against its cost)
+    columns = ["step_time"]        # optional, complexity: more columns (COLUMNS); step_time times, with [timing]
     [defaults]                     # knobs for every variant (SE knobs reach only the SE models)
     bias = false
     [[variants]]
@@ -56,6 +58,10 @@ from ..schema import (
 
 KINDS = ("complexity", "excitation", "timing", "activations", "ablation", "training")
 FIGURES = ("params", "gflops")
+#: a complexity study's optional columns: the multiply-adds without the gates' scales (Eq. 4; the convention of
+#: CBAM's and ECA-Net's tables), and each variant's training step timed against the first variant's, interleaved
+#: (with ``[timing]``; such a study runs with the timing studies)
+COLUMNS = ("gflops_without_scales", "step_time")
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,8 @@ TABLE = FieldType((dict,), "a table")
 STUDY_FIELDS: dict[str, FieldType] = {
     "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
     "variants": FieldType((list,), "an array of tables ([[variants]])", items=dict), "timing": TABLE,
-    "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT}
+    "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT,
+    "columns": FieldType((list,), "an array of strings", items=str)}
 VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT,
                                         "weights": TEXT, "ablate": TABLE}
 #: every knob a registered model takes (see seprobe.models.registry), checked as the models check it
@@ -200,7 +207,8 @@ def _folders(name: str, value: Any) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class TrainingSpec(Options):
     """A training study's ``[training]``: every (variant, seed) trained by :func:`seprobe.train` on ``data`` with
-    the named ``budget``; the variant labelled ``baseline`` is what the others are compared with, seed by seed;
+    the named ``budget``; the variant labelled ``baseline`` is what the others are compared with, seed by seed
+    (and the one labelled ``also_against`` too, in columns ``vs_<slug>_diff``, ...);
     ``dataset`` names the paper's figures to show (cifar10, cifar100); ``runs`` the study whose runs folder it
     shares (a run of the same variant, seed and budget is trained once for both); ``holdout_per_class`` splits
     ``data`` (read with ``labels``) in two, the last N of each class held out; ``evaluate``: more image folders
@@ -210,6 +218,7 @@ class TrainingSpec(Options):
     seeds: Annotated[tuple[int, ...], Custom(checker=_seeds, own_error=True, description="an array of integers")]
     baseline: Annotated[str, Text()]
     budget: Annotated[str, Text()]
+    also_against: Annotated[str | None, Text()] = None
     weights: Annotated[str | Path, PathText()] = "random"
     dataset: Annotated[str | None, Text()] = None
     runs: Annotated[str | None, Text()] = None
@@ -271,6 +280,13 @@ class Study:
     ablation: dict[str, Any] = field(default_factory=dict)     # likewise
     training: TrainingSpec | None = None
     budgets: dict[str, Budget] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()
+
+    @property
+    def requested_as(self) -> str:
+        """The kind that decides whether ``seprobe reports`` runs the study: its own, or ``timing`` for a
+        complexity study that times."""
+        return "timing" if "step_time" in self.columns else self.kind
 
     def missing_inputs(self) -> list[str]:
         """The data or weights an activations or ablation study names that do not exist here."""
@@ -354,8 +370,19 @@ def load_study(path: str | Path) -> Study:
     figure = data.get("figure")
     if figure is not None and figure not in FIGURES:
         raise _fail(path, "figure", f"unknown figure {figure!r}; valid: {', '.join(FIGURES)}")
+    if figure not in (None, "params") and kind == "training":
+        raise _fail(path, "figure", f"unknown figure {figure!r} for a training study; valid: params (the error "
+                    "difference against the parameters added and the step time)")
     timing = data.get("timing", {})
     from_table(TimingSetup, timing, f"{path}: timing.", extra=TIMING_EXTRA)
+    columns = tuple(data.get("columns", ()))
+    for column in columns:
+        if column not in COLUMNS:
+            raise _fail(path, "columns", f"unknown column {column!r}; valid: {', '.join(COLUMNS)}")
+    if columns and kind != "complexity":
+        raise _fail(path, "columns", f"applies to complexity studies only, not to kind {kind!r}")
+    if "step_time" in columns and not timing:
+        raise _fail(path, "columns", "step_time needs a [timing] table (device, batch_size, ...) to time with")
     defaults = data.get("defaults", {})
     _check_knobs(path, "defaults.", defaults)
     variants = []
@@ -391,7 +418,8 @@ def load_study(path: str | Path) -> Study:
                                 row.note if row else v.get("note", ""), weights, ablate))
     training, budgets = _training(path, kind, data, variants)
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
-                 figure, timing, activations, data.get("reading", "").strip(), ablation, training, budgets)
+                 figure, timing, activations, data.get("reading", "").strip(), ablation, training, budgets,
+                 columns)
 
 
 def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | None, Ablate | None]:
@@ -446,6 +474,9 @@ def _training(path: Path, kind: str, data: dict, variants: list[Variant]) -> tup
     labels = [v.label for v in variants]
     if training.baseline not in labels:
         raise _fail(path, "training.baseline", f"no variant labelled {training.baseline!r}; valid: "
+                    f"{', '.join(labels)}")
+    if training.also_against is not None and training.also_against not in labels:
+        raise _fail(path, "training.also_against", f"no variant labelled {training.also_against!r}; valid: "
                     f"{', '.join(labels)}")
     if training.budget not in budgets:
         raise _fail(path, "training.budget", f"no budget {training.budget!r}; valid: {', '.join(budgets)}")

@@ -369,24 +369,44 @@ def _table(study: Study, history: pd.DataFrame, records: list[dict], budget: Bud
     last = history.groupby(["variant", "seed"], sort=False).tail(1)
     runs = pd.DataFrame({"variant": last["variant"], "seed": last["seed"], "top1_err": 100 * (1 - last["val_top1"])})
     table = compare(runs, study.training.baseline)
+    if study.training.also_against is not None:
+        table = pd.concat([table, _against(runs, study.training.also_against)], axis=1)
     classes = records[0]["data"]["num_classes"]
     dataset = study.training.dataset
     sources = {v.label: _source(v, inputs.starts[v.label], classes) for v in study.variants}
     steps = _step_times(study, sources, records[0]["data"]["side"], budget)
-    extra = []
+    extra, params = [], {}
     for v in study.variants:
         c = api.complexity(sources[v.label]).results[0]
+        params[v.label] = c.params
         paper = paper_accuracy(v.model, dataset) if dataset else None
         extra.append({"model": v.model, "params_m": round(c.params / 1e6, 3), "mflops": round(c.total / 1e6, 2),
                       **steps[v.label], "paper_top1_err": paper.top1_err if paper else None})
+    if study.figure == "params":  # the figure's x axis: exact, where params_m's 1,000 hide ECA's few weights
+        for row, v in zip(extra, study.variants, strict=True):
+            row["params_added"] = params[v.label] - params[study.training.baseline]
     table = pd.concat([table, pd.DataFrame(extra), _evaluations(study, records, inputs)], axis=1)
-    for column in ("top1_err", "top1_err_std", "diff", "diff_low", "diff_high"):
-        if column in table:
+    for column in table.columns:
+        if column in ("top1_err", "top1_err_std") or column.endswith(("diff", "diff_low", "diff_high")):
             table[column] = table[column].round(2)
-    table["within_noise"] = table.get("within_noise", pd.Series(dtype=object)).map(
-        {True: "yes", False: "no"})
+        if column.endswith("within_noise"):
+            table[column] = table[column].map({True: "yes", False: "no"})
+    if "within_noise" not in table:
+        table["within_noise"] = pd.Series(dtype=object)
     table["budget"] = budget.name
     return table
+
+
+def against_prefix(label: str) -> str:
+    """The columns of the comparison with a second baseline: ``vs_se_resnet_20_diff`` ..."""
+    return "vs_" + slug(label).replace("-", "_") + "_"
+
+
+def _against(runs: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The paired difference of every variant to a second baseline (``[training] also_against``)."""
+    paired = compare(runs, label)
+    keys = [k for k in ("diff", "diff_low", "diff_high", "within_noise") if k in paired]
+    return paired[keys].rename(columns={k: against_prefix(label) + k for k in keys})
 
 
 def _evaluations(study: Study, records: list[dict], inputs: Inputs) -> pd.DataFrame:
@@ -411,21 +431,15 @@ def _step_times(study: Study, sources: dict, side: int, budget: Budget) -> dict[
     """Each variant's training step (forward + backward, at the batch its runs trained with), timed by seprobe's
     method: the variants interleaved in one process (:func:`~seprobe.cost.timing.time_models`), not read off the
     runs, which may have shared the machine; and its ratio to the baseline's, pair by pair."""
-    from ..cost.timing import TimingSetup, time_models
+    from ..cost.timing import TimingSetup, step_times
     from ..models.factory import get_network
     from ..training.recipe import default_recipe
 
-    baseline = study.training.baseline
     models = {label: get_network(source).model for label, source in sources.items()}
     batch = default_recipe(side, budget.recipe.get("batch_size")).batch_size
-    setup = TimingSetup(device=budget.device, batch_size=batch, input_size=side, modes=("train",), warmup=2,
-                        repeats=7)
+    setup = TimingSetup(device=budget.device, batch_size=batch, input_size=side, warmup=2, repeats=7)
     with _threads(budget):
-        timing = time_models(models, [(v, baseline) for v in models if v != baseline], setup)
-    ms = timing.summary.set_index("model")["median_ms"]
-    ratio = timing.ratios.set_index("model")["ratio_median"] if not timing.ratios.empty else pd.Series(dtype=float)
-    return {v: {"train_step_ms": round(float(ms[v]), 1),
-                "step_ratio": round(float(ratio[v]), 3) if v in ratio else None} for v in models}
+        return step_times(models, study.training.baseline, setup)
 
 
 def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: Budget):
@@ -465,7 +479,8 @@ def _words(study: Study, history: pd.DataFrame, records: list[dict], budget: Bud
 
 
 def write_training_outputs(result, folder: Path) -> list[Path]:
-    """``runs.csv`` (every run's history) and ``curves.png`` / ``.svg`` (test error per epoch, every run)."""
+    """``runs.csv`` (every run's history) and ``curves.png`` / ``.svg`` (test error per epoch, every run); with
+    ``figure = "params"``, ``tradeoff.png`` / ``.svg`` too (:func:`tradeoff_figure`)."""
     from ..figures import new_figure, save_figure
     from ..io import atomic_write
 
@@ -485,4 +500,35 @@ def write_training_outputs(result, folder: Path) -> list[Path]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         written += save_figure(fig, folder / "curves")
+    if result.study.figure == "params":
+        written += tradeoff_figure(result, folder / "tradeoff")
     return written
+
+
+def tradeoff_figure(result, path: Path) -> list[Path]:
+    """What each variant buys for what it costs: its paired error difference to the baseline (mean over seeds,
+    with the 95 % t interval as a bar) against the parameters it adds, and against its training step's time
+    ratio; one marker per variant, the baseline at 0."""
+    from ..figures import new_figure, save_figure
+
+    table = result.table
+    baseline = result.study.training.baseline
+    with new_figure(1, 2, figsize=(10, 4.2), sharey=True) as (fig, axes):
+        for ax, x, label in ((axes[0], "params_added", "parameters added to the baseline"),
+                             (axes[1], "step_ratio", "training step time / the baseline's (this CPU)")):
+            for row in table.itertuples():
+                at_base = row.variant == baseline
+                xv = 0 if at_base and x == "params_added" else (1.0 if at_base else getattr(row, x))
+                y = 0.0 if at_base else row.diff
+                err = None if at_base else [[y - row.diff_low], [row.diff_high - y]]
+                ax.errorbar([xv], [y], yerr=err, fmt="o" if not at_base else "s", capsize=3, label=row.variant)
+            ax.axhline(0, color="0.5", lw=0.8)
+            if x == "params_added":
+                ax.set_xscale("symlog", linthresh=100)
+            ax.set(xlabel=label)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel(f"test top-1 error minus {baseline}'s (points)")
+        axes[1].legend(fontsize=7, loc="best")
+        fig.suptitle(f"{result.study.title}: mean paired difference over seeds, 95 % interval", fontsize=9)
+        fig.tight_layout()
+        return save_figure(fig, path)
