@@ -188,10 +188,15 @@ TRAINED = [p for p in sorted((ROOT / "studies").glob("*.toml")) if load_study(p)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TRAINED, ids=[p.stem for p in TRAINED])
-def test_committed_training_reports_are_their_histories(path):
+def test_committed_training_reports_are_their_histories(path, monkeypatch):
     """A committed training report is what its committed runs give: rebuilt without training (every run's
     history is complete), the errors, intervals, parameters and multiply-adds are the committed ones (the step
-    times are measured anew)."""
+    times, measured anew by each report, are not compared, and not measured here: a minute of the suite for
+    the fine-tuning study's MobileNetV3 steps at batch 256)."""
+    import seprobe.studies.trained as trained
+
+    monkeypatch.setattr(trained, "_step_times", lambda study, sources, side, budget: {
+        label: {"train_step_ms": None, "step_ratio": None} for label in sources})
     study = load_study(path)
     if study.missing_inputs():
         pytest.skip(f"{', '.join(study.missing_inputs())} not found here: the study's data")
