@@ -216,6 +216,14 @@ class Activations:
         """The scores of the blocks shown."""
         return self.scores[self.scores["block"].isin(self.blocks)].reset_index(drop=True)
 
+    @property
+    def spatial(self) -> pd.DataFrame | None:
+        """CBAM's spatial maps per block and class (the classes compared, and all), as ``spatial.csv``;
+        ``None`` for a network without a spatial gate."""
+        from .report.activations import spatial_table
+
+        return spatial_table(self.run, self.classes)
+
     def text(self) -> str:
         from .report.activations import text
 
@@ -232,7 +240,9 @@ def activations(model: str, weights: str | os.PathLike, data: str | os.PathLike,
 
     ``classes``, ``stage`` / ``blocks`` (the blocks shown: figures and table), ``views`` and ``channels`` are the
     fields of :class:`~seprobe.probe.reading.GateReading` (``None``: its default); ``out`` writes the figures and
-    tables there, all together; ``knobs`` are model-zoo knobs of seprobe models and must match the checkpoint."""
+    tables there, all together; ``knobs`` are model-zoo knobs of seprobe models and must match the checkpoint.
+    A network with CBAM's spatial gate also has its maps read, every position of every image
+    (``run.spatial``; ``spatial.csv``: per block and class, mean, std, min and max of ``M_s``)."""
     import warnings
 
     from .data.images import check_readable
@@ -287,10 +297,11 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
            out: str | os.PathLike | None = None, overrides: Overrides | None = None, progress: bool = True,
            **knobs: Any) -> Ablations:
     """What each SE block is worth in a trained network (``seprobe ablate``): the network evaluated with blocks
-    replaced by ``identity`` (gate = 1) or their calibration ``mean`` (a constant per-channel scale), as ``plan``
-    says (by default every block alone, in both modes with ``calibration``, else ``identity``); ``export`` writes
-    the network with the plan's one set (``blocks`` or ``stage``) ablated, mean blocks folded into the adjacent
-    layer."""
+    replaced by ``identity`` (gate = 1), their calibration ``mean`` (a constant per-channel scale) or ``constant``
+    (gate = 1/2), as ``plan`` says (by default every block alone, identity and mean with ``calibration``, else
+    ``identity``; CBAM's spatial gates are named ``<block>.spatial``, and ``plan.gates`` puts them in the sweeps);
+    ``export`` writes the network with the plan's one set (``blocks`` or ``stage``) ablated, mean and constant
+    blocks folded into the adjacent layer, a spatial gate removed (identity) or kept as a one-parameter scale."""
     from .data.images import check_readable
     from .distributed import current_world
     from .probe.ablation import ablate as run_ablation

@@ -24,8 +24,11 @@ StemPool = Literal["ceil", "pad"]                  # Caffe's ceil-mode stem max-
 Dtype = Literal["float32", "bfloat16", "float16"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 Format = Literal["table", "csv", "json", "markdown"]
-Replacement = Literal["identity", "mean"]  # what an ablated gate becomes: 1, or its calibration mean
+#: what an ablated gate becomes: 1, its calibration mean, or the constant :data:`CONSTANT_GATE`
+Replacement = Literal["identity", "mean", "constant"]
 ExportMode = Replacement  # an exported network has one
+#: which gates of a CBAM network an ablation's sweeps take: the channel gates (s), the spatial gates (M_s), all
+GateSet = Literal["channel", "spatial", "all"]
 Schedule = Literal["step", "cosine", "onecycle"]  # the learning-rate schedule of seprobe train
 
 SQUEEZES: tuple[str, ...] = get_args(SqueezeName)
@@ -42,3 +45,12 @@ FORMATS: tuple[str, ...] = get_args(Format)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 REPLACEMENTS: tuple[str, ...] = get_args(Replacement)
 EXPORT_MODES: tuple[str, ...] = REPLACEMENTS
+GATE_SETS: tuple[str, ...] = get_args(GateSet)
+#: the modes ``both`` names, and what an ablation runs by default with calibration images
+BOTH_MODES: tuple[str, ...] = ("identity", "mean")
+#: the ``constant`` mode's gate value: a sigmoid gate's at zero excitation (sigmoid(0)), the middle of its range,
+#: for a channel gate (every ``s_c``) and a spatial gate (every position of ``M_s``) alike
+CONSTANT_GATE = 0.5
+#: CBAM's spatial gate is named by its block's name and this suffix (``SE_2_1.spatial``); the channel gate by the
+#: block's name alone
+SPATIAL_SUFFIX = ".spatial"

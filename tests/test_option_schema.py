@@ -87,8 +87,9 @@ def test_a_list_option_may_be_repeated_or_comma_separated():
 def _table(cls, skip=()) -> dict:
     """A TOML table of every field of ``cls`` at a value that is not its default (tuples as arrays)."""
     values = {"modes": ["mean"], "blocks": ["SE_2_1"], "stage": 2, "per_stage": True, "each_block": True,
-              "cumulative": "network", "calibration_per_class": 2, "calibration_views": 3, "allow_overlap": True,
-              "classes": ["goldfish", "pug"], "views": 2, "channels": 7, "bootstrap": 11, "seed": 5}
+              "cumulative": "network", "gates": "all", "calibration_per_class": 2, "calibration_views": 3,
+              "allow_overlap": True, "classes": ["goldfish", "pug"], "views": 2, "channels": 7, "bootstrap": 11,
+              "seed": 5}
     values |= {"stage": [2, 3]} if cls is GateReading else {}  # the stages shown; the plan's one stage ablated
     return {n: values[n] for n in fields(cls) if n not in skip}
 

@@ -60,7 +60,8 @@ def activations_cmd(
     """Class-specific excitation distributions per stage and block (the paper's Figs. 6 and 7).
 
     --stage and --blocks choose the blocks shown (table and figures); --se-stages and the other model knobs
-    build a seprobe model and must match its checkpoint."""
+    build a seprobe model and must match its checkpoint. With CBAM, spatial.csv holds the spatial maps'
+    statistics per block and class."""
     from .. import api
 
     _probe_command(loader.device, lambda: api.activations(
@@ -93,7 +94,11 @@ def ablate_cmd(
     loader: Any = None, overrides: Any = None, knobs: dict | None = None,
 ) -> None:
     """What each SE block is worth: accuracy, agreement and KL with blocks removed (identity) or frozen to their
-    mean, with paired-bootstrap intervals, and the cost each saves; --export writes the smaller network."""
+    mean (or to 1/2: constant), with paired-bootstrap intervals, and the cost each saves; --export writes the
+    smaller network.
+
+    CBAM's spatial gate is named BLOCK.spatial (SE_2_1.spatial) in --blocks and --cumulative; --gates spatial (or
+    all) puts the spatial gates in the sweeps."""
     from .. import api
     from ..distributed import current_world
 

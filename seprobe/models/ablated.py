@@ -1,10 +1,16 @@
 """Export an ablated SE network as a smaller network, and load it back (``seprobe ablate --export``).
 
 An ``identity`` block (``s = 1``) is removed: its SE module becomes ``nn.Identity``. A ``mean`` block
-(``s_c = E[s_c]``, a constant per-channel scale) is folded into the adjacent linear layer where the
-architecture allows (the block's :attr:`~seprobe.models.blocks.SEBlockInfo.fold`, see
+(``s_c = E[s_c]``, a constant per-channel scale) or a ``constant`` one (``s_c = 1/2``) is folded into the adjacent
+linear layer where the architecture allows (the block's :attr:`~seprobe.models.blocks.SEBlockInfo.fold`, see
 :func:`~seprobe.models.blocks.fold_target`), and its SE module removed; anywhere else the block becomes a
 :class:`ChannelScale` module (``C`` parameters, one multiply per element).
+
+CBAM's spatial gate (``<block>.spatial``) is exported on its own: ``identity`` (``M_s = 1``) removes it (the
+:class:`~seprobe.models.se_block.SpatialGate` becomes ``nn.Identity``); ``mean`` (its one calibration mean) and
+``constant`` (1/2) leave one number at every position, a :class:`ChannelScale` of one parameter in its place
+(broadcast over the channels). It is not folded: in the residual branch the channel gate between it and the
+BatchNorm before reads the map's input, so a scale moves past the channel gate only when that is frozen too.
 
 The checkpoint records how to rebuild the architecture (see :func:`export_ablated`), and :func:`load_ablated`
 rebuilds it: the base model from its name and knobs, the same module surgery, then the state dict, loaded with
@@ -23,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..choices import EXPORT_MODES
+from ..choices import CONSTANT_GATE, EXPORT_MODES
 from ..errors import SeprobeError, check_choice
 from ..io import atomic_write
 from .blocks import FoldTarget, SEBlockInfo
@@ -34,7 +40,8 @@ from .sources import build_architecture
 FORMAT = "seprobe-ablated/1"
 
 class ChannelScale(nn.Module):
-    """``x_c * scale_c``: a ``mean``-ablated SE block that could not be folded (Eq. 4 with a constant ``s``).
+    """``x_c * scale_c``: a ``mean``- or ``constant``-ablated SE block that could not be folded (Eq. 4 with a
+    constant ``s``), or, with one channel, a frozen CBAM spatial gate (one scale for the whole map, broadcast).
     Counted as SE's scale (one multiply per element), as the block it replaces was."""
 
     frozen_se_scale = True
@@ -84,37 +91,49 @@ class Export:
 
 def ablated_copy(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mapping[str, str],
                  means: Mapping[str, torch.Tensor] | None = None) -> Export:
-    """A copy of ``model`` with the blocks of ``modes`` (name -> ``identity`` / ``mean``) removed, folded or
+    """A copy of ``model`` with the gates of ``modes`` (gate name -> ``identity`` / ``mean`` / ``constant``: a
+    block's channel gate by the block's name, CBAM's spatial gate by ``<block>.spatial``) removed, folded or
     replaced by a scale module; ``model`` is left as it is."""
     by_name = {g.name: g for g in gates}
+    spatial = {g.spatial_name: g for g in gates if g.spatial_name}
     for name, mode in modes.items():
-        if name not in by_name:
-            raise SeprobeError(f"unknown block {name!r}; valid: {', '.join(by_name)}")
+        if name not in by_name and name not in spatial:
+            raise SeprobeError(f"unknown block {name!r}; valid: {', '.join([*by_name, *spatial])}")
         check_choice(f"ablation mode of {name}", mode, EXPORT_MODES, argument="export_mode")
         if mode == "mean" and (means is None or name not in means):
             raise SeprobeError(f"no calibration mean for {name}; valid: calibrate before exporting a mean block")
     if not modes:
         raise SeprobeError("empty block set to export; valid: one or more SE blocks")
     model = copy.deepcopy(model).eval()
-    how, removed, scaled = {}, [], {}
+    how, removed, scaled, values = {}, [], {}, {}
     for name, mode in modes.items():
+        if name in spatial:
+            g = spatial[name]
+            if mode == "identity":
+                removed.append(g.spatial_path)
+                how[name] = "spatial gate removed (identity)"
+            else:
+                scaled[g.spatial_path] = 1
+                values[g.spatial_path] = means[name] if mode == "mean" else torch.full((1,), CONSTANT_GATE)
+                how[name] = f"spatial {mode} kept as a one-parameter scale module"
+            continue
         g = by_name[name]
+        value = means[name] if mode == "mean" else torch.full((g.channels,), CONSTANT_GATE)
         if mode == "identity":
             removed.append(g.path)
             how[name] = "removed (identity)"
-        elif by_name[name].fold is not None:
-            _fold(model, by_name[name].fold, means[name])
+        elif g.fold is not None:
+            _fold(model, g.fold, value)
             removed.append(g.path)
-            how[name] = f"mean folded into {by_name[name].fold.path}"
+            how[name] = f"{mode} folded into {g.fold.path}"
         else:
             scaled[g.path] = g.channels
-            how[name] = "mean kept as a per-channel scale module"
+            values[g.path] = value
+            how[name] = f"{mode} kept as a per-channel scale module"
     apply_surgery(model, removed, scaled)
-    for name in modes:
-        g = by_name[name]
-        if g.path in scaled:
-            with torch.no_grad():
-                model.get_submodule(g.path).scale.copy_(means[name])
+    with torch.no_grad():
+        for path, value in values.items():
+            model.get_submodule(path).scale.copy_(value)
     return Export(model, how, removed, scaled)
 
 

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..choices import SPATIAL_SUFFIX
 from ..errors import SeprobeError
 from .resnet import SEBasicBlock, SEBottleneck
-from .se_block import CBAM, SqueezeExcite
+from .se_block import CBAM, SpatialGate, SqueezeExcite
 
 #: The smallest input side the gates of a foreign model can be named at: stage 5 works at 1/32 of the input.
 MIN_INPUT_SIZE = 32
@@ -67,7 +69,9 @@ class SEBlockInfo:
     A block with CBAM's spatial gate after its channel gate (a :class:`~seprobe.models.se_block.CBAM`):
     ``path`` is its channel part (what an ablation of the gate at ``gate_path`` removes), ``spatial_path`` the
     spatial gate and ``spatial_gate_path`` the module whose output is the spatial map ``M_s`` (``N x 1 x H x
-    W``); ``params`` counts both parts (the block's cost in the network)."""
+    W``); ``params`` counts both parts (the block's cost in the network). The probes name the spatial gate
+    ``<name>.spatial`` (:attr:`spatial_name`); the block's name alone is its channel gate. A spatial gate an
+    export removed or froze is no longer a gate: the block then has none."""
 
     name: str
     stage: int
@@ -81,6 +85,25 @@ class SEBlockInfo:
     spatial_path: str | None = None
     spatial_gate_path: str | None = None
 
+    @property
+    def spatial_name(self) -> str | None:
+        """The name of the block's spatial gate (``SE_2_1.spatial``), ``None`` without one; the block's own name
+        is its channel gate's."""
+        return f"{self.name}{SPATIAL_SUFFIX}" if self.spatial_gate_path else None
+
+    def gates(self) -> dict[str, str]:
+        """The block's gates by name -> the module whose output is the gate: the channel gate (``s``) under the
+        block's name, then the spatial gate (``M_s``) under :attr:`spatial_name`, in the order they run."""
+        found = {self.name: self.gate_path}
+        if self.spatial_gate_path:
+            found[self.spatial_name] = self.spatial_gate_path
+        return found
+
+
+def gate_paths(blocks: Sequence[SEBlockInfo]) -> dict[str, str]:
+    """Every gate of ``blocks`` by name (:meth:`SEBlockInfo.gates`), in network order."""
+    return {name: path for b in blocks for name, path in b.gates().items()}
+
 
 def se_blocks(model: nn.Module) -> list[SEBlockInfo]:
     """The named SE blocks of a seprobe model, in network order (stage, then block)."""
@@ -90,9 +113,12 @@ def se_blocks(model: nn.Module) -> list[SEBlockInfo]:
             _, stage, block = module.name.split("_")
             parent_path = path.rpartition(".")[0]
             parent = model.get_submodule(parent_path) if parent_path else model
-            spatial = f"{parent_path}.spatial" if isinstance(parent, CBAM) and parent.channel is module else None
+            cbam = isinstance(parent, CBAM) and parent.channel is module
+            # an exported spatial gate (removed, or a constant scale) has no map left to read
+            spatial = f"{parent_path}.spatial" if cbam and isinstance(parent.spatial, SpatialGate) else None
+            params = _params(parent if cbam else module)
             found.append(SEBlockInfo(module.name, int(stage), int(block), path, f"{path}.gate", module.channels,
-                                     module.hidden_channels, _params(parent if spatial else module),
+                                     module.hidden_channels, params,
                                      fold_target(model, path), spatial, f"{spatial}.gate" if spatial else None))
     return sorted(found, key=lambda b: (b.stage, b.block))
 

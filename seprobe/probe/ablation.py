@@ -1,9 +1,10 @@
 """What an SE block is worth in a trained network: evaluate it with chosen blocks replaced (``seprobe ablate``).
 
 An SE block computes ``x~_c = s_c * u_c`` (Eq. 4) with ``s = gate(W2 . relu(W1 . z))`` (Eq. 3). The plan
-(:class:`~seprobe.probe.ablation_plan.AblationPlan`) says which gates are replaced by ``1`` (``identity``) or by
-their calibration mean (``mean``, :mod:`~seprobe.probe.calibration`), through the gate hooks of
-:mod:`~seprobe.probe.hooks`.
+(:class:`~seprobe.probe.ablation_plan.AblationPlan`) says which gates are replaced by ``1`` (``identity``), by
+their calibration mean (``mean``, :mod:`~seprobe.probe.calibration`) or by 1/2 (``constant``), through the gate
+hooks of :mod:`~seprobe.probe.hooks`: a block's channel gate, named by the block, and CBAM's spatial gate, named
+``<block>.spatial``, each a gate of its own (with its own cost, :func:`~seprobe.cost.se_blocks.block_costs`).
 
 Each ablation is compared with the full network on the same images: top-1 / top-5 and their change with a 95 %
 paired-bootstrap interval over images (:func:`~seprobe.probe.bootstrap.paired_bootstrap`), the share of unchanged
@@ -207,7 +208,7 @@ def ablate(network: Network, images: LabelledImages, plan: AblationPlan = Ablati
             singles = pd.DataFrame(rows)
             phase2 = []
             for mode in modes:
-                order = cumulative_order(blocks, singles, mode, plan.cumulative)
+                order = cumulative_order(blocks, singles, mode, plan.cumulative, plan.gates)
                 result.orders[mode] = order
                 phase2 += cumulative_plan(order, mode)
             out, failed, ok = run_phase(network, hooks, images, phase2, loader, progress=progress,
@@ -258,7 +259,7 @@ def _rows(result: AblationResult, out: Outcomes, evaluations: list[Ablation | No
 
 
 def export_blocks(result: AblationResult, blocks: Sequence[str], mode: str, path) -> Export:
-    """Write the network with ``blocks`` ablated in ``mode`` to ``path``
+    """Write the network with ``blocks`` (gate names) ablated in ``mode`` to ``path``
     (:func:`~seprobe.models.ablated.export_ablated`), using the calibration means of ``result``."""
     check_choice("export mode", mode, EXPORT_MODES, argument="export_mode")
     means = result.calibration.means if result.calibration is not None else None

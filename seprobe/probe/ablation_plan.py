@@ -1,9 +1,18 @@
 """What ``seprobe ablate`` evaluates: the network with chosen SE blocks' gates replaced (:mod:`~seprobe.probe.hooks`).
 
 :class:`AblationPlan` holds the choice, checked once when it is made: the modes (``identity``: ``s = 1``;
-``mean``: ``s_c = E[s_c]`` over calibration images), every block alone, a set as one (``blocks`` or ``stage``),
-each stage's blocks together, and a cumulative curve that removes blocks one after another in a stated order.
-:meth:`AblationPlan.evaluations` turns it into :class:`Ablation` s for one network's blocks.
+``mean``: ``s_c = E[s_c]`` over calibration images; ``constant``: ``s = 1/2``), every block alone, a set as one
+(``blocks`` or ``stage``), each stage's blocks together, and a cumulative curve that removes blocks one after
+another in a stated order. :meth:`AblationPlan.evaluations` turns it into :class:`Ablation` s for one network's
+blocks.
+
+CBAM's spatial gate (``M_s``, after the channel gate) is a gate of its own, named by its block's name and
+``.spatial`` (``SE_2_1.spatial``; the block's name alone is its channel gate, as for every other network): a
+list of blocks (``blocks``, a ``cumulative`` order) may name it, and ``gates`` says which gates the sweeps take
+(every block alone, ``stage``, ``per_stage``, a ``cumulative`` order by name): ``channel`` (the default: the
+channel gates, as without CBAM), ``spatial`` or ``all`` (each gate a unit of its own). The modes are those of a
+channel gate: ``M_s = 1`` (identity), its calibration mean (one number per block, see
+:mod:`~seprobe.probe.calibration`), ``M_s = 1/2`` (constant).
 :class:`CalibrationSource` says where the ``mean`` mode's images come from, :class:`Resampling` how the paired
 bootstrap of :mod:`~seprobe.probe.bootstrap` resamples.
 
@@ -19,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from ..choices import REPLACEMENTS
+from ..choices import BOTH_MODES, GATE_SETS, REPLACEMENTS, SPATIAL_SUFFIX
 from ..defaults import BOOTSTRAP
 from ..errors import SeprobeError, check_choice
 from ..schema import Bool, Choice, Custom, Int, Items, Options, PathText
@@ -32,6 +41,10 @@ if TYPE_CHECKING:
 
 #: the ablation modes: the gate replacements of :mod:`~seprobe.probe.hooks`
 MODES = REPLACEMENTS
+#: which gates the sweeps take: the channel gates, CBAM's spatial gates, or both kinds
+GATES = GATE_SETS
+#: how a stage's set is labelled, by the gates it holds
+_STAGE_LABEL = {"channel": "", "spatial": " (spatial)", "all": " (all gates)"}
 #: how the cumulative curve orders the blocks: by the single-block KL or top-1 drop (least important first),
 #: or in network order (first to last) or its reverse.
 ORDERS = ("kl", "top1", "network", "reverse")
@@ -39,7 +52,8 @@ ORDERS = ("kl", "top1", "network", "reverse")
 
 @dataclass(frozen=True)
 class Ablation:
-    """One evaluation of the network with ``blocks`` replaced by ``mode``.
+    """One evaluation of the network with ``blocks`` (gate names: a block's, or ``<block>.spatial``) replaced by
+    ``mode``.
 
     ``group`` says how it was chosen: ``block`` (one block alone), ``set`` (a chosen set as one), ``stage``
     (one stage's blocks) or ``cumulative`` (the first ``step`` blocks of the cumulative order).
@@ -86,7 +100,7 @@ def _modes(argument: str, values: tuple) -> tuple[str, ...]:
 
 
 def _parse_modes(argument: str, text: str) -> tuple[str, ...]:
-    return MODES if text.strip() == "both" else tuple(split_names(argument, text))
+    return BOTH_MODES if text.strip() == "both" else tuple(split_names(argument, text))
 
 
 def _cumulative(argument: str, value: Any) -> str | tuple[str, ...]:
@@ -103,17 +117,20 @@ def _parse_cumulative(argument: str, text: str) -> str | list[str]:
 class AblationPlan(Options):
     """Which ablations to evaluate.
 
-    ``modes``: a list of :data:`MODES` (``None``: both when calibration images are given, else ``identity``);
-    ``blocks`` / ``stage``: one set ablated as one; ``per_stage``: each stage's blocks together; ``each_block``:
-    every block alone (``None``: when no set is chosen, or when ``cumulative`` orders by single-block results);
-    ``cumulative``: an order of :data:`ORDERS` or a list of blocks, removed one after another.
+    ``modes``: a list of :data:`MODES` (``None``: identity and mean when calibration images are given, else
+    ``identity``; ``both`` on the command line is identity and mean); ``blocks`` / ``stage``: one set ablated as
+    one; ``per_stage``: each stage's blocks together; ``each_block``: every block alone (``None``: when no set is
+    chosen, or when ``cumulative`` orders by single-block results); ``cumulative``: an order of :data:`ORDERS` or
+    a list of blocks, removed one after another. Block names are gate names: ``SE_2_1`` the block's channel
+    gate, ``SE_2_1.spatial`` CBAM's spatial gate after it. ``gates``: which gates the sweeps take (every block
+    alone, ``stage``, ``per_stage``, a cumulative order by name): ``channel``, ``spatial`` (CBAM's) or ``all``.
     """
 
     modes: Annotated[tuple[str, ...] | None, Items(
         item=Choice(choices=MODES), rule=_modes, parser=_parse_modes, example="identity,mean", item_name="mode",
-        flags=("--mode",), metavar="identity|mean|both",
-        help="identity: gate = 1; mean: gate = its calibration mean [default: both with calibration images, else "
-             "identity]")] = None
+        flags=("--mode",), metavar="identity|mean|constant|both",
+        help="identity: gate = 1; mean: gate = its calibration mean; constant: gate = 1/2; both: identity,mean "
+             "[default: both with calibration images, else identity]")] = None
     blocks: Annotated[tuple[str, ...] | None, dataclasses.replace(BLOCKS, help="ablate these blocks as one set")] = None
     stage: Annotated[int | None, Int(1, metavar="S", help="ablate this stage's blocks as one set")] = None
     per_stage: Annotated[bool, Bool(flags=("--per-stage",), help="each stage's blocks together")] = False
@@ -123,6 +140,10 @@ class AblationPlan(Options):
         checker=_cumulative, parser=_parse_cumulative,
         own_error=True, metavar="ORDER", description=f"one of {', '.join(ORDERS)}, or a list of block names",
         help="remove blocks one after another: kl, top1, network, reverse, or SE_a,SE_b,...")] = None
+    gates: Annotated[str, Choice(
+        choices=GATES, what="gate set", metavar="channel|spatial|all",
+        help="the gates the sweeps (every block alone, --stage, --per-stage, a cumulative order) take: channel, "
+             "CBAM's spatial (named SE_s_b.spatial) or all")] = "channel"
 
     def validate(self) -> None:
         if self.cumulative in ("kl", "top1") and self.each_block is False:
@@ -133,6 +154,11 @@ class AblationPlan(Options):
                 and self.cumulative is None:
             raise SeprobeError("nothing to ablate; valid: every block alone (the default), blocks, stage, per_stage "
                                "or cumulative", argument="each_block")
+        if self.gates != "channel" and not self.single and self.stage is None and not self.per_stage \
+                and not isinstance(self.cumulative, str):
+            raise SeprobeError(f"gates {self.gates!r} chooses the gates of the sweeps (every block alone, stage, "
+                               "per_stage, a cumulative order by name), and none is asked; valid: name the spatial "
+                               "gates in blocks (such as SE_2_1.spatial), or a sweep", argument="gates")
 
     @property
     def single(self) -> bool:
@@ -145,14 +171,14 @@ class AblationPlan(Options):
         """The modes run: those given, else both when calibration images are given, else ``identity``."""
         if self.modes is not None:
             return tuple(self.modes)
-        return MODES if calibrated else ("identity",)
+        return BOTH_MODES if calibrated else ("identity",)
 
     def chosen_set(self, blocks: Sequence[SEBlockInfo]) -> tuple[str, ...] | None:
         """The set of ``blocks`` / ``stage`` as block names in network order (``None``: neither given)."""
         if self.blocks is not None:
             return in_network_order(blocks, self.blocks)
         if self.stage is not None:
-            return stage_blocks(blocks, self.stage)
+            return stage_blocks(blocks, self.stage, self.gates)
         return None
 
     def evaluations(self, blocks: Sequence[SEBlockInfo], modes: Sequence[str]) -> list[Ablation]:
@@ -161,49 +187,77 @@ class AblationPlan(Options):
         plan = []
         for mode in modes:
             if self.single:
-                plan += [Ablation(b.name, "block", mode, (b.name,)) for b in blocks]
+                plan += [Ablation(name, "block", mode, (name,)) for name in gate_names(blocks, self.gates)]
             if self.blocks is not None:
                 plan.append(Ablation("+".join(chosen), "set", mode, chosen))
             if self.stage is not None:
-                plan.append(Ablation(f"stage {self.stage}", "set", mode, chosen))
+                plan.append(Ablation(f"stage {self.stage}{_STAGE_LABEL[self.gates]}", "set", mode, chosen))
             if self.per_stage:
-                plan += [Ablation(f"stage {s}", "stage", mode, stage_blocks(blocks, s))
-                         for s in sorted({b.stage for b in blocks})]
+                plan += [Ablation(f"stage {s}{_STAGE_LABEL[self.gates]}", "stage", mode,
+                                  stage_blocks(blocks, s, self.gates)) for s in _stages(blocks, self.gates)]
         return plan
 
     def check(self, blocks: Sequence[SEBlockInfo]) -> None:
-        """Every block or stage named is one of the network's."""
+        """Every block or stage named is one of the network's, and the network has the gates ``gates`` takes."""
+        if self.gates != "channel" and not any(b.spatial_name for b in blocks):
+            raise SeprobeError(f"invalid gates {self.gates!r}: no block of this network has a spatial gate (only "
+                               "CBAM's have one); valid: gates 'channel' (the channel gates), or a network with "
+                               "CBAM's spatial gate (attention 'cbam')", argument="gates")
         self.chosen_set(blocks)
         if self.cumulative is not None and not isinstance(self.cumulative, str):
             in_network_order(blocks, self.cumulative, argument="cumulative")
 
 
+def gate_names(blocks: Sequence[SEBlockInfo], gates: str = "all") -> list[str]:
+    """The names of the gates of ``blocks`` that ``gates`` (:data:`GATES`) takes, in network order: a block's
+    channel gate under the block's name, then its spatial gate (CBAM's) under ``<block>.spatial``."""
+    names = []
+    for b in blocks:
+        if gates in ("channel", "all"):
+            names.append(b.name)
+        if gates in ("spatial", "all") and b.spatial_name:
+            names.append(b.spatial_name)
+    return names
+
+
 def in_network_order(blocks: Sequence[SEBlockInfo], names: Sequence[str], argument: str = "blocks") -> tuple[str, ...]:
-    """``names``, each a block of the network, in network order."""
-    known = [b.name for b in blocks]
+    """``names``, each a gate of the network (a block's name, or ``<block>.spatial`` for CBAM's spatial gate), in
+    network order."""
+    known = gate_names(blocks)
+    plain = {b.name for b in blocks}
     for n in names:
         if n not in known:
+            base = n.removesuffix(SPATIAL_SUFFIX)
+            if n != base and base in plain:
+                raise SeprobeError(f"invalid block {n!r} in {argument}: {base} has no spatial gate (only CBAM's "
+                                   f"have one); valid: {', '.join(known)}", argument=argument)
             raise SeprobeError(f"unknown block {n!r}; valid: {', '.join(known)}", argument=argument)
     return tuple(n for n in known if n in names)
 
 
-def stage_blocks(blocks: Sequence[SEBlockInfo], stage: int) -> tuple[str, ...]:
-    found = tuple(b.name for b in blocks if b.stage == stage)
+def _stages(blocks: Sequence[SEBlockInfo], gates: str) -> list[int]:
+    """The stages with a gate that ``gates`` takes."""
+    return sorted({b.stage for b in blocks if gates != "spatial" or b.spatial_name})
+
+
+def stage_blocks(blocks: Sequence[SEBlockInfo], stage: int, gates: str = "channel") -> tuple[str, ...]:
+    """The gates ``gates`` takes of the blocks of ``stage``, in network order."""
+    found = tuple(gate_names([b for b in blocks if b.stage == stage], gates))
     if not found:
-        valid = ", ".join(map(str, sorted({b.stage for b in blocks})))
+        valid = ", ".join(map(str, _stages(blocks, gates)))
         raise SeprobeError(f"no SE block in stage {stage}; valid: {valid}", argument="stage")
     return found
 
 
 def cumulative_order(blocks: Sequence[SEBlockInfo], singles: pd.DataFrame | None, mode: str,
-                     by: str | Sequence[str]) -> list[str]:
-    """The blocks in the order the cumulative curve removes them: a given list as it is; ``kl`` / ``top1``:
-    least important first, by the single-block mean KL or top-1 change of ``mode`` (ties in network order);
-    ``network`` / ``reverse``."""
+                     by: str | Sequence[str], gates: str = "channel") -> list[str]:
+    """The gates (those ``gates`` takes) in the order the cumulative curve removes them: a given list as it is;
+    ``kl`` / ``top1``: least important first, by the single-block mean KL or top-1 change of ``mode`` (ties in
+    network order); ``network`` / ``reverse``."""
     if not isinstance(by, str):
         return list(by)
     check_choice("cumulative order", by, ORDERS, argument="cumulative")
-    names = [b.name for b in blocks]
+    names = gate_names(blocks, gates)
     if by == "network":
         return names
     if by == "reverse":

@@ -2,6 +2,9 @@
 
 Forward hooks on the gate modules read ``s`` (Eq. 3) for every image and stream it into
 :class:`~seprobe.probe.gate_stats.GateStats`; the same pass scores the model's top-1 / top-5 on the evaluation crops.
+A block with CBAM's spatial gate has its map ``M_s`` (``N x 1 x H x W``) read too, every position of every image a
+value (:attr:`ActivationRun.spatial`, a ``GateStats`` with ``positions=True``: mean, standard deviation, minimum and
+maximum over positions and images, per class, merged across ranks as the channel gates' are).
 """
 
 from __future__ import annotations
@@ -96,13 +99,15 @@ class ActivationRun:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     per_position: bool = False  # NoSqueeze gates, averaged over positions
+    spatial: GateStats | None = None  # CBAM's spatial maps, by block name (None: no block of ``blocks`` has one)
 
 
 def collect(network: Network, images: LabelledImages, loader: Loader = Loader(), *, views: int = 1,
             blocks: Sequence[str] | None = None, progress: bool = True, seed: int = 0,
             with_gates: bool = True) -> ActivationRun:
     """One pass over ``images`` (``views`` crops each): gate statistics of every SE block (or of ``blocks``),
-    and accuracy (``with_gates=False``: accuracy only, for any classifier).
+    and accuracy (``with_gates=False``: accuracy only, for any classifier); the spatial maps' statistics of the
+    blocks with CBAM's spatial gate (:attr:`ActivationRun.spatial`).
 
     Under torchrun each rank takes its own contiguous share of the batches on its own device
     (:class:`~seprobe.probe.evaluation.ImagePass`), and the statistics, counts and failures are combined, so every
@@ -114,7 +119,11 @@ def collect(network: Network, images: LabelledImages, loader: Loader = Loader(),
                             desc="gates")
     model = network.model.to(images_pass.device).eval()
     stats = GateStats({b.name: (b.channels, *gate_range(model, b)) for b in chosen}, len(images.class_names))
-    run = ActivationRun(network, chosen, images, views, stats)
+    mapped = [b for b in chosen if b.spatial_name]
+    # a spatial gate is a sigmoid (SpatialGate): its values lie in [0, 1]
+    spatial = GateStats({b.name: (1, 0.0, 1.0) for b in mapped}, len(images.class_names),
+                        positions=True) if mapped else None
+    run = ActivationRun(network, chosen, images, views, stats, spatial=spatial)
     correct1 = correct5 = evaluated = 0
     start = time.perf_counter()
     with GateHooks(model, chosen) as hooks, torch.inference_mode():
@@ -122,15 +131,20 @@ def collect(network: Network, images: LabelledImages, loader: Loader = Loader(),
             logits = model(batch.x)
             for b in chosen:  # in network order: the first non-finite block is named
                 stats.update(b.name, hooks.values[b.name], batch.labels)
+                if b.spatial_name:
+                    spatial.update(b.name, hooks.values[b.spatial_name], batch.labels)
             images_pass.check_finite(logits, batch, network.name)
             if scored(images, logits.shape[1]):
                 first = (batch.index % views) == 0  # accuracy on the evaluation crop only
                 _, hit1, hit5 = score(logits[first.to(logits.device)], batch.labels[first])
                 correct1, correct5 = correct1 + int(hit1.sum()), correct5 + int(hit5.sum())
                 evaluated += int(first.sum())
-        per_position = any(v.dim() > 2 and v.shape[-1] > 1 for v in hooks.values.values())
+        per_position = any(v.dim() > 2 and v.shape[-1] > 1 for name, v in hooks.values.items()
+                           if name in hooks.blocks)
     world = images_pass.world
     stats.merge_ranks(world)
+    if spatial is not None:
+        spatial.merge_ranks(world)
     correct1, correct5, run.evaluated = world.sum(correct1, correct5, evaluated)
     images_pass.finish()
     run.failed = images_pass.failed

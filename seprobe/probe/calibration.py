@@ -6,6 +6,16 @@ images that the evaluation does not see.
 separate set (``calibration_data``), which must not share an image with the evaluation set unless
 ``allow_overlap``; ``calibration_views`` crops of each. The mean is over every
 calibration view alike (not a mean of class means): an estimate of ``E[s_c]`` on the data the network sees.
+
+CBAM's spatial gate (``<block>.spatial``) gets one number per block: ``E[M_s]``, its map's mean over every
+position of every calibration view, the value its ``mean`` ablation puts at every position. One scalar rather than
+a map of per-position means because (1) the spatial gate has one channel, and a channel gate's mean is per channel
+and the same at every position (NoSqueeze's per-position gates included), so a scalar is the same reading of
+"the gate frozen to its mean"; (2) a map's positions hold no fixed content (objects move across images; the
+network is translation-equivariant up to the 7x7 convolution's zero padding), so per-position means estimate
+little beyond the borders' padding, from a small calibration set, with H x W times the values to estimate;
+(3) a map of means is tied to one input size, where a scalar applies at any crop, and a scalar exports as a
+one-parameter scale (:func:`~seprobe.models.ablated.ablated_copy`).
 """
 
 from __future__ import annotations
@@ -42,8 +52,8 @@ def split(source: CalibrationSource, evaluation: LabelledImages,
 
 @dataclass
 class GateMeans:
-    """The per-channel mean of every gate over the calibration images (the ``mean`` mode's replacement), and
-    what those images were."""
+    """The per-channel mean of every gate over the calibration images (the ``mean`` mode's replacement), by gate
+    name (a spatial gate's: one value), and what those images were."""
 
     means: dict[str, torch.Tensor]
     source: CalibrationSource
@@ -86,11 +96,16 @@ def overlap(evaluation: LabelledImages, calibration: LabelledImages) -> int:
 def calibrate(network: Network, blocks: Sequence[SEBlockInfo], images: LabelledImages, loader: Loader = Loader(), *,
               views: int = 1, progress: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
     """Per-channel mean of every gate over ``images`` (``views`` crops each), from the activations pass
-    (:func:`~seprobe.probe.activations.collect`)."""
+    (:func:`~seprobe.probe.activations.collect`), by gate name: a block's channel gate (``C`` values) and its
+    spatial gate, if it has one (``<block>.spatial``: one value, the map's mean over positions and images)."""
     if not images.paths:
         raise SeprobeError("no calibration image; valid: calibration_per_class >= 1 or a calibration_data folder "
                            "with images", argument="calibration_per_class")
     run = collect(network, images, loader, views=views, blocks=[b.name for b in blocks], progress=progress,
                   seed=seed)
     all_group = run.stats.all_group
-    return {b.name: torch.from_numpy(run.stats.blocks[b.name].mean[all_group].copy()).float() for b in blocks}
+    means = {b.name: torch.from_numpy(run.stats.blocks[b.name].mean[all_group].copy()).float() for b in blocks}
+    for b in blocks:
+        if b.spatial_name:
+            means[b.spatial_name] = torch.from_numpy(run.spatial.blocks[b.name].mean[all_group].copy()).float()
+    return means

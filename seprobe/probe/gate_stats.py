@@ -9,6 +9,10 @@ channels. Batches and shards are combined with the parallel-variance formula of 
 
 so the statistics of two runs on disjoint shards merge into those of one run on their union (counts and
 histograms exactly, means and variances to float64 rounding). Memory is fixed by blocks x groups x channels.
+
+A map read position by position (``positions=True``: CBAM's spatial map ``M_s``, ``N x 1 x H x W``) takes every
+position of every image as one value: the same moments and histogram over positions and images (``count`` then
+counts values, images x positions), and each group's smallest and largest value, merged by minimum and maximum.
 """
 
 from __future__ import annotations
@@ -39,11 +43,15 @@ class BlockStats:
     hist: np.ndarray    # (G, BINS + 2) int64: underflow, BINS bins, overflow
     low: float
     high: float
+    minimum: np.ndarray | None = None  # (G, C) float64, maps read by position only: the smallest value (inf: none)
+    maximum: np.ndarray | None = None  # (G, C) float64: the largest value (-inf: none)
 
     @classmethod
-    def empty(cls, groups: int, channels: int, low: float, high: float) -> BlockStats:
+    def empty(cls, groups: int, channels: int, low: float, high: float, extremes: bool = False) -> BlockStats:
         return cls(np.zeros(groups, np.int64), np.zeros((groups, channels)), np.zeros((groups, channels)),
-                   np.zeros((groups, BINS + 2), np.int64), low, high)
+                   np.zeros((groups, BINS + 2), np.int64), low, high,
+                   np.full((groups, channels), np.inf) if extremes else None,
+                   np.full((groups, channels), -np.inf) if extremes else None)
 
     def merge_moments(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         """Fold in another set of (count, mean, M2) of the same shape (Chan et al.'s formula)."""
@@ -55,6 +63,12 @@ class BlockStats:
         self.m2[seen] += m2[seen] + delta**2 * n_a * n_b / n
         self.count[seen] += count[seen]
 
+    def merge_extremes(self, minimum: np.ndarray | None, maximum: np.ndarray | None) -> None:
+        """Fold in another set of smallest and largest values (kept only where this block keeps them)."""
+        if self.minimum is not None and minimum is not None:
+            np.minimum(self.minimum, minimum, out=self.minimum)
+            np.maximum(self.maximum, maximum, out=self.maximum)
+
     def std(self) -> np.ndarray:
         """Sample standard deviation per (group, channel), with the n - 1 denominator; NaN below two images
         (undefined, not zero)."""
@@ -65,27 +79,36 @@ class BlockStats:
 class GateStats:
     """Statistics of every block, updated batch by batch with :meth:`update`."""
 
-    def __init__(self, blocks: dict[str, tuple[int, float, float]], num_classes: int):
-        """``blocks``: name -> (channels, low, high) of its histogram range."""
+    def __init__(self, blocks: dict[str, tuple[int, float, float]], num_classes: int, *, positions: bool = False):
+        """``blocks``: name -> (channels, low, high) of its histogram range; ``positions``: every position of a map
+        is one value, and the extremes are kept (else one value per image and channel)."""
         self.num_classes = num_classes
-        self.blocks = {name: BlockStats.empty(num_classes + 1, c, lo, hi) for name, (c, lo, hi) in blocks.items()}
+        self.positions = positions
+        self.blocks = {name: BlockStats.empty(num_classes + 1, c, lo, hi, positions)
+                       for name, (c, lo, hi) in blocks.items()}
 
     @property
     def all_group(self) -> int:
         return self.num_classes
 
     def update(self, name: str, values: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a batch: ``values`` N x C (or N x C x H x W, averaged over positions), ``labels`` N class indices."""
+        """Add a batch: ``values`` N x C (or N x C x H x W, averaged over positions; with ``positions``, each
+        position one value), ``labels`` N class indices."""
         b = self.blocks[name]
         v = values.detach().to("cpu", torch.float64)
         if not torch.isfinite(v).all():
-            raise SeprobeError(f"non-finite excitation values (NaN or inf) in block {name}, the first such block "
+            what = "spatial map" if self.positions else "excitation"
+            raise SeprobeError(f"non-finite {what} values (NaN or inf) in block {name}, the first such block "
                                "in network order: NaN/inf weights before it, or a NaN/zero normalisation std; "
                                "valid: finite weights and a finite, non-zero std")
-        if v.dim() > 2:
+        labels = labels.to("cpu", torch.long)
+        if v.dim() > 2 and self.positions:  # N x C x H x W -> (N H W) x C, each position labelled by its image
+            per_image = v[0, 0].numel()
+            v = v.movedim(1, -1).reshape(-1, v.shape[1])
+            labels = labels.repeat_interleave(per_image)
+        elif v.dim() > 2:
             v = v.flatten(2).mean(2)
         v = v.reshape(v.shape[0], -1)
-        labels = labels.to("cpu", torch.long)
         groups = b.count.shape[0]
         count = torch.bincount(labels, minlength=groups)
         sums = torch.zeros(groups, v.shape[1], dtype=torch.float64).index_add_(0, labels, v)
@@ -98,6 +121,12 @@ class GateStats:
         m2[self.all_group] = ((v - v.mean(0)) ** 2).sum(0)
         b.merge_moments(count.numpy(), mean.numpy(), m2.numpy())
         b.hist += self._histogram(v, labels, b, groups)
+        if b.minimum is not None and v.shape[0]:
+            rows = labels.unsqueeze(1).expand_as(v)
+            low = torch.full((groups, v.shape[1]), torch.inf, dtype=torch.float64).scatter_reduce_(0, rows, v, "amin")
+            high = torch.full_like(low, -torch.inf).scatter_reduce_(0, rows, v, "amax")
+            low[self.all_group], high[self.all_group] = v.amin(0), v.amax(0)
+            b.merge_extremes(low.numpy(), high.numpy())
 
     @staticmethod
     def _histogram(v: torch.Tensor, labels: torch.Tensor, b: BlockStats, groups: int) -> np.ndarray:
@@ -112,13 +141,15 @@ class GateStats:
 
     def merge(self, other: GateStats) -> GateStats:
         """Fold in the statistics of a disjoint shard (same blocks, same label space)."""
-        if set(other.blocks) != set(self.blocks) or other.num_classes != self.num_classes:
+        if set(other.blocks) != set(self.blocks) or other.num_classes != self.num_classes \
+                or other.positions != self.positions:
             raise SeprobeError("cannot merge statistics of different models or label spaces; valid: shards of "
                                "one configuration")
         for name, b in self.blocks.items():
             o = other.blocks[name]
             b.merge_moments(o.count, o.mean, o.m2)
             b.hist += o.hist
+            b.merge_extremes(o.minimum, o.maximum)
         return self
 
     def merge_ranks(self, world: World) -> GateStats:
@@ -126,7 +157,8 @@ class GateStats:
 
         Chan et al.'s merge for k shards: ``n = sum n_i``, ``mean = sum n_i mean_i / n``,
         ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``; counts and histograms are summed exactly. Three
-        all-reduces of packed arrays (sizes fixed by blocks x groups x channels, not by the number of images).
+        all-reduces of packed arrays (sizes fixed by blocks x groups x channels, not by the number of images);
+        the extremes of a map read by position, gathered from every rank, are their minimum and maximum.
         """
         blocks = [self.blocks[name] for name in sorted(self.blocks)]
         if not world.distributed or not blocks:
@@ -148,14 +180,22 @@ class GateStats:
         for b in blocks:
             b.m2[:] = m2s[:b.m2.size].reshape(b.m2.shape)
             m2s = m2s[b.m2.size:]
+        if self.positions:
+            for shard in world.gather([(b.minimum.copy(), b.maximum.copy()) for b in blocks]):
+                for b, (low, high) in zip(blocks, shard, strict=True):
+                    b.merge_extremes(low, high)
         return self
 
     def save(self, path: str | Path) -> Path:
         arrays = {"num_classes": np.array(self.num_classes)}
+        if self.positions:
+            arrays["positions"] = np.array(True)
         for name, b in self.blocks.items():
             for field in ("count", "mean", "m2", "hist"):
                 arrays[f"{name}/{field}"] = getattr(b, field)
             arrays[f"{name}/range"] = np.array([b.low, b.high])
+            if b.minimum is not None:
+                arrays[f"{name}/min"], arrays[f"{name}/max"] = b.minimum, b.maximum
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
                 np.savez_compressed(f, **arrays)
@@ -166,11 +206,12 @@ class GateStats:
     def load(cls, path: str | Path) -> GateStats:
         with np.load(path, allow_pickle=False) as data:
             names = sorted({k.split("/")[0] for k in data.files if "/" in k})
-            stats = cls({}, int(data["num_classes"]))
+            stats = cls({}, int(data["num_classes"]), positions="positions" in data.files)
             for name in names:
                 low, high = data[f"{name}/range"]
+                extremes = (data[f"{name}/min"], data[f"{name}/max"]) if f"{name}/min" in data.files else (None, None)
                 stats.blocks[name] = BlockStats(data[f"{name}/count"], data[f"{name}/mean"], data[f"{name}/m2"],
-                                                data[f"{name}/hist"], float(low), float(high))
+                                                data[f"{name}/hist"], float(low), float(high), *extremes)
         return stats
 
     def single_view_classes(self) -> tuple[int, int]:

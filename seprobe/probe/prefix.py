@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..models.blocks import SEBlockInfo
+from ..models.blocks import SEBlockInfo, gate_paths
 
 
 class _Replay(nn.Module):
@@ -36,7 +36,7 @@ class PrefixReuse:
 
     def __init__(self, model: nn.Module, blocks: Sequence[SEBlockInfo]):
         self.model = model
-        self.gate_paths = {b.name: b.gate_path for b in blocks}
+        self.gate_paths = gate_paths(blocks)  # by gate name: a CBAM block's spatial gate too
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
         self.calls: dict[str, int] = {}

@@ -13,6 +13,7 @@ import pandas as pd
 from ..figures import new_figure, save_figure
 from ..io import atomic_write, atomic_write_text, output_set
 from ..probe.ablation import AblationResult
+from ..probe.ablation_plan import gate_names
 
 COLUMNS = ("label", "group", "mode", "step", "blocks", "n_blocks", "images", "top1", "top5", "top1_change",
            "top1_low", "top1_high", "top5_change", "top5_low", "top5_high", "within_noise", "agreement", "kl",
@@ -93,6 +94,14 @@ def summary_markdown(result: AblationResult) -> str:
               "(a `mean` block folded into the adjacent layer saves all its cost; kept as a scale module it keeps "
               "C parameters and one multiply per element); multiply-adds counted as in `seprobe complexity "
               "--per-block`."]
+    if "constant" in result.modes:
+        lines += ["", "`constant`: every value of the gate is 1/2 (a sigmoid gate's value at zero excitation); "
+                  "saved as a `mean` block is."]
+    if any(g.spatial_name for g in result.blocks):
+        lines += ["", "CBAM: a block's name is its channel gate (`s`), `<block>.spatial` its spatial gate (`M_s`, "
+                  "after the channel gate), each ablated on its own: `identity` M_s = 1, `mean` M_s = its mean over "
+                  "every position of every calibration image (one number per block), `constant` M_s = 1/2. A "
+                  "frozen spatial gate exports as a one-parameter scale; the SE costs count both gates."]
     for group, title in (("block", "Every block alone"), ("set", "Chosen sets"), ("stage", "Each stage"),
                          ("cumulative", "Cumulative removal")):
         rows = t[t["group"] == group]
@@ -120,7 +129,7 @@ def figure_blocks(result: AblationResult, path: Path) -> list[Path]:
     rows = result.table[result.table["group"] == "block"]
     if rows.empty:
         return []
-    blocks = [g.name for g in result.blocks if g.name in set(rows["label"])]
+    blocks = [name for name in gate_names(result.blocks) if name in set(rows["label"])]
     modes = list(dict.fromkeys(rows["mode"]))
     palette = dict(zip(modes, sns.color_palette("deep", len(modes)), strict=True))
     panels = 2 if result.scored else 1

@@ -1,5 +1,7 @@
 """What ``seprobe activations`` writes: the tidy table (CSV, Parquet), the figures of the paper's Figs. 6 and 7
-(PNG, SVG), the per-block class-specificity scores and a summary, each file atomically."""
+(PNG, SVG), the per-block class-specificity scores and a summary, each file atomically; for a network with CBAM's
+spatial gate, also the spatial maps' table (``spatial.csv``, ``spatial.parquet``, :func:`spatial_table`) and their
+mergeable statistics (``spatial_stats.npz``)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def _group_name(run: ActivationRun, group: int) -> str:
 def tidy_table(run: ActivationRun, classes: list[int] | None) -> pd.DataFrame:
     """One row per (block, class, channel): mean, std, count; ``classes`` and the all-classes group
     (``None``: every class)."""
-    groups = (list(range(run.stats.num_classes)) if classes is None else list(classes)) + [run.stats.all_group]
+    groups = _groups(run, classes)
     frames = []
     for g in run.blocks:
         b = run.stats.blocks[g.name]
@@ -35,6 +37,35 @@ def tidy_table(run: ActivationRun, classes: list[int] | None) -> pd.DataFrame:
                 "class_name": _group_name(run, group), "channel": np.arange(b.mean.shape[1]),
                 "mean": b.mean[group], "std": std[group], "count": b.count[group]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _groups(run: ActivationRun, classes: list[int] | None) -> list[int]:
+    return (list(range(run.stats.num_classes)) if classes is None else list(classes)) + [run.stats.all_group]
+
+
+def spatial_table(run: ActivationRun, classes: list[int] | None) -> pd.DataFrame | None:
+    """One row per (block, class) of the blocks with CBAM's spatial gate: the distribution of the spatial map
+    ``M_s`` over every position of every image of the class (``images`` views of ``positions`` = H x W values
+    each): ``mean``, ``std`` (the sample standard deviation, n - 1, over all those values), ``min``, ``max``;
+    ``classes`` and the all-classes group (``None``: every class). ``None`` for a network without one."""
+    if run.spatial is None:
+        return None
+    rows = []
+    for g in run.blocks:
+        if g.name not in run.spatial.blocks:
+            continue
+        b, images = run.spatial.blocks[g.name], run.stats.blocks[g.name].count
+        std = b.std()
+        for group in _groups(run, classes):
+            if b.count[group] == 0:
+                continue
+            rows.append({"block": g.name, "gate": g.spatial_name, "stage": g.stage,
+                         "class_index": -1 if group == run.stats.all_group else group,
+                         "class_name": _group_name(run, group), "images": int(images[group]),
+                         "positions": int(b.count[group] // images[group]), "values": int(b.count[group]),
+                         "mean": b.mean[group, 0], "std": std[group, 0], "min": b.minimum[group, 0],
+                         "max": b.maximum[group, 0]})
+    return pd.DataFrame(rows)
 
 
 def sampled_channels(channels: int, k: int, seed: int = 0) -> np.ndarray:
@@ -125,6 +156,13 @@ def summary_markdown(run: ActivationRun, classes: list[int], scores: pd.DataFram
               "Empty where a block's gates do not vary at all. Every std here and in `gates.csv` is the sample "
               "standard deviation (n - 1 denominator), empty for a class with a single view.", "",
               scores.to_markdown(index=False, floatfmt=".3f", missingval="-")]
+    spatial = spatial_table(run, [])
+    if spatial is not None:
+        lines += ["", "## Spatial gates (CBAM)", "",
+                  "The spatial map `M_s` of each block over every position of every image (all classes; per class in "
+                  "`spatial.csv`): mean, sample standard deviation (n - 1) over those values, minimum and maximum. "
+                  "`seprobe ablate` names the gate `<block>.spatial`.", "",
+                  _spatial_display(spatial).to_markdown(index=False, floatfmt=".3f")]
     if run.failed:
         lines += ["", "## Skipped images", ""] + [f"- {f}" for f in sorted(set(run.failed))]
     if notes(run):
@@ -146,6 +184,12 @@ def write_outputs(run: ActivationRun, out: Path, classes: list[int], blocks: lis
     ]
     if save_stats:
         written.append(run.stats.save(out / "stats.npz"))
+    spatial = spatial_table(run, None if all_classes_table else classes)
+    if spatial is not None:  # CBAM's spatial maps
+        written += [atomic_write(out / "spatial.csv", lambda tmp: spatial.to_csv(tmp, index=False)),
+                    atomic_write(out / "spatial.parquet", lambda tmp: spatial.to_parquet(tmp, index=False))]
+        if save_stats:
+            written.append(run.spatial.save(out / "spatial_stats.npz"))
     written += figure_class_means(run, classes, blocks, k, out / "fig6_class_means")
     for c in classes[:2]:
         written += figure_class_spread(run, c, blocks, k, out / f"fig7_{run.images.class_names[c].replace(' ', '_')}")
@@ -184,5 +228,13 @@ def text(run: ActivationRun, specificity: pd.DataFrame) -> str:
     if run.top1 is not None:
         lines.append(f"{run.network.name}: top-1 {run.top1:.3f}, top-5 {run.top5:.3f} on {run.evaluated} images")
     lines.append(specificity.to_string(index=False, float_format="{:.3f}".format))
+    spatial = spatial_table(run, [])
+    if spatial is not None:
+        lines += ["Spatial gates (M_s over positions and images, all classes):",
+                  _spatial_display(spatial).to_string(index=False, float_format="{:.3f}".format)]
     lines += [f"Note: {note}." for note in notes(run)]
     return "\n".join(lines) + "\n"
+
+
+def _spatial_display(spatial: pd.DataFrame) -> pd.DataFrame:
+    return spatial[["gate", "images", "positions", "mean", "std", "min", "max"]]
