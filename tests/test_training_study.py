@@ -348,7 +348,7 @@ def test_what_decides_a_fine_tuning_result_decides_what_is_done_again(tmp_path):
     ('ablate = { stage = 3, mode = "mean" }', 'ablate = { stage = 3, blocks = "SE_3_1", mode = "mean" }',
      "variants[1].ablate: needs one of stage and blocks"),
     ('ablate = { stage = 3, mode = "mean" }', 'ablate = { stage = 3, mode = "zero" }',
-     "variants[1].ablate.mode: invalid mode 'zero'; valid: identity, mean"),
+     "variants[1].ablate.mode: unknown mode 'zero'; valid: 'identity', 'mean', 'constant'"),
     ('ablate = { stage = 3, mode = "mean" }', 'ablate = { stage = 3, mode = "mean", order = 1 }',
      "variants[1].ablate.order: unknown field"),
     ("holdout_per_class = 2\n", "", "training.labels: applies with holdout_per_class"),

@@ -39,7 +39,7 @@ from ..errors import SeprobeError
 from ..models.arch_config import ArchConfig
 from ..models.se_config import SEConfig
 from ..paper import by_key
-from ..probe.ablation_plan import BLOCKS, MODES, AblationPlan, CalibrationSource, Resampling
+from ..probe.ablation_plan import BLOCKS, AblationPlan, CalibrationSource, Resampling
 from ..probe.reading import GateReading
 from ..schema import (
     Bool,
@@ -127,19 +127,13 @@ _PATH_FIELDS = {"activations": ("weights", "data", "labels"),
 DECIMALS = {"gflops": 2, "mflops": 0, "params_m": 1}
 
 
-def _modes(name: str, value: Any) -> str:
-    if value not in MODES:
-        raise SeprobeError(f"invalid {name} {value!r}; valid: {', '.join(MODES)}", argument=name)
-    return value
-
-
 @dataclass(frozen=True)
 class Ablate(Options):
     """A training variant's ``ablate``: its starting network is ``[training] weights`` with these SE blocks
-    (``stage`` or ``blocks``) ablated and exported (seprobe.ablate's export: ``identity`` removed, ``mean``
-    folded), calibrated on the training part."""
+    (``stage`` or ``blocks``) ablated and exported (seprobe.ablate's export: ``identity`` removed, ``mean`` and
+    ``constant`` folded), calibrated on the training part."""
 
-    mode: Annotated[str, Custom(checker=_modes, description="identity or mean", own_error=True)]
+    mode: Annotated[str, Choice(choices=EXPORT_MODES, what="mode")]
     stage: Annotated[int | None, Int(1)] = None
     blocks: Annotated[tuple[str, ...] | None, BLOCKS] = None
 
@@ -438,7 +432,7 @@ def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | Non
         return weights, Ablate(**values)
     except (SeprobeError, TypeError):
         raise _fail(path, f"{where}.ablate", "needs one of stage and blocks: the SE blocks to ablate, and a mode "
-                    "(identity or mean)") from None
+                    f"({', '.join(EXPORT_MODES)})") from None
 
 
 def _check_knobs(path: Path, where: str, table: dict) -> None:
