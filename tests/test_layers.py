@@ -21,7 +21,7 @@ LAYERS = (
      "schema", "version"},
     {"data"},
     {"models", "paper"},
-    {"cost", "probe", "training"},
+    {"cost", "probe", "training", "pruning"},
     {"report"},
     {"api"},
     {"studies"},
