@@ -523,12 +523,13 @@ def tradeoff_figure(result, path: Path) -> list[Path]:
                 err = None if at_base else [[y - row.diff_low], [row.diff_high - y]]
                 ax.errorbar([xv], [y], yerr=err, fmt="o" if not at_base else "s", capsize=3, label=row.variant)
             ax.axhline(0, color="0.5", lw=0.8)
-            if x == "params_added":
+            if x == "params_added":  # from the baseline's 0 to ECA's tens and SE's thousands
                 ax.set_xscale("symlog", linthresh=100)
+                ax.set_xlim(-30, 2 * max(float(table["params_added"].max()), 100))
             ax.set(xlabel=label)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel(f"test top-1 error minus {baseline}'s (points)")
         axes[1].legend(fontsize=7, loc="best")
-        fig.suptitle(f"{result.study.title}: mean paired difference over seeds, 95 % interval", fontsize=9)
+        fig.suptitle(f"{result.study.title}\nmean paired difference over seeds, 95 % interval", fontsize=9)
         fig.tight_layout()
         return save_figure(fig, path)
