@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from .. import api
+from ..cost.complexity import Complexity
 from ..defaults import BATCH_SIZE
 from ..interrupts import clean_up_on_interrupt
 from ..models.factory import ModelSource, get_network
@@ -42,7 +43,8 @@ def _decimals(key: str, printed: float) -> int:
     return max(DECIMALS[key], shown)
 
 
-def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
+def _complexity_row(v: Variant) -> tuple[dict, list[str], Complexity]:
+    """A variant's row of measured and printed figures, the notes on them, and the count they come from."""
     c = api.complexity(v.model, **v.knobs).results[0]
     row = {"variant": v.label, "model": v.model,
            "knobs": "; ".join(f"{k}={','.join(map(str, x)) if isinstance(x, (tuple, list)) else x}"
@@ -70,12 +72,11 @@ def _complexity_row(v: Variant) -> tuple[dict, list[str]]:
         notes.append(f"{v.label}: {'; '.join(mismatched)}: {v.note}")
     elif v.note:
         notes.append(f"{v.label}: {v.note}")
-    return row, notes
+    return row, notes, c
 
 
-def _without_scales(v: Variant) -> float:
+def _without_scales(c: Complexity) -> float:
     """GFLOPs without the gates' scales (Eq. 4, and a spatial gate's), as CBAM's and ECA-Net's tables count."""
-    c = api.complexity(v.model, **v.knobs).results[0]
     scales = sum(p.get("scale", 0) + p.get("spatial_scale", 0) for p in c.flops.per_block.values())
     return round((c.total - scales) / 1e9, 4)
 
@@ -94,9 +95,9 @@ def _complexity(study: Study, progress) -> StudyResult:
     rows, notes = [], []
     for v in study.variants:
         progress(f"{study.name}: {v.label}")
-        row, n = _complexity_row(v)
+        row, n, c = _complexity_row(v)
         if "gflops_without_scales" in study.columns:
-            row["gflops_without_scales"] = _without_scales(v)
+            row["gflops_without_scales"] = _without_scales(c)
         rows.append(row)
         notes += n
     extra_context = []
@@ -145,7 +146,7 @@ def _excitation(study: Study, progress) -> StudyResult:
     rows, notes = [], []
     for v in study.variants:
         progress(f"{study.name}: {v.label}")
-        row, n = _complexity_row(v)
+        row, n, _ = _complexity_row(v)
         notes += n
         source = ModelSource(v.model, "random", v.knobs)
         if source.spec.has_se:

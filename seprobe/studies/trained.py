@@ -518,7 +518,7 @@ def tradeoff_figure(result, path: Path) -> list[Path]:
                              (axes[1], "step_ratio", "training step time / the baseline's (this CPU)")):
             for row in table.itertuples():
                 at_base = row.variant == baseline
-                xv = 0 if at_base and x == "params_added" else (1.0 if at_base else getattr(row, x))
+                xv = 1.0 if at_base and x == "step_ratio" else getattr(row, x)  # the baseline adds 0 params
                 y = 0.0 if at_base else row.diff
                 err = None if at_base else [[y - row.diff_low], [row.diff_high - y]]
                 ax.errorbar([xv], [y], yerr=err, fmt="o" if not at_base else "s", capsize=3, label=row.variant)
