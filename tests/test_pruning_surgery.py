@@ -1,4 +1,4 @@
-"""Structural channel pruning (seprobe/pruning): the channel groups of the SE-ResNets and the CIFAR ResNets, and
+"""Structural channel pruning (seprobe/models/pruning): the channel groups of the SE-ResNets and the CIFAR ResNets, and
 a surgery that is exact. Every expected value here is written from the architectures (which modules write a
 residual stream, what a pruned SE-ResNet-20 has as parameters), not read back from the groups the library finds.
 """
@@ -12,9 +12,7 @@ import torch
 from seprobe.errors import SeprobeError
 from seprobe.models.blocks import se_blocks
 from seprobe.models.cifar_resnet import OptionAShortcut
-from seprobe.models.registry import build_model
-from seprobe.models.resnet import SEBottleneck
-from seprobe.pruning import (
+from seprobe.models.pruning import (
     Cut,
     PositionedConv1d,
     ScatterShortcut,
@@ -23,6 +21,8 @@ from seprobe.pruning import (
     prune_channels,
     pruning_record,
 )
+from seprobe.models.registry import build_model
+from seprobe.models.resnet import SEBottleneck
 
 from .conftest import randomize_batchnorm
 
@@ -393,9 +393,8 @@ def test_bad_kept_sets_are_refused_in_one_line(keep, message):
 
 @pytest.mark.parametrize("name, knobs, message", [
     ("se_vgg16_bn", {}, r"cannot prune SEVGG: its channel groups are not known; valid: seprobe's ResNets"),
-    (CIFAR, {"integration": "pre"}, r"cannot prune layer1\.0: SE integration 'pre' is not supported yet; "
-                                    r"valid: integration 'standard'"),
-    ("se_resnet50", {"integration": "3x3"}, r"SE integration '3x3' is not supported yet"),
+    ("se_resnet50", {"integration": "3x3", "attention": "cbam"}, r"cannot prune layer1\.0: its SE module is a CBAM"),
+    ("se_preact_resnet110_cifar", {"integration": "pre"}, r"cannot prune a pre-activation CIFAR ResNet"),
     (CIFAR, {"attention": "cbam"}, r"its SE module is a CBAM; valid: a SqueezeExcite block or none"),
     ("se_preact_resnet110_cifar", {}, r"cannot prune a pre-activation CIFAR ResNet"),
     ("se_resnext50_32x4d", {}, r"layer1\.0\.conv2 is a grouped convolution \(a ResNeXt\)"),

@@ -1,7 +1,7 @@
 """Structural channel pruning of SE networks (issue 27's surgery): the channel groups an SE gate scales
-(:mod:`~seprobe.pruning.groups`), the exact cut (:mod:`~seprobe.pruning.surgery`), the positioned layers it
-needs where channels are read by position (:mod:`~seprobe.pruning.channel_maps`) and the plain-data record a
-pruned network is rebuilt from (:mod:`~seprobe.pruning.record`).
+(:mod:`~seprobe.models.pruning.groups`), the exact cut (:mod:`~seprobe.models.pruning.surgery`), the positioned layers
+it needs where channels are read by position (:mod:`~seprobe.models.pruning.channel_maps`) and the plain-data record a
+pruned network is rebuilt from (:mod:`~seprobe.models.pruning.record`).
 
 Imports torch: the command line must not import it at start-up.
 """

@@ -1,20 +1,25 @@
 """Structural pruning that is exact: a smaller network that computes what the original computes with the pruned
 channels set to zero.
 
-:func:`prune_channels` keeps, for each :class:`~seprobe.pruning.groups.ChannelGroup` named, the channels listed
-and cuts every tensor of the group (:attr:`~seprobe.pruning.groups.ChannelGroup.cuts`: conv weights, BatchNorm
+:func:`prune_channels` keeps, for each :class:`~seprobe.models.pruning.groups.ChannelGroup` named, the channels listed
+and cuts every tensor of the group (:attr:`~seprobe.models.pruning.groups.ChannelGroup.cuts`: conv weights, BatchNorm
 affine terms and running statistics, SE FC weights and biases, the head's columns); option-A shortcuts and ECA's
-convolutions are replaced by their positioned versions (:mod:`~seprobe.pruning.channel_maps`). Why it is exact:
+convolutions are replaced by their positioned versions (:mod:`~seprobe.models.pruning.channel_maps`). Why it is exact:
 a channel that is zero everywhere it is written (each BatchNorm's output, each shortcut's) contributes nothing
 to any layer that reads it (a conv's or the head's sum, an SE block's squeeze ``z_c = 0`` and so its FCs) and
 stays zero through the ReLUs and the residual sums; removing its rows, columns and statistics removes exactly
 those zero terms. An SE block keeps its hidden width ``C / r`` (its first FC loses input columns only), so every
-kept gate ``s_c`` (Eq. 3) is the same number. Only the order of the float additions changes.
+kept gate ``s_c`` (Eq. 3) is the same number. Only the order of the float additions changes. In a MobileNetV3 a
+group's channels feed nothing but a depthwise convolution (which reads channel ``c`` alone) until ``u`` (the
+BatchNorm after it), so zeroing them there is the same as zeroing them everywhere they are written.
 
 What it is exact to is the channel zeroed where it is *written* (``u_c = 0``), not a zero gate: a channel whose
 gate ``s_c`` is 0 adds nothing to the stream, but its descriptor ``z_c`` still enters ``W1`` and so every other
 channel's gate; pruning it removes that too. A channel is free to prune when ``u_c = 0``, or when ``s_c = 0``
-and ``W1``'s column ``c`` is zero in every block of its group (the tests construct both).
+and ``W1``'s column ``c`` is zero in every block of its group where the SE block's output is all that reads ``u``
+(the ``standard``, ``post`` and ``3x3`` integrations; a stream's other writers, a projection, option A or the stem,
+zeroed too where no SE block scales them): not in ``pre`` and ``identity``, where ``x~`` is one of two paths the
+channel takes (:mod:`~seprobe.models.pruning.groups`). The tests construct each.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SeprobeError, suggest
+from ...errors import SeprobeError, suggest
+from ..se_block import SqueezeExcite
 from .channel_maps import PositionedConv1d, ScatterShortcut
 from .groups import ChannelGroup, channel_groups
 from .record import ATTRIBUTE, check_record, composed
@@ -39,8 +45,9 @@ def prune_channels(model: nn.Module, keep: Mapping[str, Iterable[int]]) -> nn.Mo
     """A new, smaller copy of ``model`` keeping, for each group named in ``keep`` (group name -> sorted indices of
     the channels kept), only those channels; groups not named keep all theirs, and ``model`` is left as it is.
 
-    The copy records the surgery (:func:`~seprobe.pruning.record.pruning_record`, composed with any earlier
-    one), and its SE blocks are found by :func:`~seprobe.models.blocks.se_blocks` with their new widths."""
+    The copy records the surgery (:func:`~seprobe.models.pruning.record.pruning_record`, composed with any earlier
+    one), and its SE blocks are found by :func:`~seprobe.models.blocks.se_blocks` (a timm model's by
+    :func:`~seprobe.models.blocks.find_blocks`) with their new widths."""
     groups = {g.name: g for g in channel_groups(model)}
     keep = check_keep(groups, keep)
     pruned = copy.deepcopy(model)
@@ -50,7 +57,7 @@ def prune_channels(model: nn.Module, keep: Mapping[str, Iterable[int]]) -> nn.Mo
 
 
 def apply_pruning(base: nn.Module, record: Mapping[str, Any]) -> nn.Module:
-    """Cut ``base``, the unpruned architecture, as ``record`` says (:mod:`~seprobe.pruning.record`), in place:
+    """Cut ``base``, the unpruned architecture, as ``record`` says (:mod:`~seprobe.models.pruning.record`), in place:
     the architecture of a pruned network, ready for its state dict."""
     groups = {g.name: g for g in channel_groups(base)}
     keep = check_keep(groups, check_record(record, _widths(groups)))
@@ -123,6 +130,8 @@ def _cut(model: nn.Module, groups: Mapping[str, ChannelGroup], keep: Mapping[str
             maps[axis.path][axis.role] = kept, group.width
         for path in group.se_paths:
             se = model.get_submodule(path)
+            if not isinstance(se, SqueezeExcite):
+                continue  # timm's SqueezeExcite: its widths are its convolutions' (cut), its hidden width stays
             se.channels = len(kept)
             if se.excitation != "bottleneck":
                 se.hidden_channels = len(kept)  # the convention where there is no reduction: C

@@ -3,14 +3,14 @@ checkpoint read with ``weights_only=True`` (as :mod:`~seprobe.models.ablated` re
 
 The record is the pruned model's attribute :data:`ATTRIBUTE`::
 
-    {"format": "seprobe-pruned/1",
+    {"format": "seprobe-pruning/1",
      "base_widths": {"stage3": 512, "layer2.0.conv1": 128, ...},
      "kept": {"stage3": [0, 2, 5, ...], "layer2.0.conv1": [...], ...}}
 
 ``kept`` holds, for each group that lost channels, the indices of the channels kept **in the unpruned network**
 (``base_widths`` its widths there), so that a network pruned again (iterative pruning) records the composition,
 and the base architecture (from its model name and knobs) with this surgery applied once
-(:func:`~seprobe.pruning.surgery.apply_pruning`) takes the pruned state dict strictly. The option-A and ECA
+(:func:`~seprobe.models.pruning.surgery.apply_pruning`) takes the pruned state dict strictly. The option-A and ECA
 channel maps are rebuilt from ``kept``: they hold no weights, and their buffers are not saved.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import SeprobeError
+from ...errors import SeprobeError
 
-FORMAT = "seprobe-pruned/1"
+FORMAT = "seprobe-pruning/1"
 ATTRIBUTE = "pruning"
 
 
@@ -56,6 +56,14 @@ def check_record(record: Any, widths: Mapping[str, int]) -> dict[str, list[int]]
         found = record.get("format") if isinstance(record, Mapping) else type(record).__name__
         raise SeprobeError(f"not a pruning record (format {found!r}); valid: a record of format {FORMAT!r}, as a "
                            "pruned network carries it")
+    widths_ok = isinstance(record.get("base_widths"), Mapping) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in record["base_widths"].items())
+    kept_ok = isinstance(record.get("kept"), Mapping) and all(
+        isinstance(k, str) and isinstance(v, (list, tuple)) for k, v in record["kept"].items())
+    if not (widths_ok and kept_ok) or set(record["kept"]) - set(record["base_widths"]):
+        raise SeprobeError("malformed pruning record: 'base_widths' must map group names to channel counts and "
+                           "'kept' each of those groups to the list of its kept channels; valid: the record a pruned "
+                           "network carries")
     for name, width in record["base_widths"].items():
         if widths.get(name) != width:
             have = f"{widths[name]} channels" if name in widths else "no such group"

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..models.cifar_resnet import OptionAShortcut
+from ..cifar_resnet import OptionAShortcut
 
 
 def _long(values: Sequence[int], device: torch.device | None) -> torch.Tensor:
