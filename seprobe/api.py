@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .probe.activations import ActivationRun
     from .probe.calibration import CalibrationSource
     from .probe.evaluation import Loader
+    from .pruning.plan import PrunePlan
+    from .pruning.run import PruneResult
     from .training import Recipe, TrainResult
 
 # --- complexity -----------------------------------------------------------------------------------------------------
@@ -64,13 +66,15 @@ class ComplexityReport:
 
 
 def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input_size: int | None = None,
+               weights: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                convention: FlopConvention | None = None,
                per_block: bool = False, time: TimingSetup | None = None,
                progress: Callable[[str], None] = lambda msg: None, **knobs: Any) -> ComplexityReport:
     """Multiply-adds and parameters of each model against the same network without SE (``seprobe complexity``).
 
     ``models``: seprobe names, ``timm:NAME`` or ``torchvision:NAME``, or :class:`~seprobe.models.factory.ModelSource` s
-    (a network with its weights: an exported ablated one is counted as exported; ``knobs`` do not reach them);
+    (a network with its weights: an exported ablated or pruned one is counted as exported, against its own graph
+    without SE; ``knobs`` do not reach them); ``weights``: a checkpoint for each model name (the same effect);
     ``knobs``: model-zoo knobs (SE knobs reach
     the seprobe SE models only; :attr:`ComplexityReport.ignored` says where they did not); ``convention``: what
     the total counts (:class:`~seprobe.cost.flops.FlopConvention`); ``time``: a
@@ -88,6 +92,12 @@ def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input
         raise SeprobeError(f"knobs ({', '.join(knobs)}) given with a ModelSource, which has its own; valid: the "
                            "knobs in the ModelSource, or model names", argument=next(iter(knobs)))
     sources = [m if isinstance(m, ModelSource) else ModelSource.applicable(m, knobs) for m in models]
+    if weights is not None:
+        given = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
+        if len(given) != len(models) or any(isinstance(m, ModelSource) for m in models):
+            raise SeprobeError(f"{len(given)} weights for {len(models)} models; valid: one checkpoint per model name "
+                               "(a ModelSource has its own)", argument="weights")
+        sources = [ModelSource(s.name, w, s.knobs) for s, w in zip(sources, given, strict=True)]
     check_int("input_size", input_size, 1, MAX_INPUT_SIZE)
     ignored = {k: [s.name for s in sources if k not in s.knobs] for k in knobs}
     models = [s.name for s in sources]
@@ -345,6 +355,75 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
                 export_blocks(result, plan.chosen_set(result.blocks), export_mode or modes[0], export)
                 done.written.append(Path(export))
     return done
+
+
+# --- pruning ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pruning:
+    """What ``seprobe prune`` computed (:class:`~seprobe.pruning.run.PruneResult`) and the files it wrote."""
+
+    result: PruneResult
+    written: list[Path] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"summary": self.result.summary_table(), "channels": self.result.channels_table()}
+
+    def text(self) -> str:
+        return self.result.text()
+
+
+def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, plan: PrunePlan,
+          labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
+          calibration: CalibrationSource | None = None, loader: Loader | None = None,
+          out: str | os.PathLike | None = None, overrides: Overrides | None = None, progress: bool = True,
+          **knobs: Any) -> Pruning:
+    """Prune a trained network's channels (``seprobe prune``): score them by ``plan.criterion`` (the SE gates'
+    ``gate`` / ``gate_max`` on the ``calibration`` images, or ``l1``, ``bn``, ``taylor``, ``random``), keep
+    ``plan``'s target (a fraction of the multiply-adds, parameters or channels) by global or uniform allocation,
+    cut the network exactly (:mod:`seprobe.models.pruning`), and evaluate it before and after on the images of
+    ``data`` the calibration did not take. ``out`` receives ``network.pth`` (loadable as ``weights`` by every
+    command, trainable and prunable again) and the tables, all together."""
+    from .data.images import check_readable
+    from .distributed import current_world
+    from .models.ablated import export_header
+    from .probe.calibration import split
+    from .probe.evaluation import Loader
+    from .pruning.plan import PrunePlan
+    from .pruning.run import prune as run_prune
+    from .report.pruning import write_outputs
+
+    if not isinstance(plan, PrunePlan):
+        raise SeprobeError(f"invalid plan {plan!r}; valid: a PrunePlan, e.g. PrunePlan(criterion='gate', "
+                           "keep_macs=0.5)", argument="plan")
+    source, image_source = _sources(model, weights, data, labels, samples_per_class, knobs)
+    loader = loader or Loader(BATCH_SIZE["prune"])
+    if out is not None:
+        check_output_dir(out, "out")
+    header = export_header(source.weights) if source.kind == "file" and _is_export(source.weights) else None
+    if header is not None and (header["removed"] or header["scaled"]):
+        raise SeprobeError(f"{weights} is a network with SE blocks ablated ({', '.join(header['blocks'])}); "
+                           "valid: prune the network first, then ablate the pruned one", argument="weights")
+    images = image_source.read()
+    cal_images = calibration.images.read() if calibration is not None and calibration.images is not None else None
+    for part in (images, cal_images):
+        if part is not None:
+            check_readable(part)
+    if calibration is not None:
+        cal_images, images, _ = split(calibration, images, cal_images)
+    net = _network(source, overrides)
+    result = run_prune(net, images, plan, loader, calibration=cal_images, progress=progress)
+    done = Pruning(result)
+    if out is not None and current_world().is_main:
+        done.written = write_outputs(result, out, header.get("num_classes") if header else None)
+    return done
+
+
+def _is_export(path: str | os.PathLike) -> bool:
+    from .models.ablated import is_ablated_file
+
+    return is_ablated_file(path)
 
 
 # --- training -----------------------------------------------------------------------------------------------------

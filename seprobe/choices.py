@@ -30,6 +30,13 @@ ExportMode = Replacement  # an exported network has one
 #: which gates of a CBAM network an ablation's sweeps take: the channel gates (s), the spatial gates (M_s), all
 GateSet = Literal["channel", "spatial", "all"]
 Schedule = Literal["step", "cosine", "onecycle"]  # the learning-rate schedule of seprobe train
+#: what ``seprobe prune`` ranks channels by: the excitation (its mean over the calibration images, or its largest
+#: class mean), filter L1 norm, BatchNorm |gamma|, first-order Taylor, or a seeded random order (the control)
+Criterion = Literal["gate", "gate_max", "l1", "bn", "taylor", "random"]
+#: how ``seprobe prune`` spreads a target over the channel groups: one threshold for all, or one fraction each
+Allocation = Literal["global", "uniform"]
+#: which channel groups ``seprobe prune`` may cut: those an SE gate scales (every criterion alike), or every group
+PruneScope = Literal["gated", "all"]
 
 SQUEEZES: tuple[str, ...] = get_args(SqueezeName)
 GATES: tuple[str, ...] = get_args(GateName)
@@ -43,6 +50,9 @@ DTYPES: tuple[str, ...] = get_args(Dtype)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 FORMATS: tuple[str, ...] = get_args(Format)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
+CRITERIA: tuple[str, ...] = get_args(Criterion)
+ALLOCATIONS: tuple[str, ...] = get_args(Allocation)
+PRUNE_SCOPES: tuple[str, ...] = get_args(PruneScope)
 REPLACEMENTS: tuple[str, ...] = get_args(Replacement)
 EXPORT_MODES: tuple[str, ...] = REPLACEMENTS
 GATE_SETS: tuple[str, ...] = get_args(GateSet)

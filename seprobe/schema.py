@@ -97,22 +97,24 @@ class Int(Spec):
 
 @dataclass(frozen=True)
 class Number(Spec):
-    """A finite number ``>= low`` (``> low`` with ``open_low``) and ``< high``; an integer is one too."""
+    """A finite number ``>= low`` (``> low`` with ``open_low``) and ``< high`` (``<= high`` with
+    ``closed_high``); an integer is one too."""
 
     low: float = 0.0
     high: float | None = None
     open_low: bool = False
+    closed_high: bool = False
 
     def python_type(self) -> Any:
         return float
 
     def valid(self, value: Any) -> bool:
         return _is_number(value) and (value > self.low if self.open_low else value >= self.low) and (
-            self.high is None or value < self.high)
+            self.high is None or (value <= self.high if self.closed_high else value < self.high))
 
     def _expected(self) -> str:
         return (f"a finite number {'>' if self.open_low else '>='} {self.low}"
-                + (f" and < {self.high}" if self.high is not None else ""))
+                + (f" and {'<=' if self.closed_high else '<'} {self.high}" if self.high is not None else ""))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,11 @@ def complexity_cmd(
         list[str] | None,
         typer.Option("--model", "-m", metavar="NAME", help="seprobe name, timm:NAME or torchvision:NAME (repeatable)"),
     ] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(metavar="PATH", help="a checkpoint per --model, in order: a pruned or ablated network is counted "
+                                          "as written (repeatable)"),
+    ] = None,
     input_size: Annotated[
         int | None, typer.Option(metavar="N", help="square input side (default: the model's)")
     ] = None,
@@ -53,8 +58,9 @@ def complexity_cmd(
     from ..cost.settings import FlopConvention, TimingSetup
 
     timing = TimingSetup(**timing)  # checked whether or not --time is given: a nonsense value is an error either way
-    report = api.complexity(model or _default_model(), input_size=input_size, convention=FlopConvention(**convention),
-                            per_block=per_block, time=timing if time_it else None, progress=_err, **knobs)
+    report = api.complexity(model or _default_model(), input_size=input_size, weights=weights,
+                            convention=FlopConvention(**convention), per_block=per_block,
+                            time=timing if time_it else None, progress=_err, **knobs)
     for knob, names in report.ignored.items():
         _err(f"seprobe: warning: {flag(knob)} does not apply to {', '.join(names)} (no SE, or not an seprobe model): "
              "ignored there")

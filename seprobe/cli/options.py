@@ -22,6 +22,7 @@ from ..models.se_config import SEConfig
 from ..probe.ablation_plan import AblationPlan, CalibrationSource, Resampling
 from ..probe.loader import Loader
 from ..probe.reading import GateReading
+from ..pruning.plan import PrunePlan
 from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, Items, fields
 from ..training.recipe import Recipe
 
@@ -106,7 +107,7 @@ def declared_group(name: str, *classes: type, exclude: tuple[str, ...] = (), def
 
 #: the option dataclasses whose fields are command-line options
 DECLARED = (SEConfig, ArchConfig, Recipe, FlopConvention, TimingSetup, Loader, Overrides, AblationPlan,
-            CalibrationSource, GateReading, Resampling)
+            CalibrationSource, GateReading, Resampling, PrunePlan)
 #: the model-zoo knobs: the SE knobs and the architecture knobs
 KNOBS = declared_group("knobs", SEConfig, ArchConfig)
 #: the training recipe's fields (``seprobe train``): those given change the published recipe
@@ -123,6 +124,8 @@ PLAN = declared_group("plan", AblationPlan, build=AblationPlan)
 CALIBRATION = declared_group("calibration", CalibrationSource,
                              build=lambda **given: CalibrationSource(**given) if given else None)
 RESAMPLING = declared_group("resampling", Resampling, defaults=True)
+#: ``seprobe prune``: the criterion, the allocation and the target
+PRUNE_PLAN = declared_group("plan", PrunePlan, build=PrunePlan)
 
 
 def declared_flag(argument: str) -> str | None:

@@ -17,6 +17,7 @@ from .options import (
     KNOBS,
     PLAN,
     PREPROCESSING,
+    PRUNE_PLAN,
     READING,
     RESAMPLING,
     Inputs,
@@ -112,3 +113,27 @@ def ablate_cmd(
         return result
 
     _probe_command(loader.device, run)
+
+
+@app.command("prune")
+@with_groups(inputs_group("prune", " --calibration 5 --criterion gate --keep-macs 0.5 --out DIR"), PRUNE_PLAN,
+             CALIBRATION, loader_group("prune"), PREPROCESSING, KNOBS)
+def prune_cmd(
+    samples_per_class: Annotated[int | None, typer.Option(metavar="N", help="images per class")] = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="output folder: network.pth and the tables")] = Path(
+        OUT["prune"]),
+    fmt: FormatOpt = None, inputs: Inputs | None = None, plan: Any = None, calibration: Any = None,
+    loader: Any = None, overrides: Any = None, knobs: dict | None = None,
+) -> None:
+    """Prune the channels an SE gate scales, ranked by the gate (gate, gate_max) or by l1, bn, taylor or random,
+    to a fraction of the multiply-adds (--keep-macs), parameters (--keep-params) or channels (--keep-channels):
+    an exact, smaller network (DIR/network.pth, loadable as --weights by every command, trainable by seprobe
+    train and prunable again), with the accuracy before and after on the images calibration did not take.
+
+    --calibration N takes N images per class out of --data to score the channels (gate, gate_max, taylor)."""
+    from .. import api
+
+    _probe_command(loader.device, lambda: api.prune(
+        inputs.model, inputs.weights, inputs.data, plan=plan, labels=inputs.labels,
+        samples_per_class=samples_per_class, calibration=calibration, loader=loader, out=out, overrides=overrides,
+        **knobs), fmt, "prune")

@@ -64,18 +64,21 @@ def measure(model: str | ModelSource, *, input_size: int | None = None, conventi
                            argument="input_size")
     blocks = net.blocks if input_size == net.input_size else find_blocks(net.model, input_size)
     x = torch.zeros(1, 3, input_size, input_size)
-    result = Complexity(source.name, dict(source.knobs), input_size, convention, _params(net.model),
+    name = source.name if net.ablated is None else net.name
+    result = Complexity(name, dict(source.knobs), input_size, convention, _params(net.model),
                         count_flops(net.model, x, blocks), blocks)
-    plain = source.plain()
+    # an exported (pruned or ablated) network's counterpart without SE is its own graph less its SE blocks, not
+    # the registered network without SE
+    plain = source.plain() if net.ablated is None else None
     if plain is not None and trace_plain:
         plain_net = get_network(plain, zeros=True)
         result.plain_model = plain.name
         result.plain_params, result.plain_flops = _params(plain_net.model), count_flops(plain_net.model, x)
-    elif plain is not None or (source.foreign and blocks):
-        result.plain_model = plain.name if plain is not None else f"{source.name} without SE"
+    elif plain is not None or ((source.foreign or net.ablated is not None) and blocks):
+        result.plain_model = plain.name if plain is not None else f"{net.name} without SE"
         result.plain_params = result.params - sum(b.params for b in blocks)
         result.plain_flops = result.flops.without_se()
-    if spec is not None and input_size == spec.input_size:
+    if spec is not None and input_size == spec.input_size and net.ablated is None:
         result.paper = paper_figure(source.name, source.knobs, spec.family)
     return result
 

@@ -60,6 +60,9 @@ ACT_OPS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "hardsigmoid
            "hardswish", "hardswish_", "silu", "silu_", "gelu"}
 MUL_OPS = {"mul", "mul_"}
 ADD_OPS = {"add", "add_"}
+#: data movement, no arithmetic: a pruned network's channel maps (seprobe.models.pruning.channel_maps) gather and
+#: scatter channels by index
+MOVE_OPS = {"index_select", "index_copy", "new_zeros"}
 
 
 #: one operation per element of the first input (a pooling's adds or compares), fvcore's own elementwise handle
@@ -137,6 +140,8 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, blocks: list[SEBlockInfo
         analysis.set_op_handle(f"aten::{op}", input_elements)
     for op in ACT_OPS | MUL_OPS | ADD_OPS:
         analysis.set_op_handle(f"aten::{op}", output_elements)
+    for op in MOVE_OPS:
+        analysis.set_op_handle(f"aten::{op}", None)  # fvcore's way to say: no operation to count
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation and tracer warnings
         ops = analysis.by_module_and_operator()

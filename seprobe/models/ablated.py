@@ -15,6 +15,13 @@ BatchNorm before reads the map's input, so a scale moves past the channel gate o
 The checkpoint records how to rebuild the architecture (see :func:`export_ablated`), and :func:`load_ablated`
 rebuilds it: the base model from its name and knobs, the same module surgery, then the state dict, loaded with
 ``weights_only=True`` and strictly.
+
+A pruned network (``seprobe prune``, :func:`export_pruned`) is written the same way, in format
+:data:`PRUNED_FORMAT`, with its channel surgery as plain data (``"pruning"``:
+:mod:`~seprobe.models.pruning.record`): the rebuild cuts the base model's channels first, then applies any block
+surgery (an ablation exported from a pruned network carries its record too). So every command that reads
+``--weights`` reads a pruned network, ``seprobe train`` fine-tunes it (and saves it in the same format), and it can
+be pruned again.
 """
 
 from __future__ import annotations
@@ -35,9 +42,13 @@ from ..io import atomic_write
 from .blocks import FoldTarget, SEBlockInfo
 from .checkpoints import load_failure
 from .heads import replace_head
+from .pruning import apply_pruning, pruning_record
 from .sources import build_architecture
 
 FORMAT = "seprobe-ablated/1"
+PRUNED_FORMAT = "seprobe-pruned/1"
+#: the formats of a network file that says how to rebuild its architecture
+FORMATS = (FORMAT, PRUNED_FORMAT)
 
 class ChannelScale(nn.Module):
     """``x_c * scale_c``: a ``mean``- or ``constant``-ablated SE block that could not be folded (Eq. 4 with a
@@ -153,12 +164,62 @@ def export_ablated(model: nn.Module, gates: Sequence[SEBlockInfo], modes: Mappin
     """
     build_architecture(model_name, dict(knobs or {}), device="meta")  # fail now on a name that could not be rebuilt
     export = ablated_copy(model, gates, modes, means)
-    payload = {"format": FORMAT, "model": model_name, "knobs": dict(knobs or {}), "removed": list(export.removed),
-               "scaled": dict(export.scaled), "blocks": dict(export.how),
-               "preprocessing": asdict(preprocessing) if preprocessing is not None else None,
-               "state_dict": {k: v.detach().cpu().clone() for k, v in export.model.state_dict().items()}}
+    payload = _payload(FORMAT, export.model, model_name, knobs, preprocessing, removed=list(export.removed),
+                       scaled=dict(export.scaled), blocks=dict(export.how))
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return export
+
+
+def export_pruned(model: nn.Module, path: str | os.PathLike, *, model_name: str, knobs: Mapping[str, Any] | None = None,
+                  preprocessing: Any = None, num_classes: int | None = None) -> dict:
+    """Write the pruned network ``model`` (:func:`~seprobe.models.pruning.prune_channels`' result, which carries
+    its record) to ``path``, atomically, as::
+
+        {"format": "seprobe-pruned/1", "model": "se_resnet50", "knobs": {...},
+         "pruning": {"format": "seprobe-pruning/1", "base_widths": {...}, "kept": {...}},
+         "removed": [], "scaled": {}, "blocks": {}, "preprocessing": {...}, "state_dict": {...}}
+
+    (``"num_classes"`` when the base network had been given a new head). The architecture is rebuilt from the
+    payload (on ``meta``) and must take the state dict strictly before the file is written; the payload's header
+    (without the weights) is returned."""
+    if pruning_record(model) is None:
+        raise SeprobeError("the network was not pruned (no pruning record); valid: a network from prune_channels")
+    payload = _payload(PRUNED_FORMAT, model, model_name, knobs, preprocessing)
+    if num_classes is not None:
+        payload["num_classes"] = int(num_classes)
+    rebuilt = rebuild_architecture(payload, device="meta")
+    try:
+        rebuilt.load_state_dict(payload["state_dict"], strict=True, assign=True)
+    except RuntimeError as e:
+        raise SeprobeError(f"the pruned network does not rebuild from its record: {str(e).splitlines()[0]}") from None
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def _payload(fmt: str, model: nn.Module, model_name: str, knobs: Mapping[str, Any] | None, preprocessing: Any,
+             removed: Sequence[str] = (), scaled: Mapping[str, int] | None = None,
+             blocks: Mapping[str, str] | None = None) -> dict:
+    payload = {"format": fmt, "model": model_name, "knobs": dict(knobs or {}), "removed": list(removed),
+               "scaled": dict(scaled or {}), "blocks": dict(blocks or {}),
+               "preprocessing": asdict(preprocessing) if preprocessing is not None else None,
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    record = pruning_record(model)
+    if record is not None:
+        payload["pruning"] = record
+    return payload
+
+
+def rebuild_architecture(header: Mapping[str, Any], device: str | None = None) -> nn.Module:
+    """The architecture a network file's ``header`` describes, before its weights: the base model from its name
+    and knobs, its channels cut (``pruning``), its blocks removed or replaced (``removed``, ``scaled``), a new head
+    (``num_classes``)."""
+    model = build_architecture(header["model"], header["knobs"], device=device)
+    if header.get("pruning") is not None:
+        apply_pruning(model, header["pruning"])
+    apply_surgery(model, header["removed"], header["scaled"])
+    if header.get("num_classes") is not None:
+        replace_head(model, header["num_classes"])
+    return model
 
 
 def is_ablated(obj: Any) -> bool:
@@ -173,12 +234,12 @@ def as_export(obj: Any) -> dict | None:
     that header around those weights; ``None`` for anything else."""
     if not isinstance(obj, Mapping):
         return None
-    if obj.get("format") == FORMAT:
+    if obj.get("format") in FORMATS:
         return dict(obj)
     record = obj.get("record")
     meta = record.get("meta") if isinstance(record, Mapping) else None
     header = meta.get("export") if isinstance(meta, Mapping) else None
-    if isinstance(header, Mapping) and header.get("format") == FORMAT and isinstance(obj.get("model"), Mapping):
+    if isinstance(header, Mapping) and header.get("format") in FORMATS and isinstance(obj.get("model"), Mapping):
         return {**header, "state_dict": obj["model"]}
     return None
 
@@ -190,6 +251,7 @@ class AblatedModel:
     knobs: dict[str, Any]
     blocks: dict[str, str]
     preprocessing: dict[str, Any] | None
+    pruning: dict[str, Any] | None = None  # the channel surgery of a pruned network
 
 
 def load_ablated(path: str | os.PathLike) -> AblatedModel:
@@ -202,18 +264,17 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
         raise SeprobeError(f"cannot read checkpoint {str(path)!r}: {load_failure(e)}") from None
     if not is_ablated(obj):
         found = obj.get("format") if isinstance(obj, Mapping) else type(obj).__name__
-        raise SeprobeError(f"{path}: not an ablated network (format {found!r}); valid: a file written by "
-                           f"seprobe ablate's export (format {FORMAT!r})")
+        raise SeprobeError(f"{path}: not an ablated or pruned network (format {found!r}); valid: a file written "
+                           f"by seprobe ablate's export or seprobe prune (format {' or '.join(map(repr, FORMATS))})")
     obj = as_export(obj)
-    model = apply_surgery(build_architecture(obj["model"], obj["knobs"]), obj["removed"], obj["scaled"])
-    if obj.get("num_classes") is not None:
-        replace_head(model, obj["num_classes"])
+    model = rebuild_architecture(obj)
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
     except RuntimeError as e:
         raise SeprobeError(f"{path}: the state dict does not fit {obj['model']} after the recorded surgery: "
                            f"{str(e).splitlines()[0]}") from None
-    return AblatedModel(model.eval(), obj["model"], dict(obj["knobs"]), dict(obj["blocks"]), obj["preprocessing"])
+    return AblatedModel(model.eval(), obj["model"], dict(obj["knobs"]), dict(obj["blocks"]), obj["preprocessing"],
+                        obj.get("pruning"))
 
 
 def export_header(path: str | os.PathLike, num_classes: int | None = None) -> dict:

@@ -6,10 +6,11 @@ the module (weights loaded, eval mode), its SE blocks (:class:`~seprobe.models.b
 evaluation preprocessing, the registry entry of an seprobe model and the source of its counterpart without SE.
 
 Weights: a checkpoint path (read with ``weights_only=True``, any layout seprobe knows, or a network exported by
-``seprobe ablate``, which says how to rebuild itself); ``"pretrained"`` (the library's download: timm's or
-torchvision's for their models, timm's port of the official weights for the seprobe SE-ResNets and ResNeXts
-timm has; ``"timm"`` and ``"torchvision"`` are its older names); or ``"random"`` (the initialisation, seeded with
-:data:`RANDOM_SEED`: the same untrained network in every run and on every torchrun rank).
+``seprobe ablate`` or pruned by ``seprobe prune``, which says how to rebuild itself); ``"pretrained"`` (the
+library's download: timm's or torchvision's for their models, timm's port of the official weights for the seprobe
+SE-ResNets and ResNeXts timm has; ``"timm"`` and ``"torchvision"`` are its older names); or ``"random"`` (the
+initialisation, seeded with :data:`RANDOM_SEED`: the same untrained network in every run and on every torchrun
+rank).
 """
 
 from __future__ import annotations
@@ -222,12 +223,14 @@ def _pretrained(source: ModelSource) -> nn.Module:
 
 
 def _ablated_network(source: ModelSource) -> Network:
-    """A network written by ``seprobe ablate``'s export, with the preprocessing it recorded."""
+    """A network written by ``seprobe ablate``'s export or by ``seprobe prune``, with the preprocessing it
+    recorded."""
     ablated = load_ablated(source.weights)
     if ablated.model_name != source.name:
         raise SeprobeError(f"{source.weights} is an ablated {ablated.model_name}, not {source.name}; valid: model "
                            f"{ablated.model_name}", argument="model")
     pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
         if ablated.preprocessing else Preprocessing()
-    return Network(ablated.model, f"{source.name} (ablated: {Path(source.weights).name})", pre, source,
+    what = ", ".join(w for w, done in (("pruned", ablated.pruning), ("ablated", ablated.blocks)) if done) or "exported"
+    return Network(ablated.model, f"{source.name} ({what}: {Path(source.weights).name})", pre, source,
                    ablated=ablated.blocks)

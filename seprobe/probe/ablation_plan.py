@@ -284,9 +284,9 @@ class CalibrationSource(Options):
 
     calibration_per_class: Annotated[int | None, Int(
         1, flags=("--calibration",), metavar="N",
-        help="mean mode: N images per class taken out of --data for the means")] = None
+        help="calibration: N images per class taken out of --data (ablate's mean mode, prune's scores)")] = None
     calibration_data: Annotated[str | os.PathLike | None, PathText(
-        metavar="DIR", help="mean mode: separate images")] = None
+        metavar="DIR", help="calibration: separate images")] = None
     calibration_labels: Annotated[str | os.PathLike | None, PathText(
         metavar="FILE", help="labels of --calibration-data")] = None
     calibration_samples_per_class: Annotated[int | None, Int(
