@@ -356,3 +356,92 @@ def test_refusals_of_the_network_and_the_images(weights, data, tmp_path):
                       plan=PrunePlan(criterion="taylor", keep_macs=0.5))
     with pytest.raises(SeprobeError, match="invalid plan"):
         seprobe.prune(CIFAR, str(weights), data / "test", plan={"keep_macs": 0.5})
+
+
+# --- every criterion on every family ------------------------------------------------------------------------------
+
+WNIDS = ("n01443537", "n09246464", "n02085620")  # goldfish, cliff, Chihuahua: ImageNet labels for 1000-way networks
+FAMILIES = {  # model, knobs, input side the test works at
+    "se_resnet50": ("se_resnet50", {}, 64),
+    "se_resnet20_cifar": (CIFAR, {}, 32),
+    "se_resnet20_cifar, integration 3x3": (CIFAR, {"integration": "3x3"}, 32),
+    "timm:tf_mobilenetv3_small_100": ("timm:tf_mobilenetv3_small_100", {}, 64),
+}
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory):
+    """Per family: a checkpoint (random weights, BatchNorm randomised so that |gamma| ranks) and images of its
+    classes (ImageNet wnid folders for the 1000-way networks), 3 per class."""
+    from seprobe.models.sources import build_architecture
+
+    root = tmp_path_factory.mktemp("families")
+    write_class_folders(root / "imagenet", dict.fromkeys(WNIDS, 3), 64, seed=5)
+    write_class_folders(root / "cifar", dict.fromkeys(CLASSES, 3), 32, seed=6)
+    made = {}
+    for name, (model, knobs, side) in FAMILIES.items():
+        if model.startswith("timm:"):
+            pytest.importorskip("timm", reason="timm: models need seprobe[timm]")
+        torch.manual_seed(0)
+        net = randomize_batchnorm(build_architecture(model, knobs), seed=7)
+        path = root / f"{len(made)}.pth"
+        torch.save(net.state_dict(), path)
+        made[name] = (path, root / ("cifar" if side == 32 else "imagenet"))
+    return made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("criterion", ["gate", "gate_max", "l1", "bn", "taylor", "random"])
+def test_every_criterion_prunes_every_family_exactly_to_its_target(families, family, criterion, tmp_path):
+    """Half the channels of the gated groups (uniform: of each group), every criterion, every family; the file
+    written is the pruned network (its logits), counted as complexity counts it, scored as evaluate scores it."""
+    from seprobe.data.overrides import Overrides
+
+    model, knobs, side = FAMILIES[family]
+    weights, data = families[family]
+    overrides = Overrides(resize=side, crop=side) if side != 32 else None
+    done = seprobe.prune(model, str(weights), data, plan=PrunePlan(criterion=criterion, allocation="uniform",
+                                                                     keep_channels=0.5),
+                         calibration=seprobe.CalibrationSource(calibration_per_class=1), out=tmp_path,
+                         overrides=overrides, progress=False, **knobs)
+    result = done.result
+    for g in result.groups:
+        assert len(result.kept(g)) == max(1, round(g.width / 2))
+    net = get_network(ModelSource(model, str(tmp_path / "network.pth"), knobs))
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        assert torch.equal(net.model(x), result.pruned(x))
+    c = seprobe.complexity(model, weights=str(tmp_path / "network.pth"), input_size=side, **knobs).results[0]
+    assert (c.params, c.total) == (result.after.params, result.after.macs) and c.total < result.before.macs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("criterion", ["gate_max", "taylor"])
+def test_two_torchrun_ranks_score_and_prune_as_one_process(weights, data, tmp_path, criterion):
+    """The gate statistics merge across ranks (Chan et al.), the Taylor sums are all-reduced: the same scores (to
+    the float32 rounding of other batch shapes and thread counts), the same channels kept, the same accuracy."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from .helpers import env_without_defaults
+
+    args = ["prune", "--model", CIFAR, "--weights", str(weights), "--data", str(data / "test"), "--calibration", "2",
+            "--criterion", criterion, "--keep-channels", "0.5", "--batch-size", "3"]
+    env = {k: v for k, v in env_without_defaults(OMP_NUM_THREADS="1").items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+    one = subprocess.run([sys.executable, "-m", "seprobe", *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "seprobe", *args, "--out", str(tmp_path / "two")], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=os.getcwd())
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr)
+    a, b = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("one", "two"))
+    # gates: float32 <= 1, a few roundings; Taylor: squared products of float32 gradients, relative
+    np.testing.assert_allclose(b["score"], a["score"], rtol=1e-4 if criterion == "taylor" else 2e-6, atol=1e-12)
+    assert b["kept"].tolist() == a["kept"].tolist()
+    s1, s2 = (pd.read_csv(tmp_path / d / "summary.csv").iloc[0] for d in ("one", "two"))
+    assert (s1["top1_after"], s1["images"], s1["macs_after"]) == (s2["top1_after"], s2["images"], s2["macs_after"])

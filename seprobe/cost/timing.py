@@ -238,13 +238,16 @@ def _time_at(models, pairs, setup: TimingSetup, autocast, progress) -> TimingRes
     )
 
 
-def step_times(models: dict[str, nn.Module], baseline: str, setup: TimingSetup) -> dict[str, dict]:
-    """Each model's training step (forward + backward at ``setup``'s batch), the models interleaved, and its
-    time ratio to ``baseline``'s, pair by pair: label -> ``train_step_ms`` (median), ``step_ratio`` (median of
-    the pairs' ratios; ``None`` for the baseline)."""
-    setup = dataclasses.replace(setup, modes=("train",))
+def step_times(models: dict[str, nn.Module], baseline: str, setup: TimingSetup,
+               mode: str = "train") -> dict[str, dict]:
+    """Each model's training step (forward + backward at ``setup``'s batch; ``mode="inference"``: its forward
+    pass without gradients), the models interleaved, and its time ratio to ``baseline``'s, pair by pair: label
+    -> ``train_step_ms`` (median), ``step_ratio`` (median of the pairs' ratios; ``None`` for the baseline), or
+    ``inference_ms`` and ``inference_ratio``."""
+    setup = dataclasses.replace(setup, modes=(mode,))
     timing = time_models(models, [(m, baseline) for m in models if m != baseline], setup)
     ms = timing.summary.set_index("model")["median_ms"]
     ratio = timing.ratios.set_index("model")["ratio_median"] if not timing.ratios.empty else pd.Series(dtype=float)
-    return {m: {"train_step_ms": round(float(ms[m]), 1),
-                "step_ratio": round(float(ratio[m]), 3) if m in ratio else None} for m in models}
+    time_key, ratio_key = ("train_step_ms", "step_ratio") if mode == "train" else ("inference_ms", "inference_ratio")
+    return {m: {time_key: round(float(ms[m]), 1 if mode == "train" else 2),
+                ratio_key: round(float(ratio[m]), 3) if m in ratio else None} for m in models}

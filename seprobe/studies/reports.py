@@ -46,6 +46,17 @@ def markdown(result: StudyResult) -> str:
                   f"![Test error per epoch]({s.name}/curves.png)"]
         if s.figure == "params":
             lines += ["", f"![Error against cost]({s.name}/tradeoff.png)"]
+    if result.sweep is not None:
+        sweep = result.sweep.drop(columns=["plan"])
+        lines += ["", "### Pruned, before fine-tuning", "",
+                  f"Every criterion x fraction of the multiply-adds kept ({s.pruning.allocation} allocation), "
+                  f"scored on {int(result.sweep['images'].iloc[0])} images before any fine-tuning "
+                  "(`top1_err_before`; `unpruned_top1_err`: the network before pruning), with its inference time "
+                  f"(`inference_ms`, batch {s.pruning.inference_batch_size}, the pruned networks and the unpruned "
+                  "one interleaved, median of 7; `inference_ratio` against the unpruned one, pair by pair). In "
+                  f"[`reports/{s.name}/sweep.csv`]({s.name}/sweep.csv).", "",
+                  sweep.to_markdown(index=False, floatfmt="g"), "",
+                  f"![Accuracy against multiply-adds kept]({s.name}/pruning.png)"]
     if s.reading:
         lines += ["", "## Reading", "", s.reading]
     return "\n".join(lines) + "\n"

@@ -19,3 +19,4 @@ class StudyResult:
     classes: list[int] = field(default_factory=list)
     ablation_result: object | None = None             # an AblationResult, for the ablation kind
     training: pd.DataFrame | None = None              # every run's history, for the training kind
+    sweep: pd.DataFrame | None = None                 # a training study's [pruning] sweep, one row per plan

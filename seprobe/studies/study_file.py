@@ -32,7 +32,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from ..choices import EXPORT_MODES
+from ..choices import ALLOCATIONS, CRITERIA, EXPORT_MODES
 from ..cost.settings import TimingSetup
 from ..defaults import BATCH_SIZE, NUM_WORKERS, WEIGHT_SOURCES
 from ..errors import SeprobeError
@@ -41,11 +41,14 @@ from ..models.se_config import SEConfig
 from ..paper import by_key
 from ..probe.ablation_plan import BLOCKS, AblationPlan, CalibrationSource, Resampling
 from ..probe.reading import GateReading
+from ..pruning.plan import PrunePlan
 from ..schema import (
     Bool,
     Choice,
     Custom,
     Int,
+    Items,
+    Number,
     Option,
     Options,
     PathText,
@@ -86,10 +89,10 @@ TABLE = FieldType((dict,), "a table")
 STUDY_FIELDS: dict[str, FieldType] = {
     "title": TEXT, "kind": TEXT, "description": TEXT, "figure": TEXT, "defaults": TABLE,
     "variants": FieldType((list,), "an array of tables ([[variants]])", items=dict), "timing": TABLE,
-    "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT,
+    "activations": TABLE, "ablation": TABLE, "training": TABLE, "budgets": TABLE, "reading": TEXT, "pruning": TABLE,
     "columns": FieldType((list,), "an array of strings", items=str)}
 VARIANT_FIELDS: dict[str, FieldType] = {"label": TEXT, "model": TEXT, "knobs": TABLE, "paper": TEXT, "note": TEXT,
-                                        "weights": TEXT, "ablate": TABLE}
+                                        "weights": TEXT, "ablate": TABLE, "prune": TABLE}
 #: every knob a registered model takes (see seprobe.models.registry), checked as the models check it
 KNOB_OPTIONS = {**fields(SEConfig), **fields(ArchConfig)}
 #: a timing study's ``[timing]``: the fields of :class:`~seprobe.cost.settings.TimingSetup`, and the batch of the
@@ -182,6 +185,27 @@ class Budget(Options):
         return {**self.recipe, "seed": seed}
 
 
+@dataclass(frozen=True)
+class PruningSweep(Options):
+    """A training study's ``[pruning]``: the start (``[training] weights``) pruned by every ``criteria`` x
+    ``keep_macs`` (``allocation`` as :class:`~seprobe.pruning.plan.PrunePlan` says), each scored before any
+    fine-tuning on the evaluation images (the held-out part, or ``data/test``) and timed against the unpruned
+    network (inference, the models interleaved, ``inference_batch_size`` images a pass); calibrated as the
+    variants' ``prune`` starts are, on the first ``calibration_samples_per_class`` training images of each class.
+    The variants with ``prune`` are the fine-tuned arms."""
+
+    criteria: Annotated[tuple[str, ...], Items(item=Choice(choices=CRITERIA), item_name="criterion",
+                                                example="gate,l1")]
+    keep_macs: Annotated[tuple[float, ...], Items(item=Number(0, 1, open_low=True, closed_high=True),
+                                                   item_name="fraction", example="0.9,0.5")]
+    allocation: Annotated[str, Choice(choices=ALLOCATIONS)] = "global"
+    inference_batch_size: Annotated[int, Int(1)] = 32
+
+    def plans(self) -> list[PrunePlan]:
+        return [PrunePlan(criterion=c, allocation=self.allocation, keep_macs=f)
+                for c in self.criteria for f in self.keep_macs]
+
+
 def _seeds(name: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                        for v in value):
@@ -234,7 +258,7 @@ class TrainingSpec(Options):
                 raise _fail(path, f"training.{name}", "missing; a training study needs data, seeds, a baseline "
                             "and a budget")
         if "holdout_per_class" not in values:
-            for key in ("labels", "calibration_samples_per_class"):
+            for key in ("labels",):  # calibration_samples_per_class also sizes a pruned start's from data/train
                 if key in values:
                     raise _fail(path, f"training.{key}", "applies with holdout_per_class (one folder split in "
                                 "two); valid: holdout_per_class, or data with train/ and test/")
@@ -257,6 +281,7 @@ class Variant:
     note: str = ""
     weights: str | Path | None = None   # a training variant's own starting weights
     ablate: Ablate | None = None        # a training variant's ablated start
+    prune: PrunePlan | None = None      # a training variant's pruned start
 
 
 @dataclass(frozen=True)
@@ -275,6 +300,7 @@ class Study:
     training: TrainingSpec | None = None
     budgets: dict[str, Budget] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
+    pruning: PruningSweep | None = None
 
     @property
     def requested_as(self) -> str:
@@ -399,6 +425,7 @@ def load_study(path: str | Path) -> Study:
         except SeprobeError as e:
             raise _fail(path, f"{where} ({v['label']})", str(e)) from None
         weights, ablate = _start(path, kind, where, v)
+        prune = _prune(path, kind, where, v)
         row = None
         if "paper" in v:
             try:
@@ -409,11 +436,37 @@ def load_study(path: str | Path) -> Study:
                 raise _fail(path, f"{where}.note", f"the paper's row {row.key!r} has its note in seprobe.paper; "
                             "valid: the note there, or no paper row")
         variants.append(Variant(v["label"], v["model"], knobs, row.values() if row else {},
-                                row.note if row else v.get("note", ""), weights, ablate))
+                                row.note if row else v.get("note", ""), weights, ablate, prune))
     training, budgets = _training(path, kind, data, variants)
+    pruning = None
+    if "pruning" in data:
+        if kind != "training":
+            raise _fail(path, "pruning", f"applies to training studies only, not to kind {kind!r}")
+        values = from_table(PruningSweep, data["pruning"], f"{path}: pruning.")
+        try:
+            pruning = PruningSweep(**values)
+        except (SeprobeError, TypeError) as e:
+            raise _fail(path, "pruning", str(e) if isinstance(e, SeprobeError) else "needs criteria and keep_macs "
+                        "(arrays)") from None
     return Study(path.stem, path, data["title"], kind, data.get("description", "").strip(), tuple(variants),
                  figure, timing, activations, data.get("reading", "").strip(), ablation, training, budgets,
-                 columns)
+                 columns, pruning)
+
+
+def _prune(path: Path, kind: str, where: str, v: dict) -> PrunePlan | None:
+    """A training variant's ``prune``: its start is ``[training] weights`` pruned as this plan says."""
+    if "prune" not in v:
+        return None
+    if kind != "training":
+        raise _fail(path, f"{where}.prune", f"applies to training studies only, not to kind {kind!r}")
+    if "ablate" in v or "weights" in v:
+        raise _fail(path, f"{where}.prune", "a pruned start is [training] weights pruned; valid: prune without "
+                    "ablate or weights")
+    values = from_table(PrunePlan, v["prune"], f"{path}: {where}.prune.")
+    try:
+        return PrunePlan(**values)
+    except SeprobeError as e:
+        raise _fail(path, f"{where}.prune", str(e)) from None
 
 
 def _start(path: Path, kind: str, where: str, v: dict) -> tuple[str | Path | None, Ablate | None]:

@@ -164,6 +164,8 @@ def _start(study: Study, variant: Variant, runs: Path, inputs: Inputs, budget: B
 
     weights = variant.weights or study.training.weights
     key = digest(weights) if isinstance(weights, Path) and weights.is_file() else str(weights)
+    if variant.prune:
+        return _pruned_start(study, variant, variant.prune, runs, inputs, budget, progress)
     if not variant.ablate:
         return weights, key
     folder = _start_folder(runs, variant)
@@ -192,6 +194,123 @@ def _start(study: Study, variant: Variant, runs: Path, inputs: Inputs, budget: B
                    calibration=calibration, export=path, export_mode=ablate.mode, progress=False, **variant.knobs)
     atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
     return path, digest(record)
+
+
+def plan_slug(plan) -> str:
+    """A pruning plan's folder name: ``gate-keep-macs-0.75`` (``-uniform`` for uniform allocation)."""
+    target, fraction = plan.target
+    return slug(f"{plan.criterion} {target} {fraction:g}") + ("-uniform" if plan.allocation == "uniform" else "")
+
+
+def _plan_fields(plan) -> dict:
+    from ..schema import fields
+
+    return {name: getattr(plan, name) for name in fields(plan)}
+
+
+def _prune_data(study: Study, inputs: Inputs) -> tuple[tuple[Path, Path | None], object]:
+    """Where a pruned start is scored (the held-out part, else ``data/test`` or ``data/val``) and calibrated
+    (the first ``calibration_samples_per_class`` training images of each class)."""
+    from ..probe.ablation_plan import CalibrationSource
+
+    t = study.training
+    per_class = t.calibration_samples_per_class
+    if inputs.calibration is not None:
+        return inputs.sets["heldout"], CalibrationSource(calibration_data=t.data, calibration_labels=inputs.calibration,
+                                                         calibration_samples_per_class=per_class)
+    test = next((t.data / n for n in ("test", "val") if (t.data / n).is_dir()), None)
+    if test is None or not (t.data / "train").is_dir():
+        raise SeprobeError(f"{study.path.name}: a pruned start is calibrated on training images and scored on "
+                           f"others; valid: holdout_per_class in [training], or data with train/ and test/ "
+                           f"({t.data} has neither)")
+    return (test, None), CalibrationSource(calibration_data=t.data / "train", calibration_samples_per_class=per_class)
+
+
+def _pruned_start(study: Study, variant: Variant, plan, runs: Path, inputs: Inputs, budget: Budget,
+                  progress) -> tuple[Path, str]:
+    """``[training] weights`` pruned by ``plan`` (:func:`seprobe.prune`), made once into ``sweep/<plan>/`` with
+    its definition (``start.json``: its digest is the key), the pruning's tables (``summary.csv``: cost and
+    accuracy before fine-tuning) and its record (``pruning.json``: the channels kept, from which the architecture
+    is rebuilt without the weights, which are not committed)."""
+    from ..models.pruning import pruning_record
+    from ..report.pruning import NETWORK
+
+    t = study.training
+    folder = runs / "sweep" / plan_slug(plan)
+    path, record_file = folder / NETWORK, folder / "start.json"
+    weights = t.weights
+    (data, labels), calibration = _prune_data(study, inputs)
+    record = json.loads(json.dumps({
+        "model": variant.model, "knobs": variant.knobs, "weights": _plain(weights, runs),
+        "weights_key": digest(weights) if isinstance(weights, Path) else str(weights), "prune": _plan_fields(plan),
+        "calibration": {"first_per_class": t.calibration_samples_per_class, "of": "the training images",
+                        "labels_key": digest(inputs.calibration) if inputs.calibration else None},
+        "scored_on": {"data": _plain(data, runs), "labels_key": digest(labels) if labels else None}}))
+    key = digest(record)
+    try:
+        if json.loads(record_file.read_text()) == record and path.is_file():
+            return path, key
+    except (OSError, ValueError):
+        pass
+    progress(f"{study.name}: pruning {plan_slug(plan)}")
+    record_file.unlink(missing_ok=True)  # the network and its record change together, or the record is absent
+    with _threads(budget):
+        done = api.prune(variant.model, weights, data, labels=labels, plan=plan, calibration=calibration,
+                         out=folder, progress=False, **variant.knobs)
+    atomic_write_text(folder / "pruning.json", json.dumps(pruning_record(done.result.pruned)) + "\n")
+    atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
+    return path, key
+
+
+def _sweep(study: Study, runs: Path, inputs: Inputs, budget: Budget, progress) -> pd.DataFrame | None:
+    """The ``[pruning]`` sweep: every plan's cost and accuracy before fine-tuning (from its ``summary.csv``, made
+    once, :func:`_pruned_start`) and its inference time against the unpruned network's, timed now, interleaved,
+    on architectures rebuilt from the committed records (zero weights: the time does not depend on them)."""
+    sweep = study.pruning
+    if sweep is None:
+        return None
+    baseline = next(v for v in study.variants if v.label == study.training.baseline)
+    rows = []
+    for plan in sweep.plans():
+        folder = runs / "sweep" / plan_slug(plan)
+        record = None
+        try:
+            record = json.loads((folder / "start.json").read_text())
+            summary = pd.read_csv(folder / "summary.csv").iloc[0]
+            kept = json.loads((folder / "pruning.json").read_text())
+        except (OSError, ValueError):
+            record = None
+        if record is None or record.get("prune") != json.loads(json.dumps(_plan_fields(plan))):
+            _pruned_start(study, baseline, plan, runs, inputs, budget, progress)
+            summary = pd.read_csv(folder / "summary.csv").iloc[0]
+            kept = json.loads((folder / "pruning.json").read_text())
+        rows.append({"criterion": plan.criterion, "keep_macs": plan.keep_macs, "plan": plan_slug(plan),
+                     "macs_kept": float(summary["macs_kept"]), "params_kept": float(summary["params_kept"]),
+                     "top1_err_before": round(100 * (1 - float(summary["top1_after"])), 2),
+                     "unpruned_top1_err": round(100 * (1 - float(summary["top1_before"])), 2),
+                     "images": int(summary["images"]), "_record": kept})
+    progress(f"{study.name}: timing {len(rows)} pruned networks against the unpruned one")
+    times = _inference_times(study, baseline, rows, budget)
+    for row in rows:
+        row.pop("_record")
+        row.update(times[row["plan"]])
+    return pd.DataFrame(rows)
+
+
+def _inference_times(study: Study, variant: Variant, rows: list[dict], budget: Budget) -> dict[str, dict]:
+    from ..cost.timing import TimingSetup, step_times
+    from ..models.factory import ModelSource, get_network
+    from ..models.pruning import apply_pruning
+
+    base = get_network(ModelSource(variant.model, "random", variant.knobs), zeros=True)
+    models = {"unpruned": base.model}
+    for row in rows:
+        net = get_network(ModelSource(variant.model, "random", variant.knobs), zeros=True)
+        models[row["plan"]] = apply_pruning(net.model, row["_record"]).eval()
+    setup = TimingSetup(device=budget.device, batch_size=study.pruning.inference_batch_size,
+                        input_size=base.input_size, warmup=2, repeats=7)
+    with _threads(budget):
+        return step_times(models, "unpruned", setup, mode="inference")
 
 
 def _evaluation(model: str, weights, folder: Path, labels: Path | None, knobs: dict) -> dict:
@@ -351,7 +470,8 @@ def run_training_study(study: Study, runs: Path, budget: str | None = None,
     history = pd.concat(histories, ignore_index=True)
     table = _table(study, history, records, budget, inputs)
     notes, context = _words(study, history, records, budget)
-    return StudyResult(study, table, notes, context, training=history)
+    sweep = _sweep(study, runs, inputs, budget, progress)
+    return StudyResult(study, table, notes, context, training=history, sweep=sweep)
 
 
 def _source(variant: Variant, start, classes: int):
@@ -502,7 +622,67 @@ def write_training_outputs(result, folder: Path) -> list[Path]:
         written += save_figure(fig, folder / "curves")
     if result.study.figure == "params":
         written += tradeoff_figure(result, folder / "tradeoff")
+    if result.sweep is not None:
+        sweep = result.sweep
+        written.append(atomic_write(folder / "sweep.csv", lambda tmp: sweep.to_csv(tmp, index=False,
+                                                                                  lineterminator="\n")))
+        written += pruning_figure(result, folder / "pruning")
     return written
+
+
+def pruning_figure(result, path: Path) -> list[Path]:
+    """Accuracy against the multiply-adds kept, one line per criterion: top-1 error before fine-tuning (the
+    sweep), and after it (the fine-tuned arms: mean over seeds, 95 % t interval); and each pruned network's
+    measured inference time against the unpruned one's."""
+    import seaborn as sns
+
+    from ..figures import new_figure, save_figure
+    from ..training.compare import t975
+
+    sweep, table, study = result.sweep, result.table, result.study
+    criteria = list(dict.fromkeys(sweep["criterion"]))
+    palette = dict(zip(criteria, sns.color_palette("deep", len(criteria)), strict=True))
+    arms = {v.label: v.prune for v in study.variants if v.prune is not None}
+    with new_figure(1, 2, figsize=(11, 4.4)) as (fig, axes):
+        ax = axes[0]
+        for c in criteria:
+            rows = sweep[sweep["criterion"] == c].sort_values("macs_kept")
+            ax.plot(rows["macs_kept"], rows["top1_err_before"], "o--", color=palette[c], alpha=0.7, lw=1,
+                    label=f"{c}, before fine-tuning")
+        base = sweep["unpruned_top1_err"].iloc[0]
+        ax.plot([1.0], [base], "k*", ms=10, label="unpruned")
+        n = len(study.training.seeds)
+        t = t975(n - 1) if n > 1 else float("nan")
+        by_label = table.set_index("variant")
+        for label, plan in arms.items():
+            row = by_label.loc[label]
+            kept = sweep.loc[(sweep["criterion"] == plan.criterion) & (sweep["keep_macs"] == plan.keep_macs),
+                             "macs_kept"]
+            if kept.empty:
+                continue
+            half = t * float(row["top1_err_std"]) / n ** 0.5 if n > 1 else 0.0
+            ax.errorbar([float(kept.iloc[0])], [float(row["top1_err"])], yerr=[[half], [half]], fmt="s",
+                        color=palette.get(plan.criterion, "0.3"), capsize=4, ms=7)
+        fine = by_label.loc[study.training.baseline]
+        ax.plot([1.0], [float(fine["top1_err"])], "ks", ms=7, label=f"{study.training.baseline}, fine-tuned")
+        ax.set(xlabel="multiply-adds kept (fraction of the unpruned network's)", ylabel="top-1 error (%)")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="squares: fine-tuned (mean, 95 % interval)", title_fontsize=7)
+        ax = axes[1]
+        for c in criteria:
+            rows = sweep[sweep["criterion"] == c].sort_values("macs_kept")
+            ax.plot(rows["macs_kept"], rows["inference_ratio"], "o-", color=palette[c], label=c)
+        ax.plot(sweep["macs_kept"].sort_values(), sweep["macs_kept"].sort_values(), color="0.5", lw=0.8, ls=":",
+                label="time = multiply-adds")
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        ax.set(xlabel="multiply-adds kept", ylabel="inference time / the unpruned network's (this CPU)")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.suptitle(study.title, fontsize=9)
+        fig.tight_layout()
+        return save_figure(fig, path)
 
 
 def tradeoff_figure(result, path: Path) -> list[Path]:
