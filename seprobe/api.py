@@ -378,13 +378,14 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
           labels: str | os.PathLike | None = None, samples_per_class: int | None = None,
           calibration: CalibrationSource | None = None, loader: Loader | None = None,
           out: str | os.PathLike | None = None, overrides: Overrides | None = None, progress: bool = True,
-          **knobs: Any) -> Pruning:
+          evaluate: bool = True, **knobs: Any) -> Pruning:
     """Prune a trained network's channels (``seprobe prune``): score them by ``plan.criterion`` (the SE gates'
     ``gate`` / ``gate_max`` on the ``calibration`` images, or ``l1``, ``bn``, ``taylor``, ``random``), keep
     ``plan``'s target (a fraction of the multiply-adds, parameters or channels) by global or uniform allocation,
     cut the network exactly (:mod:`seprobe.models.pruning`), and evaluate it before and after on the images of
     ``data`` the calibration did not take. ``out`` receives ``network.pth`` (loadable as ``weights`` by every
-    command, trainable and prunable again) and the tables, all together."""
+    command, trainable and prunable again) and the tables, all together. ``evaluate=False`` skips the two
+    accuracy passes (the tables then hold no accuracy)."""
     from .data.images import check_readable
     from .distributed import current_world
     from .models.ablated import export_header
@@ -394,6 +395,7 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     from .pruning.run import prune as run_prune
     from .report.pruning import write_outputs
 
+    check_bool("evaluate", evaluate)
     if not isinstance(plan, PrunePlan):
         raise SeprobeError(f"invalid plan {plan!r}; valid: a PrunePlan, e.g. PrunePlan(criterion='gate', "
                            "keep_macs=0.5)", argument="plan")
@@ -413,7 +415,7 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     if calibration is not None:
         cal_images, images, _ = split(calibration, images, cal_images)
     net = _network(source, overrides)
-    result = run_prune(net, images, plan, loader, calibration=cal_images, progress=progress)
+    result = run_prune(net, images, plan, loader, calibration=cal_images, progress=progress, evaluate=evaluate)
     done = Pruning(result)
     if out is not None and current_world().is_main:
         done.written = write_outputs(result, out, header.get("num_classes") if header else None)

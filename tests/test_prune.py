@@ -445,3 +445,25 @@ def test_two_torchrun_ranks_score_and_prune_as_one_process(weights, data, tmp_pa
     assert b["kept"].tolist() == a["kept"].tolist()
     s1, s2 = (pd.read_csv(tmp_path / d / "summary.csv").iloc[0] for d in ("one", "two"))
     assert (s1["top1_after"], s1["images"], s1["macs_after"]) == (s2["top1_after"], s2["images"], s2["macs_after"])
+
+
+def test_a_pruned_mobilenetv3_small_file_counts_as_its_closed_form(tmp_path):
+    """The written file, counted by ``seprobe complexity`` at 224, against the hand formulas of
+    tests/test_pruning_mobilenet.py (widths by hand, MobileNetV3-Small's layer table)."""
+    pytest.importorskip("timm", reason="timm: models need seprobe[timm]")
+    import random
+
+    from seprobe.models.sources import build_architecture
+
+    from .test_pruning_mobilenet import LAST, SMALL_BLOCKS, _small_macs, _small_params
+
+    model = build_architecture("timm:tf_mobilenetv3_small_100")
+    full = {path: exp for path, _, exp, *_ in SMALL_BLOCKS[1:]}
+    widths = dict(zip(full, (72, 88, 50, 120, 200, 60, 144, 100, 400, 576), strict=True))  # blocks.1.x: no SE
+    keep = {"blocks.0.0": list(range(2, 14)),
+            **{p: sorted(random.Random(i).sample(range(full[p]), w)) for i, (p, w) in enumerate(widths.items())
+               if w < full[p]}}
+    path = tmp_path / "small.pth"
+    export_pruned(prune_channels(model, keep), path, model_name="timm:tf_mobilenetv3_small_100")
+    c = seprobe.complexity("timm:tf_mobilenetv3_small_100", weights=str(path), input_size=224).results[0]
+    assert (c.params, c.total) == (_small_params(widths, 12, LAST), _small_macs(widths, 12, LAST, 224))

@@ -23,8 +23,8 @@ from .plan import PrunePlan
 
 @dataclass
 class Accuracy:
-    top1: float
-    top5: float
+    top1: float | None
+    top5: float | None
     images: int
 
 
@@ -90,9 +90,10 @@ class PruneResult:
                  f"  multiply-adds  {s['macs_before']:>14,} -> {s['macs_after']:>14,}  ({s['macs_kept']:.3f} kept, "
                  f"at {s['input_size']}x{s['input_size']})",
                  f"  channels       {s['channels_before']:>14,} -> {s['channels_after']:>14,}",
-                 f"  top-1          {s['top1_before']:>14.4f} -> {s['top1_after']:>14.4f}  (before fine-tuning, "
-                 f"{s['images']} images)",
-                 f"  top-5          {s['top5_before']:>14.4f} -> {s['top5_after']:>14.4f}", ""]
+                 *([f"  top-1          {s['top1_before']:>14.4f} -> {s['top1_after']:>14.4f}  (before "
+                    f"fine-tuning, {s['images']} images)",
+                    f"  top-5          {s['top5_before']:>14.4f} -> {s['top5_after']:>14.4f}"]
+                   if pd.notna(s['top1_after']) else ["  (not evaluated)"]), ""]
         table = self.channels_table()
         width = max(len(n) for n in table["group"])
         lines.append(f"  {'group':<{width}}  kind      width  kept")
@@ -127,9 +128,10 @@ def accuracy(network: Network, images: LabelledImages, loader: Loader, progress:
 
 
 def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loader = Loader(), *,
-          calibration: LabelledImages | None = None, progress: bool = True) -> PruneResult:
+          calibration: LabelledImages | None = None, progress: bool = True, evaluate: bool = True) -> PruneResult:
     """Prune ``network`` as ``plan`` says, scoring on ``calibration`` images and evaluating on ``images`` (disjoint:
-    the caller splits them). Everything that can be refused is refused before the first image is read."""
+    the caller splits them; ``evaluate=False``: not evaluated, the accuracies are ``None``). Everything that can be
+    refused is refused before the first image is read."""
     groups = prunable_groups(network.model, plan, network.name)
     check_images(network, images, "evaluation images", "data")
     if calibration is not None and plan.criterion in NEEDS_IMAGES:
@@ -142,8 +144,9 @@ def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loa
     keep = allocate(plan, groups, channel_scores, counter, full)
     pruned = prune_channels(network.model, keep).eval()
     after = counter(keep)
-    before_acc = accuracy(network, images, loader, progress)
+    unscored = Accuracy(None, None, len(images.paths))
+    before_acc = accuracy(network, images, loader, progress) if evaluate else unscored
     after_acc = accuracy(Network(pruned, f"{network.name} (pruned)", network.preprocessing, network.source),
-                         images, loader, progress)
+                         images, loader, progress) if evaluate else unscored
     return PruneResult(network, pruned, plan, groups, channel_scores, keep, full, after, before_acc, after_acc,
                        len(calibration.paths) if calibration is not None else 0)

@@ -248,10 +248,27 @@ def _pruned_start(study: Study, variant: Variant, plan, runs: Path, inputs: Inpu
         "scored_on": {"data": _plain(data, runs), "labels_key": digest(labels) if labels else None}}))
     key = digest(record)
     try:
-        if json.loads(record_file.read_text()) == record and path.is_file():
-            return path, key
+        same = json.loads(record_file.read_text()) == record
+        kept = json.loads((folder / "pruning.json").read_text()) if same else None
     except (OSError, ValueError):
-        pass
+        same, kept = False, None
+    if same and path.is_file():
+        return path, key
+    if same and kept is not None and (folder / "summary.csv").is_file():
+        # the committed pruning without its weights: the network made again (scored already: not evaluated)
+        progress(f"{study.name}: pruning {plan_slug(plan)} again (its weights are not committed)")
+        again = folder / "again"
+        shutil.rmtree(again, ignore_errors=True)
+        with _threads(budget):
+            done = api.prune(variant.model, weights, data, labels=labels, plan=plan, calibration=calibration,
+                             out=again, progress=False, evaluate=False, **variant.knobs)
+        if json.loads(json.dumps(pruning_record(done.result.pruned))) != kept:
+            raise SeprobeError(f"{folder}: pruning {plan_slug(plan)} again kept other channels than its committed "
+                               "record (pruning.json); valid: the same weights, data and seprobe, or the folder "
+                               "removed so that it is pruned and scored anew")
+        (again / NETWORK).replace(path)
+        shutil.rmtree(again)
+        return path, key
     progress(f"{study.name}: pruning {plan_slug(plan)}")
     record_file.unlink(missing_ok=True)  # the network and its record change together, or the record is absent
     with _threads(budget):
