@@ -334,7 +334,7 @@ def test_bad_input_fails_cleanly(folder, tmp_path):
     with pytest.raises(SeprobeError, match="nothing to ablate"):
         AblationPlan(each_block=False)
     torch.save({"x": torch.zeros(1)}, tmp_path / "plain.pth")
-    with pytest.raises(SeprobeError, match="not an ablated network"):
+    with pytest.raises(SeprobeError, match="not an ablated or pruned network"):
         load_ablated(tmp_path / "plain.pth")
     r = ablate(lm, images, progress=False, bootstrap=20)  # no calibration: identity alone, and said so
     assert r.modes == ("identity",) and r.mean_skipped

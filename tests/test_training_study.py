@@ -197,6 +197,8 @@ def test_committed_training_reports_are_their_histories(path, monkeypatch):
 
     monkeypatch.setattr(trained, "_step_times", lambda study, sources, side, budget: {
         label: {"train_step_ms": None, "step_ratio": None} for label in sources})
+    monkeypatch.setattr(trained, "_inference_times", lambda study, variant, rows, budget: {
+        row["plan"]: {"inference_ms": None, "inference_ratio": None} for row in rows})
     study = load_study(path)
     if study.missing_inputs():
         pytest.skip(f"{', '.join(study.missing_inputs())} not found here: the study's data")
