@@ -366,12 +366,14 @@ class Pruning:
 
     result: PruneResult
     written: list[Path] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # images whose header could not be read: skipped
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"summary": self.result.summary_table(), "channels": self.result.channels_table()}
 
     def text(self) -> str:
-        return self.result.text()
+        skipped = f"\n{len(self.unreadable)} unreadable images skipped" if self.unreadable else ""
+        return self.result.text() + skipped
 
 
 def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, plan: PrunePlan,
@@ -393,7 +395,7 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     from .probe.evaluation import Loader
     from .pruning.plan import PrunePlan
     from .pruning.run import prune as run_prune
-    from .report.pruning import write_outputs
+    from .report.pruning import NETWORK, write_outputs
 
     check_bool("evaluate", evaluate)
     if not isinstance(plan, PrunePlan):
@@ -403,20 +405,21 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     loader = loader or Loader(BATCH_SIZE["prune"])
     if out is not None:
         check_output_dir(out, "out")
+        if source.kind == "file" and (Path(out) / NETWORK).resolve() == Path(source.weights).resolve():
+            raise SeprobeError(f"out {str(out)!r} holds the weights being pruned ({source.weights}), which the "
+                               f"pruned {NETWORK} would replace; valid: another folder", argument="out")
     header = export_header(source.weights) if source.kind == "file" and _is_export(source.weights) else None
     if header is not None and (header["removed"] or header["scaled"]):
         raise SeprobeError(f"{weights} is a network with SE blocks ablated ({', '.join(header['blocks'])}); "
                            "valid: prune the network first, then ablate the pruned one", argument="weights")
     images = image_source.read()
     cal_images = calibration.images.read() if calibration is not None and calibration.images is not None else None
-    for part in (images, cal_images):
-        if part is not None:
-            check_readable(part)
+    unreadable = [msg for part in (images, cal_images) if part is not None for msg in check_readable(part)]
     if calibration is not None:
         cal_images, images, _ = split(calibration, images, cal_images)
     net = _network(source, overrides)
     result = run_prune(net, images, plan, loader, calibration=cal_images, progress=progress, evaluate=evaluate)
-    done = Pruning(result)
+    done = Pruning(result, unreadable=unreadable)
     if out is not None and current_world().is_main:
         done.written = write_outputs(result, out, header.get("num_classes") if header else None)
     return done

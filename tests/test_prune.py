@@ -4,6 +4,8 @@ counter ``seprobe complexity`` uses and against closed-form counts of the pruned
 every command reads it (evaluated, counted, pruned again, trained), and the refusals, one line before any work.
 """
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -227,8 +229,6 @@ def test_the_outputs_and_their_accuracy(pruned, data):
 
 def _heldout(data, tmp):
     """The test images calibration_per_class 2 did not take (the last two of each class, in path order)."""
-    import shutil
-
     root = tmp / "heldout"
     if not root.exists():
         for c in CLASSES:
@@ -356,6 +356,49 @@ def test_refusals_of_the_network_and_the_images(weights, data, tmp_path):
                       plan=PrunePlan(criterion="taylor", keep_macs=0.5))
     with pytest.raises(SeprobeError, match="invalid plan"):
         seprobe.prune(CIFAR, str(weights), data / "test", plan={"keep_macs": 0.5})
+
+
+def test_a_pruned_file_keeps_its_own_knobs_and_is_not_overwritten(data, tmp_path):
+    """A network pruned with non-default knobs prunes again without them (the file's knobs rebuild it); a knob
+    given that contradicts the file, an output folder that holds the weights, a header with a field missing and
+    an unreadable image are each named (review of stop 31)."""
+    first = tmp_path / "first"
+    seprobe.prune(CIFAR, "random", data / "test", plan=PrunePlan(criterion="l1", keep_macs=0.5), out=first,
+                  progress=False, evaluate=False, integration="3x3", reduction=8)
+    again = seprobe.prune(CIFAR, str(first / "network.pth"), data / "test", out=tmp_path / "again", progress=False,
+                          evaluate=False, plan=PrunePlan(criterion="l1", keep_macs=0.5))
+    net = get_network(ModelSource(CIFAR, str(tmp_path / "again" / "network.pth")))
+    assert net.source.knobs == {"integration": "3x3", "reduction": 8}
+    assert pruning_record(net.model) == pruning_record(again.result.pruned)
+    with pytest.raises(SeprobeError, match=r"written with reduction=8, not 4; valid: reduction left out") as e:
+        seprobe.prune(CIFAR, str(first / "network.pth"), data / "test", progress=False, reduction=4,
+                      plan=PrunePlan(criterion="l1", keep_macs=0.5))
+    assert e.value.argument == "reduction"
+    with pytest.raises(SeprobeError, match="written with squeeze=the default, not 'max'"):
+        get_network(ModelSource(CIFAR, str(first / "network.pth"), {"squeeze": "max"}))
+    before = (first / "network.pth").read_bytes()
+    with pytest.raises(SeprobeError, match=r"holds the weights being pruned .* valid: another folder"):
+        seprobe.prune(CIFAR, str(first / "network.pth"), data / "test", out=first, progress=False,
+                      plan=PrunePlan(criterion="l1", keep_macs=0.5))
+    assert (first / "network.pth").read_bytes() == before
+    obj = torch.load(first / "network.pth", weights_only=True)
+    del obj["removed"]
+    torch.save(obj, tmp_path / "half.pth")
+    for call in (lambda: seprobe.prune(CIFAR, str(tmp_path / "half.pth"), data / "test", progress=False,
+                                       plan=PrunePlan(criterion="l1", keep_macs=0.5)),
+                 lambda: get_network(ModelSource(CIFAR, str(tmp_path / "half.pth")))):
+        with pytest.raises(SeprobeError, match="not a valid seprobe-pruned/1 file: field 'removed' is missing"):
+            call()
+    bad = tmp_path / "bad"
+    shutil.copytree(data / "test", bad)
+    (bad / "c0" / "junk.jpg").write_bytes(b"not an image")
+    done = seprobe.prune(CIFAR, "random", bad, plan=PrunePlan(criterion="l1", keep_macs=0.5), progress=False)
+    assert len(done.unreadable) == 1 and "junk.jpg" in done.unreadable[0]
+    assert done.text().endswith("1 unreadable images skipped")
+    with pytest.raises(SeprobeError, match=r"keep_channels 0.5 is out of reach: .* keeps 1.000 of the channels; "
+                                           r"valid: a fraction >= 1, or a smaller min_channels, or scope 'all'"):
+        seprobe.prune(CIFAR, "random", data / "test", progress=False,
+                      plan=PrunePlan(criterion="l1", keep_channels=0.5, min_channels=1000))
 
 
 # --- every criterion on every family ------------------------------------------------------------------------------

@@ -244,6 +244,24 @@ def as_export(obj: Any) -> dict | None:
     return None
 
 
+_FIELDS = {"model": str, "knobs": Mapping, "removed": list, "scaled": Mapping, "blocks": Mapping,
+           "state_dict": Mapping}
+
+
+def checked_export(obj: dict, path: str | os.PathLike) -> dict:
+    """``obj`` (an export's record, :func:`as_export`) if it holds every field a network is rebuilt from, with
+    its type; a one-line error naming the first that is missing or wrong otherwise."""
+    for name, kind in _FIELDS.items():
+        if not isinstance(obj.get(name), kind):
+            found = "missing" if name not in obj else f"a {type(obj[name]).__name__}"
+            raise SeprobeError(f"{path}: not a valid {obj.get('format')} file: field {name!r} is {found}; valid: a "
+                               "file written by seprobe ablate's export or seprobe prune, unchanged")
+    if obj.get("preprocessing") is not None and not isinstance(obj["preprocessing"], Mapping):
+        raise SeprobeError(f"{path}: not a valid {obj.get('format')} file: field 'preprocessing' is a "
+                           f"{type(obj['preprocessing']).__name__}; valid: a file written by seprobe, unchanged")
+    return obj
+
+
 @dataclass
 class AblatedModel:
     model: nn.Module
@@ -266,7 +284,7 @@ def load_ablated(path: str | os.PathLike) -> AblatedModel:
         found = obj.get("format") if isinstance(obj, Mapping) else type(obj).__name__
         raise SeprobeError(f"{path}: not an ablated or pruned network (format {found!r}); valid: a file written "
                            f"by seprobe ablate's export or seprobe prune (format {' or '.join(map(repr, FORMATS))})")
-    obj = as_export(obj)
+    obj = checked_export(as_export(obj), path)
     model = rebuild_architecture(obj)
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
@@ -281,7 +299,7 @@ def export_header(path: str | os.PathLike, num_classes: int | None = None) -> di
     """The record of the export at ``path`` without its weights (plain data), with the size of a new head when
     training gave it a ``num_classes``-way one: what a network trained from it is saved with, so that it loads
     as the export does (:func:`retrained`, and the training checkpoint's record, :func:`as_export`)."""
-    obj = as_export(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+    obj = checked_export(as_export(torch.load(path, map_location="cpu", weights_only=True, mmap=True)), path)
     header = {k: v for k, v in obj.items() if k != "state_dict"}
     if num_classes is not None:
         header["num_classes"] = num_classes

@@ -222,15 +222,24 @@ def _pretrained(source: ModelSource) -> nn.Module:
                                f"the pretrained weights of {source.name}")
 
 
+_UNSET = object()
+
+
 def _ablated_network(source: ModelSource) -> Network:
     """A network written by ``seprobe ablate``'s export or by ``seprobe prune``, with the preprocessing it
     recorded."""
     ablated = load_ablated(source.weights)
+    what = ", ".join(w for w, done in (("pruned", ablated.pruning), ("ablated", ablated.blocks)) if done) or "exported"
     if ablated.model_name != source.name:
-        raise SeprobeError(f"{source.weights} is an ablated {ablated.model_name}, not {source.name}; valid: model "
+        raise SeprobeError(f"{source.weights} is a {what} {ablated.model_name}, not {source.name}; valid: model "
                            f"{ablated.model_name}", argument="model")
+    for knob, value in source.knobs.items():  # the file's architecture is its own: a knob given must agree
+        if ablated.knobs.get(knob, _UNSET) != value:
+            recorded = f"{ablated.knobs[knob]!r}" if knob in ablated.knobs else "the default"
+            raise SeprobeError(f"{source.weights} was written with {knob}={recorded}, not {value!r}; valid: "
+                               f"{knob} left out (the file's own knobs are used)", argument=knob)
+    source = ModelSource(source.name, source.weights, dict(ablated.knobs))
     pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
         if ablated.preprocessing else Preprocessing()
-    what = ", ".join(w for w, done in (("pruned", ablated.pruning), ("ablated", ablated.blocks)) if done) or "exported"
     return Network(ablated.model, f"{source.name} ({what}: {Path(source.weights).name})", pre, source,
                    ablated=ablated.blocks)

@@ -115,18 +115,25 @@ def smallest(groups: Sequence[ChannelGroup], min_channels: int) -> Keep:
 
 
 def check_reachable(plan: PrunePlan, groups: Sequence[ChannelGroup], counter: Counter, full: Cost) -> None:
-    """Refuse a multiply-add or parameter target the groups cannot reach (before any image is read)."""
+    """Refuse a target the groups cannot reach (before any image is read): cut to ``min_channels`` each, they
+    keep more than the fraction asked of the channels, multiply-adds or parameters."""
     target, fraction = plan.target
     if target == "keep_channels":
-        return
-    least = counter(smallest(groups, plan.min_channels))
-    reach = getattr(least, target.removeprefix("keep_")) / getattr(full, target.removeprefix("keep_"))
-    if reach > fraction:
+        what = "channels"
+        reach = sum(min(g.width, plan.min_channels) for g in groups) / sum(g.width for g in groups)
+    else:
         what = "multiply-adds" if target == "keep_macs" else "parameters"
+        least = counter(smallest(groups, plan.min_channels))
+        reach = getattr(least, target.removeprefix("keep_")) / getattr(full, target.removeprefix("keep_"))
+    if reach > fraction:
+        valid = [f"a fraction >= {math.ceil(reach * 1000) / 1000:g}"]
+        if plan.min_channels > 1:
+            valid.append("a smaller min_channels")
+        if plan.scope == "gated":
+            valid.append("scope 'all' (the inner widths too)")
         raise SeprobeError(f"{target} {fraction:g} is out of reach: cutting every {plan.scope} channel group to "
-                           f"min_channels {plan.min_channels} keeps {reach:.3f} of the {what}; valid: a fraction "
-                           f">= {math.ceil(reach * 1000) / 1000:g}, or scope 'all' (the inner widths too)",
-                           argument=target)
+                           f"min_channels {plan.min_channels} keeps {reach:.3f} of the {what}; valid: "
+                           f"{', or '.join(valid)}", argument=target)
 
 
 def allocate(plan: PrunePlan, groups: Sequence[ChannelGroup], scores: Mapping[str, np.ndarray], counter: Counter,
