@@ -16,12 +16,12 @@ import torch
 
 from seprobe.errors import SeprobeError
 from seprobe.models.blocks import se_blocks
-from seprobe.models.cifar_resnet import OptionAShortcut
 from seprobe.models.pruning import Cut, apply_pruning, channel_groups, prune_channels, pruning_record
 from seprobe.models.registry import build_model
 from seprobe.models.resnet import SEBottleneck
 
 from .conftest import randomize_batchnorm
+from .zeroing import close, logits, resnet_layers, resnet_writers, zeroed_resnet_logits
 
 CIFAR = "se_resnet20_cifar"
 INTEGRATIONS = ("pre", "post", "identity", "3x3")
@@ -33,73 +33,13 @@ def _model(name, **knobs):
     return randomize_batchnorm(build_model(name, **knobs)).eval()
 
 
-def _layers(model):
-    return [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(model, n)]
-
-
-def _writers(model):
-    """Group name -> the modules whose outputs are its channels where they are written, from the architecture (the
-    integration moves no write point: an SE block reads a map, scales it, and a zero channel stays zero): a stage's
-    stream is written by every unit's last BatchNorm and by its first unit's shortcut (option A, or the
-    projection's BatchNorm), and by the stem's BatchNorm where the first unit has no shortcut (else the stem is its
-    own group); the inner widths by ``bn1`` (and ``bn2`` in a bottleneck)."""
-    first = 2 if hasattr(model, "layer4") else 1  # the ImageNet ResNets' stages are 2..5, the CIFAR ones' 1..3
-    writers = {}
-    if isinstance(model.layer1[0].downsample, torch.nn.Sequential):
-        writers["stem"] = ["bn1"]
-    for number, name in enumerate(_layers(model)):
-        layer = model.get_submodule(name)
-        stage = f"stage{first + number}"
-        bottleneck = isinstance(layer[0], SEBottleneck)
-        writers[stage] = [f"{name}.{b}.{'bn3' if bottleneck else 'bn2'}" for b in range(len(layer))]
-        shortcut = layer[0].downsample
-        if shortcut is None:
-            writers[stage].append("bn1")
-        elif isinstance(shortcut, OptionAShortcut):
-            writers[stage].append(f"{name}.0.downsample")
-        else:
-            writers[stage].append(f"{name}.0.downsample.1")
-        for b in range(len(layer)):
-            writers[f"{name}.{b}.conv1"] = [f"{name}.{b}.bn1"]
-            if bottleneck:
-                writers[f"{name}.{b}.conv2"] = [f"{name}.{b}.bn2"]
-    return writers
-
-
 def _width(model, writers, group):
     module = model.get_submodule(writers[group][0])
     return module.num_features if isinstance(module, torch.nn.BatchNorm2d) else module.cout
 
 
-def _zeroed_logits(model, keep, x):
-    """The logits of ``model`` with the channels not in ``keep`` set to zero on every module that writes them."""
-    writers = _writers(model)
-    hooks = []
-    for group, kept in keep.items():
-        for path in writers[group]:
-            def zero(module, inputs, output, kept=kept):
-                output = output.clone()
-                output[:, sorted(set(range(output.shape[1])) - set(kept))] = 0
-                return output
-
-            hooks.append(model.get_submodule(path).register_forward_hook(zero))
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def _logits(model, x):
-    with torch.no_grad():
-        return model(x)
-
-
 def _close(a, b):
-    """Equal to float tolerance, relative to the logits' size (small in a network whose gates shrink its stream)."""
-    scale = a.abs().max().item()
-    assert scale > 0 and (a - b).abs().max().item() <= 1e-5 * scale
+    close(a, b, 1e-5)
 
 
 def _differs(a, b):
@@ -110,7 +50,7 @@ def _differs(a, b):
 def _random_keep(model, seed, groups, fraction=0.5):
     """About ``fraction`` of the channels of each group named (at least one), drawn from ``seed``."""
     rng = random.Random(seed)
-    writers = _writers(model)
+    writers = resnet_writers(model)
     widths = {g: _width(model, writers, g) for g in groups}
     return {g: sorted(rng.sample(range(w), max(1, round(w * fraction)))) for g, w in widths.items()}
 
@@ -118,7 +58,7 @@ def _random_keep(model, seed, groups, fraction=0.5):
 def _se_names(model):
     """Unit path -> the name of its SE block (``SE_<stage>_<block>``, 1-based), from the architecture."""
     first = 2 if hasattr(model, "layer4") else 1
-    return {f"{name}.{b}": f"SE_{first + number}_{b + 1}" for number, name in enumerate(_layers(model))
+    return {f"{name}.{b}": f"SE_{first + number}_{b + 1}" for number, name in enumerate(resnet_layers(model))
             for b in range(len(model.get_submodule(name)))}
 
 
@@ -129,7 +69,7 @@ def _se_names(model):
 @pytest.mark.parametrize("name, size, knobs", NETWORKS)
 def test_pruned_equals_the_original_with_the_channels_zeroed(name, size, knobs, integration):
     model = _model(name, integration=integration, **knobs)
-    writers = _writers(model)
+    writers = resnet_writers(model)
     # the groups, from the architecture: one per writer set, and none other
     assert {g.name for g in channel_groups(model)} == set(writers)
     streams = [g for g in writers if g.startswith("stage") or g == "stem"]
@@ -139,12 +79,12 @@ def test_pruned_equals_the_original_with_the_channels_zeroed(name, size, knobs, 
     inner = [f"{u}.conv2" if bottleneck else f"{u}.conv1" for u in (units[0], units[len(units) // 2], units[-1])]
     inner.append(f"{units[1]}.conv1")
     x = torch.randn(2, 3, size, size)
-    full = _logits(model, x)
+    full = logits(model, x)
     for seed in (0, 1):
         keep = _random_keep(model, seed, streams + inner)
-        expected = _zeroed_logits(model, keep, x)
+        expected = zeroed_resnet_logits(model, keep, x)
         assert _differs(expected, full)  # the zeroing changes the logits: the test bites
-        _close(expected, _logits(prune_channels(model, keep), x))
+        _close(expected, logits(prune_channels(model, keep), x))
 
 
 def _zero_gates(se, channels, blind=True):
@@ -177,10 +117,10 @@ def test_post_zero_gates_free_a_stream_channel_even_across_option_a():
         _zero_gates(unit.se, dead)
     x = torch.randn(3, 3, 32, 32)
     keep = {"stage2": _without(32, dead)}
-    _close(_logits(model, x), _logits(prune_channels(model, keep), x))
+    _close(logits(model, x), logits(prune_channels(model, keep), x))
     # the same channels pruned without the zero gates change the logits
     plain = _model(CIFAR, integration="post", gate="hardsigmoid")
-    assert _differs(_logits(plain, x), _logits(prune_channels(plain, keep), x))
+    assert _differs(logits(plain, x), logits(prune_channels(plain, keep), x))
 
 
 def test_post_zero_gates_and_the_stem_that_writes_the_stream():
@@ -191,9 +131,9 @@ def test_post_zero_gates_and_the_stem_that_writes_the_stream():
         _zero_gates(unit.se, dead)
     x = torch.randn(2, 3, 64, 64)
     keep = {"stage2": _without(64, dead)}
-    assert _differs(_logits(model, x), _logits(prune_channels(model, keep), x))
+    assert _differs(logits(model, x), logits(prune_channels(model, keep), x))
     _zero_bn(model.bn1, dead)  # u_c = 0 at the stem
-    _close(_logits(model, x), _logits(prune_channels(model, keep), x))
+    _close(logits(model, x), logits(prune_channels(model, keep), x))
 
 
 def test_identity_zero_gates_with_the_branch_zeroed():
@@ -205,10 +145,10 @@ def test_identity_zero_gates_with_the_branch_zeroed():
     keep = {"stage3": _without(128, dead)}
     for unit in model.layer2:
         _zero_gates(unit.se, dead)
-    assert _differs(_logits(model, x), _logits(prune_channels(model, keep), x))
+    assert _differs(logits(model, x), logits(prune_channels(model, keep), x))
     for unit in model.layer2:
         _zero_bn(unit.bn2, dead)
-    _close(_logits(model, x), _logits(prune_channels(model, keep), x))
+    _close(logits(model, x), logits(prune_channels(model, keep), x))
 
 
 def test_pre_zero_gates_hide_a_channel_from_the_branch_only():
@@ -220,10 +160,10 @@ def test_pre_zero_gates_hide_a_channel_from_the_branch_only():
         _zero_gates(unit.se, dead)
     x = torch.randn(2, 3, 64, 64)
     keep = {"stage3": _without(128, dead)}
-    assert _differs(_logits(model, x), _logits(prune_channels(model, keep), x))
+    assert _differs(logits(model, x), logits(prune_channels(model, keep), x))
     for bn in (model.layer2[0].bn2, model.layer2[1].bn2, model.layer2[0].downsample[1]):  # u_c = 0 where written
         _zero_bn(bn, dead)
-    _close(_logits(model, x), _logits(prune_channels(model, keep), x))
+    _close(logits(model, x), logits(prune_channels(model, keep), x))
 
 
 @pytest.mark.parametrize("name, unit, group, width", [("se_resnet18", "layer3.1", "layer3.1.conv1", 256),
@@ -234,9 +174,9 @@ def test_3x3_zero_gates_free_an_inner_channel(name, unit, group, width):
     dead = list(range(1, width, 4))
     x = torch.randn(2, 3, 64, 64)
     keep = {group: _without(width, dead)}
-    assert _differs(_logits(model, x), _logits(prune_channels(model, keep), x))
+    assert _differs(logits(model, x), logits(prune_channels(model, keep), x))
     _zero_gates(model.get_submodule(f"{unit}.se"), dead)
-    _close(_logits(model, x), _logits(prune_channels(model, keep), x))
+    _close(logits(model, x), logits(prune_channels(model, keep), x))
 
 
 # --- the gates of each group, by hand ------------------------------------------------------------------------
@@ -336,11 +276,11 @@ def test_parameters_of_a_pruned_3x3_se_resnet20_by_hand():
                                                      (CIFAR, "identity", 32)])
 def test_pruning_twice_is_pruning_once_with_the_composed_sets(name, integration, size):
     model = _model(name, integration=integration)
-    groups = list(_writers(model))
+    groups = list(resnet_writers(model))
     first = _random_keep(model, 0, [g for g in groups if g != "stage3"], 0.75)  # stage3: pruned the second time
     once = prune_channels(model, first)
     rng = random.Random(1)
-    widths = {g: _width(model, _writers(model), g) for g in groups}
+    widths = {g: _width(model, resnet_writers(model), g) for g in groups}
     second = {g: sorted(rng.sample(range(len(first.get(g, range(w)))), max(1, len(first.get(g, range(w))) // 2)))
               for g, w in widths.items()}
     twice = prune_channels(once, second)
@@ -350,8 +290,8 @@ def test_pruning_twice_is_pruning_once_with_the_composed_sets(name, integration,
     a, b = twice.state_dict(), direct.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     x = torch.randn(2, 3, size, size)
-    assert torch.equal(_logits(twice, x), _logits(direct, x))
-    _close(_zeroed_logits(model, composed, x), _logits(twice, x))
+    assert torch.equal(logits(twice, x), logits(direct, x))
+    _close(zeroed_resnet_logits(model, composed, x), logits(twice, x))
 
 
 def test_a_pruned_pre_checkpoint_is_rebuilt_from_its_record():
@@ -365,7 +305,7 @@ def test_a_pruned_pre_checkpoint_is_rebuilt_from_its_record():
     rebuilt = apply_pruning(build_model(CIFAR, integration="pre", attention="eca"), saved["pruning"])
     rebuilt.load_state_dict(saved["state_dict"], strict=True)
     x = torch.randn(2, 3, 32, 32)
-    assert torch.equal(_logits(rebuilt.eval(), x), _logits(pruned, x))
+    assert torch.equal(logits(rebuilt.eval(), x), logits(pruned, x))
     # SE_2_1 (pre) reads stage 1's 5 kept channels; its ECA convolution keeps their positions among 16
     conv = rebuilt.layer2[0].se.conv
     assert conv.width == 16 and conv.positions.tolist() == [0, 2, 3, 9, 15]

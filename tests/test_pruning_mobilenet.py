@@ -20,6 +20,7 @@ from seprobe.models.blocks import find_blocks
 from seprobe.models.pruning import Cut, apply_pruning, channel_groups, prune_channels, pruning_record
 
 from .conftest import randomize_batchnorm
+from .zeroing import close, logits, zeroed_logits
 
 timm = pytest.importorskip("timm", reason="timm is not installed: MobileNetV3 comes from timm (pip install timm)")
 
@@ -74,33 +75,12 @@ def small_groups(small):
 def _zeroed_logits(model, keep, x):
     """The logits of ``model`` with the channels not in ``keep`` set to 0 where they are written: the output of
     the BatchNorm after each block's depthwise convolution (the last ConvBnAct's BatchNorm)."""
-    hooks = []
-    for path, kept in keep.items():
-        block = model.get_submodule(path)
-
-        def zero(module, inputs, output, kept=kept):
-            dropped = sorted(set(range(output.shape[1])) - set(kept))
-            output = output.clone()
-            output[:, dropped] = 0
-            return output
-
-        hooks.append(block.get_submodule(WRITER[type(block).__name__]).register_forward_hook(zero))
-    try:
-        return _logits(model, x)
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def _logits(model, x):
-    with torch.no_grad():
-        return model(x)
+    return zeroed_logits(model, {f"{path}.{WRITER[type(model.get_submodule(path)).__name__]}": kept
+                                 for path, kept in keep.items()}, x)
 
 
 def _close(expected, actual):
-    """Equal up to float rounding: 1e-4 of the logits' scale."""
-    scale = expected.abs().max().item()
-    assert scale > 0 and (expected - actual).abs().max().item() <= 1e-4 * scale
+    close(expected, actual, 1e-4)
 
 
 def _random_keep(widths, seed, fraction=0.5):
@@ -158,13 +138,13 @@ def test_pruned_small_equals_the_original_with_the_channels_zeroed(small):
     widths = {path: exp for path, _, exp, *_ in SMALL_BLOCKS} | {"blocks.5.0": LAST}
     chosen = ["blocks.0.0", "blocks.1.0", "blocks.1.1", "blocks.2.0", "blocks.3.1", "blocks.4.2", "blocks.5.0"]
     x = torch.randn(2, 3, SIZE, SIZE)
-    full = _logits(small, x)
+    full = logits(small, x)
     for seed in (0, 1):
         keep = _random_keep({n: widths[n] for n in chosen}, seed)
         pruned = prune_channels(small, keep)
         expected = _zeroed_logits(small, keep, x)
         assert (expected - full).abs().max() > 0.05 * full.abs().max()  # the zeroing changes the logits: it bites
-        _close(expected, _logits(pruned, x))
+        _close(expected, logits(pruned, x))
     # the pruned SE blocks: every kept channel keeps its gate, the hidden width stays (timm's SqueezeExcite has no
     # width attributes to set)
     se = pruned.blocks[4][2].se
@@ -182,8 +162,8 @@ def test_every_group_of_other_mobilenetv3s_is_cut_exactly(name):
     keep = _random_keep({g.name: g.width for g in channel_groups(model)}, 2)
     x = torch.randn(2, 3, SIZE, SIZE)
     expected = _zeroed_logits(model, keep, x)
-    assert (expected - _logits(model, x)).abs().max() > 0.05 * expected.abs().max()
-    _close(expected, _logits(prune_channels(model, keep), x))
+    assert (expected - logits(model, x)).abs().max() > 0.05 * expected.abs().max()
+    _close(expected, logits(prune_channels(model, keep), x))
 
 
 def test_pruning_channels_whose_output_is_zero_leaves_the_logits(small):
@@ -201,11 +181,11 @@ def test_pruning_channels_whose_output_is_zero_leaves_the_logits(small):
     widths = {"blocks.0.0": 16, "blocks.1.1": 88, "blocks.2.1": 240, "blocks.4.1": 576, "blocks.5.0": LAST}
     keep = {path: [c for c in range(widths[path]) if c not in dead[path]] for path in dead}
     x = torch.randn(2, 3, SIZE, SIZE)
-    full = _logits(model, x)
-    _close(full, _logits(prune_channels(model, keep), x))
+    full = logits(model, x)
+    _close(full, logits(prune_channels(model, keep), x))
     # as many live channels pruned instead do change them
     live = {path: [c for c in range(widths[path]) if c not in [d + 1 for d in dead[path]]] for path in dead}
-    assert (full - _logits(prune_channels(model, live), x)).abs().max() > 0.05 * full.abs().max()
+    assert (full - logits(prune_channels(model, live), x)).abs().max() > 0.05 * full.abs().max()
 
 
 # --- what the pruned network is ------------------------------------------------------------------------------
@@ -273,8 +253,8 @@ def test_pruning_twice_is_pruning_once_with_the_composed_sets(small):
     a, b = twice.state_dict(), direct.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     x = torch.randn(2, 3, SIZE, SIZE)
-    assert torch.equal(_logits(twice, x), _logits(direct, x))
-    _close(_zeroed_logits(small, {**first, **composed}, x), _logits(twice, x))
+    assert torch.equal(logits(twice, x), logits(direct, x))
+    _close(_zeroed_logits(small, {**first, **composed}, x), logits(twice, x))
 
 
 def test_a_pruned_mobilenetv3_is_rebuilt_from_its_record(small):
@@ -288,7 +268,7 @@ def test_a_pruned_mobilenetv3_is_rebuilt_from_its_record(small):
     rebuilt.load_state_dict(saved["state_dict"], strict=True)
     rebuilt.eval()
     x = torch.randn(2, 3, SIZE, SIZE)
-    assert torch.equal(_logits(rebuilt, x), _logits(pruned, x))
+    assert torch.equal(logits(rebuilt, x), logits(pruned, x))
     assert pruning_record(rebuilt) == pruning_record(pruned)
     assert rebuilt.conv_head.in_channels == 3 and rebuilt.blocks[2][2].conv_pwl.in_channels == 3
 

@@ -22,9 +22,9 @@ from seprobe.models.pruning import (
     pruning_record,
 )
 from seprobe.models.registry import build_model
-from seprobe.models.resnet import SEBottleneck
 
 from .conftest import randomize_batchnorm
+from .zeroing import close, logits, zeroed_resnet_logits
 
 CIFAR = "se_resnet20_cifar"
 
@@ -33,57 +33,8 @@ def _model(name, **knobs):
     return randomize_batchnorm(build_model(name, **knobs)).eval()
 
 
-def _writers(model):
-    """Group name -> the modules whose outputs carry its channels (for the zeroing hooks), from the architecture:
-    a stage's stream is written by each block's last BatchNorm and by its first block's shortcut (option A or
-    the projection's BatchNorm), and by the stem's BatchNorm when the first stage has no shortcut; the inner
-    widths by ``bn1`` (and ``bn2`` in a bottleneck)."""
-    first = 1 if not hasattr(model, "layer4") else 2
-    layers = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(model, n)]
-    writers = {}
-    for number, name in enumerate(layers):
-        layer = getattr(model, name)
-        stage = f"stage{first + number}"
-        bottleneck = isinstance(layer[0], SEBottleneck)
-        last = "bn3" if bottleneck else "bn2"
-        writers[stage] = [f"{name}.{b}.{last}" for b in range(len(layer))]
-        shortcut = layer[0].downsample
-        if shortcut is None:
-            writers[stage].append("bn1")
-        elif isinstance(shortcut, (OptionAShortcut, ScatterShortcut)):
-            writers[stage].append(f"{name}.0.downsample")
-        else:
-            writers[stage].append(f"{name}.0.downsample.1")
-        for b in range(len(layer)):
-            writers[f"{name}.{b}.conv1"] = [f"{name}.{b}.bn1"]
-            if bottleneck:
-                writers[f"{name}.{b}.conv2"] = [f"{name}.{b}.bn2"]
-    if isinstance(model.layer1[0].downsample, torch.nn.Sequential):
-        writers["stem"] = ["bn1"]
-    return writers
-
-
-def _zeroed_logits(model, keep, x):
-    """The logits of ``model`` with the channels not in ``keep`` set to zero wherever they are written."""
-    hooks = []
-    writers = _writers(model)
-    for group, kept in keep.items():
-        for path in writers[group]:
-            module = model.get_submodule(path)
-
-            def zero(module, inputs, output, kept=kept):
-                dropped = sorted(set(range(output.shape[1])) - set(kept))
-                output = output.clone()
-                output[:, dropped] = 0
-                return output
-
-            hooks.append(module.register_forward_hook(zero))
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+def _close(a, b):
+    close(a, b, 1e-5, floor=1.0)
 
 
 def _random_keep(model, seed, fraction=0.5):
@@ -91,16 +42,6 @@ def _random_keep(model, seed, fraction=0.5):
     rng = random.Random(seed)
     return {g.name: sorted(rng.sample(range(g.width), max(1, round(g.width * fraction))))
             for g in channel_groups(model)}
-
-
-def _close(a, b):
-    scale = max(1.0, a.abs().max().item())
-    assert (a - b).abs().max().item() <= 1e-5 * scale
-
-
-def _logits(model, x):
-    with torch.no_grad():
-        return model(x)
 
 
 # --- the groups, by hand -------------------------------------------------------------------------------------
@@ -170,7 +111,7 @@ def _zero_bn(bn, channels):
         bn.bias[channels] = 0
 
 
-def test_pruning_channels_whose_gate_is_zero_leaves_the_logits():
+def test_pruning_channels_whose_gate_is_zero_leaves_thelogits():
     model = _model("se_resnet18", gate="relu", num_classes=10)
     dead = list(range(3, 128, 3))
     _zero_gates(model, model.layer2, dead)
@@ -184,14 +125,14 @@ def test_pruning_channels_whose_gate_is_zero_leaves_the_logits():
     hooks = [model.get_submodule(b.gate_path).register_forward_hook(
         lambda m, i, o, name=b.name: gates.__setitem__(name, o)) for b in se_blocks(model)]
     x = torch.randn(2, 3, 64, 64)
-    full = _logits(model, x)
+    full = logits(model, x)
     for h in hooks:
         h.remove()
     assert (gates["SE_3_2"][:, dead] == 0).all() and (gates["SE_3_2"] > 0).any()
     keep = {"stage3": [c for c in range(128) if c not in dead], "stage2": [c for c in range(64) if c not in dead_stem],
             "layer4.1.conv1": [c for c in range(512) if c not in inner]}
     pruned = prune_channels(model, keep)
-    _close(full, _logits(pruned, x))
+    _close(full, logits(pruned, x))
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
 
 
@@ -202,9 +143,9 @@ def test_a_zero_gate_alone_does_not_make_a_channel_free():
     _zero_bn(model.layer2[0].downsample[1], dead)
     x = torch.randn(2, 3, 64, 64)
     pruned = prune_channels(model, {"stage3": [c for c in range(128) if c not in dead]})
-    assert (_logits(model, x) - _logits(pruned, x)).abs().max() > 1e-3
+    assert (logits(model, x) - logits(pruned, x)).abs().max() > 1e-3
     # what the surgery is exact to: the channel zeroed where it is written, before the SE block reads it
-    _close(_zeroed_logits(model, {"stage3": [c for c in range(128) if c not in dead]}, x), _logits(pruned, x))
+    _close(zeroed_resnet_logits(model, {"stage3": [c for c in range(128) if c not in dead]}, x), logits(pruned, x))
 
 
 def test_zero_gates_across_the_option_a_boundary():
@@ -215,15 +156,15 @@ def test_zero_gates_across_the_option_a_boundary():
     dead2 = [2, 5, 11, 16, 20, 31]  # stage 2: only free where stage 1 gives nothing, or beyond its 16 channels
     _zero_gates(model, model.layer2, dead2)
     x = torch.randn(3, 3, 32, 32)
-    full = _logits(model, x)
+    full = logits(model, x)
     keep = {"stage1": [c for c in range(16) if c not in dead1], "stage2": [c for c in range(32) if c not in dead2]}
     pruned = prune_channels(model, keep)
-    _close(full, _logits(pruned, x))
+    _close(full, logits(pruned, x))
     shortcut = pruned.layer2[0].downsample
     assert isinstance(shortcut, ScatterShortcut) and (shortcut.cin, shortcut.cout) == (13, 26)
     # a stage-2 channel with zero gates still carries stage 1's channel: pruning only it changes the logits
     bad = {"stage1": keep["stage1"], "stage2": [c for c in range(32) if c not in dead2 + [3]]}
-    assert (full - _logits(prune_channels(model, bad), x)).abs().max() > 1e-3
+    assert (full - logits(prune_channels(model, bad), x)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("name, size, knobs", [
@@ -240,9 +181,9 @@ def test_pruned_equals_the_original_with_the_channels_zeroed(name, size, knobs):
     for seed in (0, 1):
         keep = _random_keep(model, seed)
         pruned = prune_channels(model, keep)
-        expected = _zeroed_logits(model, keep, x)
-        assert (expected - _logits(model, x)).abs().max() > 1e-3  # the zeroing changes the logits: the test bites
-        _close(expected, _logits(pruned, x))
+        expected = zeroed_resnet_logits(model, keep, x)
+        assert (expected - logits(model, x)).abs().max() > 1e-3  # the zeroing changes the logits: the test bites
+        _close(expected, logits(pruned, x))
 
 
 @pytest.mark.parametrize("attention", ["se", "eca", "srm", "se_var1", "se_var2", "se_var3"])
@@ -255,7 +196,7 @@ def test_every_excitation_is_cut_exactly(attention):
     x = torch.randn(2, 3, 32, 32)
     keep = _random_keep(model, 3)
     pruned = prune_channels(model, keep)
-    _close(_zeroed_logits(model, keep, x), _logits(pruned, x))
+    _close(zeroed_resnet_logits(model, keep, x), logits(pruned, x))
     if attention == "eca":
         conv = pruned.layer3[1].se.conv
         assert isinstance(conv, PositionedConv1d) and conv.positions.tolist() == keep["stage3"]
@@ -273,7 +214,7 @@ def test_the_option_a_boundary_keeps_some_low_channels_and_drops_others():
     assert pruned.layer3[0].downsample.sources.tolist() == [6, 8]
     assert pruned.layer3[0].downsample.targets.tolist() == [1, 3]
     x = torch.randn(2, 3, 32, 32)
-    _close(_zeroed_logits(model, keep, x), _logits(pruned, x))
+    _close(zeroed_resnet_logits(model, keep, x), logits(pruned, x))
 
 
 def test_a_stage_narrower_than_the_one_before_it():
@@ -284,7 +225,7 @@ def test_a_stage_narrower_than_the_one_before_it():
     assert (shortcut.cin, shortcut.cout, shortcut.sources.tolist(), shortcut.targets.tolist()) == (
         16, 5, [1, 4, 15], [0, 1, 2])
     x = torch.randn(2, 3, 32, 32)
-    _close(_zeroed_logits(model, keep, x), _logits(pruned, x))
+    _close(zeroed_resnet_logits(model, keep, x), logits(pruned, x))
 
 
 # --- what the pruned network is ------------------------------------------------------------------------------
@@ -341,8 +282,8 @@ def test_pruning_twice_is_pruning_once_with_the_composed_sets(name, size):
     a, b = twice.state_dict(), direct.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     x = torch.randn(2, 3, size, size)
-    assert torch.equal(_logits(twice, x), _logits(direct, x))
-    _close(_zeroed_logits(model, composed, x), _logits(twice, x))
+    assert torch.equal(logits(twice, x), logits(direct, x))
+    _close(zeroed_resnet_logits(model, composed, x), logits(twice, x))
 
 
 @pytest.mark.parametrize("name, knobs, size", [(CIFAR, {"attention": "eca"}, 32), ("se_resnet18", {}, 64)])
@@ -357,7 +298,7 @@ def test_a_pruned_checkpoint_is_rebuilt_from_its_record(name, knobs, size):
     rebuilt.load_state_dict(saved["state_dict"], strict=True)
     rebuilt.eval()
     x = torch.randn(2, 3, size, size)
-    assert torch.equal(_logits(rebuilt, x), _logits(pruned, x))
+    assert torch.equal(logits(rebuilt, x), logits(pruned, x))
     assert pruning_record(rebuilt) == pruning_record(pruned)
     with pytest.raises(SeprobeError, match=r"group '[\w.]+' had \d+ channels before pruning, this network has"):
         apply_pruning(build_model("se_resnet50" if name == CIFAR else CIFAR, device="meta"), saved["pruning"])
