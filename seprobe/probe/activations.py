@@ -116,7 +116,7 @@ def collect(network: Network, images: LabelledImages, loader: Loader = Loader(),
     check_int("views", views)
     chosen = _chosen_blocks(network, blocks) if with_gates else []
     images_pass = ImagePass(images, network.preprocessing, loader, views=views, seed=seed, progress=progress,
-                            desc="gates")
+                            desc="gates" if with_gates else "accuracy")
     model = network.model.to(images_pass.device).eval()
     stats = GateStats({b.name: (b.channels, *gate_range(model, b)) for b in chosen}, len(images.class_names))
     mapped = [b for b in chosen if b.spatial_name]
