@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .defaults import BATCH_SIZE, BOOTSTRAP, NUM_WORKERS
 from .errors import SeprobeError, check_bool, check_int
-from .io import check_output_dir, check_output_file, output_set
+from .io import check_output_dir, check_output_file, output_set, replaces
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -327,6 +327,9 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
     modes = plan.resolve_modes(calibration is not None)
     if export is not None:
         check_output_file(export, "export")
+        if source.kind == "file" and replaces(export, source.weights):
+            raise SeprobeError(f"export {str(export)!r} is the weights being ablated ({source.weights}), which the "
+                               "export would replace; valid: another file", argument="export")
         if plan.blocks is None and plan.stage is None:
             raise SeprobeError("export needs one set to export; valid: blocks or stage in the plan",
                                argument=("export", "blocks", "stage"))
@@ -366,14 +369,12 @@ class Pruning:
 
     result: PruneResult
     written: list[Path] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # images whose header could not be read: skipped
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"summary": self.result.summary_table(), "channels": self.result.channels_table()}
 
     def text(self) -> str:
-        skipped = f"\n{len(self.unreadable)} unreadable images skipped" if self.unreadable else ""
-        return self.result.text() + skipped
+        return self.result.text()
 
 
 def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, plan: PrunePlan,
@@ -405,7 +406,7 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     loader = loader or Loader(BATCH_SIZE["prune"])
     if out is not None:
         check_output_dir(out, "out")
-        if source.kind == "file" and (Path(out) / NETWORK).resolve() == Path(source.weights).resolve():
+        if source.kind == "file" and replaces(Path(out) / NETWORK, source.weights):
             raise SeprobeError(f"out {str(out)!r} holds the weights being pruned ({source.weights}), which the "
                                f"pruned {NETWORK} would replace; valid: another folder", argument="out")
     header = export_header(source.weights) if source.kind == "file" and _is_export(source.weights) else None
@@ -414,12 +415,14 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
                            "valid: prune the network first, then ablate the pruned one", argument="weights")
     images = image_source.read()
     cal_images = calibration.images.read() if calibration is not None and calibration.images is not None else None
-    unreadable = [msg for part in (images, cal_images) if part is not None for msg in check_readable(part)]
+    for part in (images, cal_images):
+        if part is not None:
+            check_readable(part)
     if calibration is not None:
         cal_images, images, _ = split(calibration, images, cal_images)
     net = _network(source, overrides)
     result = run_prune(net, images, plan, loader, calibration=cal_images, progress=progress, evaluate=evaluate)
-    done = Pruning(result, unreadable=unreadable)
+    done = Pruning(result)
     if out is not None and current_world().is_main:
         done.written = write_outputs(result, out, header.get("num_classes") if header else None)
     return done

@@ -190,6 +190,12 @@ def _writable_ancestor(path: Path, what: str) -> None:
                            argument=what)
 
 
+def replaces(output: str | os.PathLike, source: str | os.PathLike) -> bool:
+    """Whether writing ``output`` would replace the file ``source`` (the same file, through any path or link):
+    an input that would be lost when the outputs land, refused by the caller before any work."""
+    return Path(source).is_file() and _resolve_target(Path(output)).resolve() == Path(source).resolve()
+
+
 def check_output_file(path: str | os.PathLike | None, what: str = "output") -> None:
     """Refuse, before any work, an output file that cannot be written."""
     if path is None:

@@ -360,8 +360,8 @@ def test_refusals_of_the_network_and_the_images(weights, data, tmp_path):
 
 def test_a_pruned_file_keeps_its_own_knobs_and_is_not_overwritten(data, tmp_path):
     """A network pruned with non-default knobs prunes again without them (the file's knobs rebuild it); a knob
-    given that contradicts the file, an output folder that holds the weights, a header with a field missing and
-    an unreadable image are each named (review of stop 31)."""
+    given that contradicts the file, an output (prune's folder, ablate's export) that would replace the weights, a
+    header with a field missing and unreadable images are each named (review of stop 31)."""
     first = tmp_path / "first"
     seprobe.prune(CIFAR, "random", data / "test", plan=PrunePlan(criterion="l1", keep_macs=0.5), out=first,
                   progress=False, evaluate=False, integration="3x3", reduction=8)
@@ -380,6 +380,9 @@ def test_a_pruned_file_keeps_its_own_knobs_and_is_not_overwritten(data, tmp_path
     with pytest.raises(SeprobeError, match=r"holds the weights being pruned .* valid: another folder"):
         seprobe.prune(CIFAR, str(first / "network.pth"), data / "test", out=first, progress=False,
                       plan=PrunePlan(criterion="l1", keep_macs=0.5))
+    with pytest.raises(SeprobeError, match=r"export .* is the weights being ablated .* valid: another file"):
+        seprobe.ablate(CIFAR, str(first / "network.pth"), data / "test", plan=seprobe.AblationPlan(stage=3),
+                       export=first / "network.pth", progress=False)
     assert (first / "network.pth").read_bytes() == before
     obj = torch.load(first / "network.pth", weights_only=True)
     del obj["removed"]
@@ -392,9 +395,12 @@ def test_a_pruned_file_keeps_its_own_knobs_and_is_not_overwritten(data, tmp_path
     bad = tmp_path / "bad"
     shutil.copytree(data / "test", bad)
     (bad / "c0" / "junk.jpg").write_bytes(b"not an image")
+    png = (bad / "c1" / "0.png").read_bytes()
+    (bad / "c1" / "0.png").write_bytes(png[:len(png) // 2])  # its header reads, its pixels do not
     done = seprobe.prune(CIFAR, "random", bad, plan=PrunePlan(criterion="l1", keep_macs=0.5), progress=False)
-    assert len(done.unreadable) == 1 and "junk.jpg" in done.unreadable[0]
-    assert done.text().endswith("1 unreadable images skipped")
+    unreadable = done.result.accuracy_before.unreadable
+    assert [u.split(": ")[0].split("/bad/")[1] for u in unreadable] == ["c0/junk.jpg", "c1/0.png"]
+    assert "(before fine-tuning, 39 images, 2 unreadable images skipped)" in done.text()  # 41 files
     with pytest.raises(SeprobeError, match=r"keep_channels 0.5 is out of reach: .* keeps 1.000 of the channels; "
                                            r"valid: a fraction >= 1, or a smaller min_channels, or scope 'all'"):
         seprobe.prune(CIFAR, "random", data / "test", progress=False,

@@ -222,9 +222,6 @@ def _pretrained(source: ModelSource) -> nn.Module:
                                f"the pretrained weights of {source.name}")
 
 
-_UNSET = object()
-
-
 def _ablated_network(source: ModelSource) -> Network:
     """A network written by ``seprobe ablate``'s export or by ``seprobe prune``, with the preprocessing it
     recorded."""
@@ -234,7 +231,7 @@ def _ablated_network(source: ModelSource) -> Network:
         raise SeprobeError(f"{source.weights} is a {what} {ablated.model_name}, not {source.name}; valid: model "
                            f"{ablated.model_name}", argument="model")
     for knob, value in source.knobs.items():  # the file's architecture is its own: a knob given must agree
-        if ablated.knobs.get(knob, _UNSET) != value:
+        if knob not in ablated.knobs or ablated.knobs[knob] != value:
             recorded = f"{ablated.knobs[knob]!r}" if knob in ablated.knobs else "the default"
             raise SeprobeError(f"{source.weights} was written with {knob}={recorded}, not {value!r}; valid: "
                                f"{knob} left out (the file's own knobs are used)", argument=knob)

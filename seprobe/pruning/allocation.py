@@ -118,13 +118,14 @@ def check_reachable(plan: PrunePlan, groups: Sequence[ChannelGroup], counter: Co
     """Refuse a target the groups cannot reach (before any image is read): cut to ``min_channels`` each, they
     keep more than the fraction asked of the channels, multiply-adds or parameters."""
     target, fraction = plan.target
+    least = smallest(groups, plan.min_channels)
     if target == "keep_channels":
         what = "channels"
-        reach = sum(min(g.width, plan.min_channels) for g in groups) / sum(g.width for g in groups)
+        reach = sum(len(least.get(g.name, range(g.width))) for g in groups) / sum(g.width for g in groups)
     else:
         what = "multiply-adds" if target == "keep_macs" else "parameters"
-        least = counter(smallest(groups, plan.min_channels))
-        reach = getattr(least, target.removeprefix("keep_")) / getattr(full, target.removeprefix("keep_"))
+        cost = counter(least)
+        reach = getattr(cost, target.removeprefix("keep_")) / getattr(full, target.removeprefix("keep_"))
     if reach > fraction:
         valid = [f"a fraction >= {math.ceil(reach * 1000) / 1000:g}"]
         if plan.min_channels > 1:

@@ -26,6 +26,7 @@ class Accuracy:
     top1: float | None
     top5: float | None
     images: int
+    unreadable: list[str] = field(default_factory=list)  # the images the pass could not decode: skipped
 
 
 @dataclass
@@ -91,7 +92,7 @@ class PruneResult:
                  f"at {s['input_size']}x{s['input_size']})",
                  f"  channels       {s['channels_before']:>14,} -> {s['channels_after']:>14,}",
                  *([f"  top-1          {s['top1_before']:>14.4f} -> {s['top1_after']:>14.4f}  (before "
-                    f"fine-tuning, {s['images']} images)",
+                    f"fine-tuning, {s['images']} images{self._skipped()})",
                     f"  top-5          {s['top5_before']:>14.4f} -> {s['top5_after']:>14.4f}"]
                    if pd.notna(s['top1_after']) else ["  (not evaluated)"]), ""]
         table = self.channels_table()
@@ -99,6 +100,10 @@ class PruneResult:
         lines.append(f"  {'group':<{width}}  kind      width  kept")
         lines += [f"  {r.group:<{width}}  {r.kind:<8} {r.width:>6} {r.kept:>5}" for r in table.itertuples()]
         return "\n".join([*lines, *self.notes, ""])
+
+    def _skipped(self) -> str:
+        n = len(self.accuracy_before.unreadable)
+        return f", {n} unreadable images skipped" if n else ""
 
 
 def prunable_groups(model: nn.Module, plan: PrunePlan, name: str) -> list[ChannelGroup]:
@@ -124,7 +129,7 @@ def check_images(network: Network, images: LabelledImages, what: str, argument: 
 
 def accuracy(network: Network, images: LabelledImages, loader: Loader, progress: bool) -> Accuracy:
     run = collect(network, images, loader, with_gates=False, progress=progress)
-    return Accuracy(run.top1, run.top5, run.evaluated)
+    return Accuracy(run.top1, run.top5, run.evaluated, sorted(set(run.failed)))
 
 
 def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loader = Loader(), *,
