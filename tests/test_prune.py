@@ -370,11 +370,13 @@ def test_a_pruned_file_keeps_its_own_knobs_and_is_not_overwritten(data, tmp_path
     net = get_network(ModelSource(CIFAR, str(tmp_path / "again" / "network.pth")))
     assert net.source.knobs == {"integration": "3x3", "reduction": 8}
     assert pruning_record(net.model) == pruning_record(again.result.pruned)
-    with pytest.raises(SeprobeError, match=r"written with reduction=8, not 4; valid: reduction left out") as e:
+    with pytest.raises(SeprobeError, match=r"reduction 4 does not match .*network.pth, written with 8; "
+                                           r"valid: leave it out") as e:
         seprobe.prune(CIFAR, str(first / "network.pth"), data / "test", progress=False, reduction=4,
                       plan=PrunePlan(criterion="l1", keep_macs=0.5))
     assert e.value.argument == "reduction"
-    with pytest.raises(SeprobeError, match="written with squeeze=the default, not 'max'"):
+    with pytest.raises(SeprobeError, match="squeeze 'max' does not match .*, written with the default; "
+                                           "valid: leave it out"):
         get_network(ModelSource(CIFAR, str(first / "network.pth"), {"squeeze": "max"}))
     before = (first / "network.pth").read_bytes()
     with pytest.raises(SeprobeError, match=r"holds the weights being pruned .* valid: another folder"):

@@ -233,8 +233,8 @@ def _ablated_network(source: ModelSource) -> Network:
     for knob, value in source.knobs.items():  # the file's architecture is its own: a knob given must agree
         if knob not in ablated.knobs or ablated.knobs[knob] != value:
             recorded = f"{ablated.knobs[knob]!r}" if knob in ablated.knobs else "the default"
-            raise SeprobeError(f"{source.weights} was written with {knob}={recorded}, not {value!r}; valid: "
-                               f"{knob} left out (the file's own knobs are used)", argument=knob)
+            raise SeprobeError(f"{knob} {value!r} does not match {source.weights}, written with {recorded}; valid: "
+                               "leave it out (the file's own knobs are used)", argument=knob)
     source = ModelSource(source.name, source.weights, dict(ablated.knobs))
     pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in ablated.preprocessing.items()}) \
         if ablated.preprocessing else Preprocessing()
