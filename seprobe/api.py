@@ -81,9 +81,13 @@ def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input
     :class:`~seprobe.cost.timing.TimingSetup` to also time inference and a training step.
     """
     from .cost.complexity import measure
-    from .cost.settings import MAX_INPUT_SIZE
+    from .cost.settings import MAX_INPUT_SIZE, FlopConvention, TimingSetup
     from .models.factory import ModelSource
 
+    check_bool("per_block", per_block)
+    _check_arguments(convention=(convention, FlopConvention), time=(time, TimingSetup))
+    if not callable(progress):
+        raise SeprobeError(f"invalid progress {progress!r}; valid: a function of one message", argument="progress")
     models = [models] if isinstance(models, (str, ModelSource)) else list(models)
     if not models:
         raise SeprobeError("no model given; valid: one or more model names (see `seprobe models`)", argument="models")
@@ -139,6 +143,18 @@ def _time(sources, setup: TimingSetup, progress) -> TimingResult:
 # --- trained models over labelled images -------------------------------------------------------------------------
 
 
+def _check_arguments(progress: Any = True, **options: tuple[Any, type]) -> None:
+    """Arguments the library would misread or fail on deep inside, refused before any work: ``progress`` a bool,
+    and each option object (``loader=(value, Loader)``) an instance of its class or None (a dict is not a
+    :class:`~seprobe.probe.loader.Loader`)."""
+    check_bool("progress", progress)
+    for argument, (value, cls) in options.items():
+        if value is not None and not isinstance(value, cls):
+            article = "an" if cls.__name__[0] in "AEIOU" else "a"
+            raise SeprobeError(f"invalid {argument} {value!r} ({type(value).__name__}); valid: {article} "
+                               f"{cls.__name__} or None", argument=argument)
+
+
 def _network(source: ModelSource, overrides: Overrides | None) -> Network:
     from .models.factory import get_network
 
@@ -185,9 +201,11 @@ def evaluate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
     ImageNet labels, or a network with one output per class of the data (``knobs``: those of an seprobe model,
     ``num_classes`` among them)."""
     from .data.images import check_readable
+    from .data.overrides import Overrides
     from .probe.activations import collect
     from .probe.evaluation import Loader
 
+    _check_arguments(progress, loader=(loader, Loader), overrides=(overrides, Overrides))
     source, image_source = _sources(model, weights, data, labels, None, knobs)
     loader = loader or Loader(BATCH_SIZE["evaluate"])
     images = image_source.read()
@@ -256,12 +274,15 @@ def activations(model: str, weights: str | os.PathLike, data: str | os.PathLike,
     import warnings
 
     from .data.images import check_readable
+    from .data.overrides import Overrides
     from .distributed import current_world
     from .probe.activations import choose_blocks, choose_classes, collect, specificity_table
     from .probe.evaluation import Loader
     from .probe.reading import GateReading
     from .report.activations import write_outputs
 
+    _check_arguments(progress, loader=(loader, Loader), overrides=(overrides, Overrides))
+    check_bool("all_classes_table", all_classes_table)
     given = {"classes": classes, "stage": stage, "blocks": blocks, "views": views, "channels": channels}
     reading = GateReading(**{k: v for k, v in given.items() if v is not None})
     source, image_source = _sources(model, weights, data, labels, samples_per_class, knobs)
@@ -313,13 +334,16 @@ def ablate(model: str, weights: str | os.PathLike, data: str | os.PathLike, *,
     ``export`` writes the network with the plan's one set (``blocks`` or ``stage``) ablated, mean and constant
     blocks folded into the adjacent layer, a spatial gate removed (identity) or kept as a one-parameter scale."""
     from .data.images import check_readable
+    from .data.overrides import Overrides
     from .distributed import current_world
     from .probe.ablation import ablate as run_ablation
     from .probe.ablation import export_blocks
-    from .probe.ablation_plan import AblationPlan, Resampling
+    from .probe.ablation_plan import AblationPlan, CalibrationSource, Resampling
     from .probe.evaluation import Loader
     from .report.ablation import write_outputs
 
+    _check_arguments(progress, plan=(plan, AblationPlan), calibration=(calibration, CalibrationSource),
+                     loader=(loader, Loader), overrides=(overrides, Overrides))
     source, image_source = _sources(model, weights, data, labels, samples_per_class, knobs)
     plan = plan or AblationPlan()
     loader = loader or Loader(BATCH_SIZE["ablate"])
@@ -390,8 +414,10 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     command, trainable and prunable again) and the tables, all together. ``evaluate=False`` skips the two
     accuracy passes (the tables then hold no accuracy)."""
     from .data.images import check_readable
+    from .data.overrides import Overrides
     from .distributed import current_world
     from .models.ablated import export_header
+    from .probe.ablation_plan import CalibrationSource
     from .probe.calibration import split
     from .probe.evaluation import Loader
     from .pruning.plan import PrunePlan
@@ -399,6 +425,8 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     from .report.pruning import NETWORK, write_outputs
 
     check_bool("evaluate", evaluate)
+    _check_arguments(progress, calibration=(calibration, CalibrationSource), loader=(loader, Loader),
+                     overrides=(overrides, Overrides))
     if not isinstance(plan, PrunePlan):
         raise SeprobeError(f"invalid plan {plan!r}; valid: a PrunePlan, e.g. PrunePlan(criterion='gate', "
                            "keep_macs=0.5)", argument="plan")
@@ -528,6 +556,9 @@ def train(model: str | None = None, data: str | os.PathLike | None = None, out: 
     world = current_world()
     check_device(world.device)
     check_bool("resume", resume)
+    _check_arguments(progress)
+    if upscale is not None:
+        check_bool("upscale", upscale)
     if out is None:
         raise SeprobeError("out is not given; valid: the folder of the run (a new or empty one, or with resume=True "
                            "the run to continue)", argument="out")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,3 +57,12 @@ def check_int(argument: str, value: Any, minimum: int = 1, maximum: int | None =
 def int_bound(minimum: int, maximum: int | None = None) -> str:
     """What :func:`check_int` (and :class:`seprobe.schema.Int`) accept, in words."""
     return f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+
+
+def check_path(argument: str, value: Any, valid: str) -> None:
+    """A path argument is a ``str`` or an ``os.PathLike``, and not empty (``Path('')`` is the current folder)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise SeprobeError(f"invalid {argument} {value!r} ({type(value).__name__}); valid: {valid} (str or "
+                           "os.PathLike)", argument=argument)
+    if os.fspath(value) == "":
+        raise SeprobeError(f"{argument} is empty; valid: {valid}", argument=argument)

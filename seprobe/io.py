@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SeprobeError
+from .errors import SeprobeError, check_path
 from .interrupts import clean_up_on_interrupt, signals_held
 
 
@@ -200,8 +200,7 @@ def check_output_file(path: str | os.PathLike | None, what: str = "output") -> N
     """Refuse, before any work, an output file that cannot be written."""
     if path is None:
         return
-    if str(path) == "":
-        raise SeprobeError(f"{what} is empty; valid: a file path", argument=what)
+    check_path(what, path, "a file path")
     path = Path(path)
     target = _resolve_target(path)
     if target.is_dir():
@@ -216,8 +215,7 @@ def check_output_file(path: str | os.PathLike | None, what: str = "output") -> N
 
 def check_output_dir(path: str | os.PathLike, what: str = "out") -> None:
     """Refuse, before any work, an output folder that cannot be created or written."""
-    if str(path) == "":
-        raise SeprobeError(f"{what} is empty; valid: a folder path", argument=what)
+    check_path(what, path, "a folder path")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SeprobeError(f"{what} {str(path)!r} is a file; valid: a folder (new or existing)", argument=what)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from ..errors import SeprobeError, check_int
+from ..errors import SeprobeError, check_int, check_path
 from .imagenet_classes import imagenet_classes, wnid_to_index
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
@@ -314,10 +314,9 @@ class ImageSource:
 
     def __post_init__(self):
         data_arg, labels_arg = self.arguments
-        for argument, value in ((data_arg, self.folder), (labels_arg, self.labels)):
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise SeprobeError(f"invalid {argument} {value!r} ({type(value).__name__}); valid: a path",
-                                   argument=argument)
+        check_path(data_arg, self.folder, "a folder of images")
+        if self.labels is not None:
+            check_path(labels_arg, self.labels, "a label file")
         object.__setattr__(self, "folder", Path(self.folder))
         if self.labels is not None:
             object.__setattr__(self, "labels", Path(self.labels))
