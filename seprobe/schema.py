@@ -178,7 +178,7 @@ class PathText(Text):
     """A file or folder: a string (a study file's, relative to its folder until read) or a path."""
 
     def valid(self, value: Any) -> bool:
-        return isinstance(value, (str, os.PathLike))
+        return isinstance(value, (str, os.PathLike)) and os.fspath(value) != ""  # Path('') is the current folder
 
     def _expected(self) -> str:
         return "a path"

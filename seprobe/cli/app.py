@@ -13,6 +13,7 @@ import inspect
 import os
 import re
 import sys
+import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,14 +101,61 @@ _RUNNING: dict[str, list[str]] = {"argv": []}  # the command line being run
 def _command_flags(argv: tuple[str, ...]) -> dict[str, str]:
     """The long flag of each option of the command ``argv`` runs (``seprobe study run``: of ``run``), by Python
     name, as click parsed them."""
+    command = _running_command(argv)
+    return {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in command.params
+            if p.param_type_name == "option"}
+
+
+def _refuse_empty_paths(argv: Sequence[str]) -> None:
+    """An empty path given to a path option or argument (``--out ''``, ``--out=``) is refused: typer reads it as
+    ``Path('')``, the current folder, and a command would read or write there."""
+    from .options import declared_path
+
+    if not any(w == "" or w.endswith("=") for w in argv):
+        return
+    command = _running_command(tuple(argv))
+    params = getattr(command, "params", ())
+    paths = {p.name for p in params if _is_path(_annotation(command, p.name)) or declared_path(p.name)}
+    takes_value = {o: p.name for p in params if p.param_type_name == "option" and not getattr(p, "is_flag", False)
+                   for o in p.opts}
+    path_arguments = [p.name for p in params if p.param_type_name == "argument" and p.name in paths]
+    for i, word in enumerate(argv):
+        option, eq, value = word.partition("=")
+        if eq and value == "" and takes_value.get(option) in paths:
+            name = takes_value[option]
+        elif word == "" and i and takes_value.get(argv[i - 1]) in paths:
+            name = takes_value[argv[i - 1]]
+        elif word == "" and not (i and argv[i - 1] in takes_value) and path_arguments:
+            name = path_arguments[0]
+        else:
+            continue
+        raise SeprobeError(f"{flag(name)} is empty; valid: a path ('.' for the current folder)")
+
+
+def _running_command(argv: tuple[str, ...]):
+    """The click command that ``argv`` runs (``seprobe study run``: ``run``)."""
     command = typer.main.get_command(app)
     for word in (a for a in argv if not a.startswith("-")):
         sub = getattr(command, "commands", {}).get(word)
         if sub is None:
             break
         command = sub
-    return {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in command.params
-            if p.param_type_name == "option"}
+    return command
+
+
+def _annotation(command, name: str):
+    callback = getattr(command, "callback", None)
+    if callback is None:
+        return None
+    parameter = inspect.signature(callback, eval_str=True).parameters.get(name)
+    return None if parameter is None else parameter.annotation
+
+
+def _is_path(annotation) -> bool:
+    """Whether an option's annotation holds a path (``Path``, ``Path | None``, ``list[Path]``, annotated)."""
+    if annotation is Path:
+        return True
+    return any(_is_path(a) for a in typing.get_args(annotation))
 
 
 def for_the_command_line(e: SeprobeError) -> str:
@@ -193,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = next((a for a in argv if not a.startswith("-")), "")
     try:
         _RUNNING["argv"] = argv
+        _refuse_empty_paths(argv)
         code = app(args=argv, prog_name="seprobe", standalone_mode=False)
         if code == EXIT_CODE:  # typer turns Ctrl-C into this exit code
             raise KeyboardInterrupt

@@ -23,7 +23,7 @@ from ..probe.ablation_plan import AblationPlan, CalibrationSource, Resampling
 from ..probe.loader import Loader
 from ..probe.reading import GateReading
 from ..pruning.plan import PrunePlan
-from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, Items, fields
+from ..schema import CHANNELS_LAST, COMPILE, DEVICE, DTYPE, Items, PathText, fields
 from ..training.recipe import Recipe
 
 
@@ -126,6 +126,11 @@ CALIBRATION = declared_group("calibration", CalibrationSource,
 RESAMPLING = declared_group("resampling", Resampling, defaults=True)
 #: ``seprobe prune``: the criterion, the allocation and the target
 PRUNE_PLAN = declared_group("plan", PrunePlan, build=PrunePlan)
+
+
+def declared_path(argument: str) -> bool:
+    """Whether ``argument`` is a declared option whose value is a file or folder (a :class:`PathText`)."""
+    return any(isinstance(getattr(fields(cls).get(argument), "spec", None), PathText) for cls in DECLARED)
 
 
 def declared_flag(argument: str) -> str | None:
