@@ -449,7 +449,9 @@ def prune(model: str, weights: str | os.PathLike, data: str | os.PathLike, *, pl
     if calibration is not None:
         cal_images, images, _ = split(calibration, images, cal_images)
     net = _network(source, overrides)
-    result = run_prune(net, images, plan, loader, calibration=cal_images, progress=progress, evaluate=evaluate)
+    views = calibration.calibration_views if calibration is not None else 1
+    result = run_prune(net, images, plan, loader, calibration=cal_images, views=views, progress=progress,
+                       evaluate=evaluate)
     done = Pruning(result)
     if out is not None and current_world().is_main:
         done.written = write_outputs(result, out, header.get("num_classes") if header else None)

@@ -86,11 +86,12 @@ def test_bn_averages_gamma_over_the_stream_and_refuses_folded_batchnorm(weights)
         bn_scores(model, [_group(model, "stage2")])
 
 
-def _gates_by_hand(model, images, blocks, preprocessing):
-    """Every image's gate values ``s`` (N x C) of each block, read by hooks on the gate modules."""
+def _gates_by_hand(model, images, blocks, preprocessing, views=1, seed=0):
+    """Every image's gate values ``s`` (N x C; with ``views``, N * views rows) of each block, read by hooks on
+    the gate modules."""
     from seprobe.data.images import ViewDataset
 
-    ds = ViewDataset(images, preprocessing)
+    ds = ViewDataset(images, preprocessing, views, seed)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     seen = {}
     handles = [model.get_submodule(f"{p}.gate").register_forward_hook(
@@ -117,6 +118,25 @@ def test_gate_and_gate_max_are_the_gates_mean_and_largest_class_mean(weights, da
     np.testing.assert_allclose(got, mean.numpy(), rtol=2e-6)
     got = gate_scores(net, [group], images, loader, criterion="gate_max", progress=False)["stage3"]
     np.testing.assert_allclose(got, by_class.numpy(), rtol=2e-6)
+
+
+def test_calibration_views_are_averaged_into_the_gate(weights, data, tmp_path):
+    """``calibration_views`` K: the gate is averaged over each image's K crops (the evaluation crop and K - 1
+    seeded augmented ones, as the ``mean`` ablation's calibration), and the summary says so."""
+    net = _network(weights)
+    images = _images(data / "test")
+    group = _group(net.model, "stage3")
+    seen = _gates_by_hand(net.model, images, group.se_paths, net.preprocessing, views=3, seed=5)
+    mean = torch.stack([seen[p].mean(0) for p in group.se_paths]).mean(0)
+    one_view = gate_scores(net, [group], images, Loader(batch_size=7), criterion="gate", progress=False)["stage3"]
+    got = gate_scores(net, [group], images, Loader(batch_size=7), criterion="gate", views=3, seed=5,
+                      progress=False)["stage3"]
+    np.testing.assert_allclose(got, mean.numpy(), rtol=2e-6)
+    assert np.abs(got - one_view).max() > 1e-4  # the augmented crops are seen
+    done = seprobe.prune(CIFAR, str(weights), data / "test", plan=PrunePlan(criterion="gate", keep_macs=0.6),
+                         calibration=seprobe.CalibrationSource(calibration_per_class=2, calibration_views=2),
+                         evaluate=False, progress=False)
+    assert done.result.summary_table().iloc[0]["calibration_views"] == 2
 
 
 def test_taylor_is_the_squared_first_order_term_of_the_groups_batchnorms(weights, data):

@@ -90,11 +90,12 @@ def random_scores(groups: Sequence[ChannelGroup], seed: int) -> dict[str, np.nda
 
 
 def gate_scores(network: Network, groups: Sequence[ChannelGroup], images: LabelledImages, loader: Loader, *,
-                criterion: str, progress: bool = True) -> dict[str, np.ndarray]:
-    """``gate``: each channel's mean gate over ``images`` (every image alike), averaged over the group's SE
-    blocks; ``gate_max``: the largest of its class means (classes with images), averaged the same way."""
+                criterion: str, views: int = 1, seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
+    """``gate``: each channel's mean gate over ``images`` (every image alike; ``views`` crops each, as the
+    ``mean`` ablation's calibration), averaged over the group's SE blocks; ``gate_max``: the largest of its
+    class means (classes with images), averaged the same way."""
     names = sorted({n for g in groups for n in g.gates})
-    run = collect(network, images, loader, blocks=names, progress=progress)
+    run = collect(network, images, loader, views=views, seed=seed, blocks=names, progress=progress)
     stats = run.stats
     seen = stats.blocks[names[0]].count[:stats.all_group] > 0 if names else np.zeros(0, bool)
     out = {}
@@ -108,7 +109,7 @@ def gate_scores(network: Network, groups: Sequence[ChannelGroup], images: Labell
 
 
 def taylor_scores(network: Network, groups: Sequence[ChannelGroup], images: LabelledImages, loader: Loader, *,
-                  progress: bool = True) -> dict[str, np.ndarray]:
+                  views: int = 1, seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
     """First-order Taylor importance of each channel on its group's BatchNorms: per calibration batch,
     ``(sum over the group's BatchNorms of gamma * dL/dgamma + beta * dL/dbeta)^2`` with ``L`` the batch's mean
     cross-entropy, averaged over batches (Molchanov et al. 2019's FO score on BN, the group's terms together).
@@ -119,7 +120,8 @@ def taylor_scores(network: Network, groups: Sequence[ChannelGroup], images: Labe
         if not paths[g.name]:
             raise SeprobeError(f"criterion 'taylor' cannot score group {g.name}: no BatchNorm with affine terms "
                                "normalises it; valid: l1, random or a gate criterion", argument="criterion")
-    images_pass = ImagePass(images, network.preprocessing, loader, progress=progress, desc="taylor")
+    images_pass = ImagePass(images, network.preprocessing, loader, views=views, seed=seed, progress=progress,
+                            desc="taylor")
     model = model.to(images_pass.device).eval()
     wanted = {p for ps in paths.values() for p in ps}
     bns = {p: model.get_submodule(p) for p in wanted}
@@ -155,8 +157,10 @@ def taylor_scores(network: Network, groups: Sequence[ChannelGroup], images: Labe
 
 
 def scores(network: Network, groups: Sequence[ChannelGroup], criterion: str, *, images: LabelledImages | None,
-           loader: Loader, seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
-    """The scores of ``criterion`` for every channel of ``groups`` (group name -> one value per channel)."""
+           loader: Loader, seed: int = 0, views: int = 1, progress: bool = True) -> dict[str, np.ndarray]:
+    """The scores of ``criterion`` for every channel of ``groups`` (group name -> one value per channel);
+    ``views`` crops of each calibration image (the criteria that read images), ``seed`` their augmentation's and
+    ``random``'s."""
     if criterion in NEEDS_IMAGES and images is None:
         raise SeprobeError(f"criterion {criterion!r} needs calibration images; valid: calibration_per_class (images "
                            "per class taken out of the data) or calibration_data, or criterion l1, bn or random",
@@ -167,11 +171,12 @@ def scores(network: Network, groups: Sequence[ChannelGroup], criterion: str, *, 
             raise SeprobeError(f"criterion {criterion!r} reads SE gates, and no gate scales group "
                                f"{ungated[0]}; valid: scope 'gated', or l1, bn, taylor, random",
                                argument="criterion")
-        return gate_scores(network, groups, images, loader, criterion=criterion, progress=progress)
+        return gate_scores(network, groups, images, loader, criterion=criterion, views=views, seed=seed,
+                           progress=progress)
     if criterion == "l1":
         return l1_scores(network.model, groups)
     if criterion == "bn":
         return bn_scores(network.model, groups)
     if criterion == "taylor":
-        return taylor_scores(network, groups, images, loader, progress=progress)
+        return taylor_scores(network, groups, images, loader, views=views, seed=seed, progress=progress)
     return random_scores(groups, seed)

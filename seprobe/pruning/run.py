@@ -45,6 +45,7 @@ class PruneResult:
     accuracy_before: Accuracy
     accuracy_after: Accuracy
     calibration_images: int = 0
+    calibration_views: int = 1
     notes: list[str] = field(default_factory=list)
 
     def kept(self, g: ChannelGroup) -> list[int]:
@@ -80,6 +81,7 @@ class PruneResult:
             "top1_before": self.accuracy_before.top1, "top1_after": self.accuracy_after.top1,
             "top5_before": self.accuracy_before.top5, "top5_after": self.accuracy_after.top5,
             "images": self.accuracy_after.images, "calibration_images": self.calibration_images,
+            "calibration_views": self.calibration_views,
             "input_size": self.network.input_size, "seed": self.plan.seed}])
 
     def text(self) -> str:
@@ -133,9 +135,11 @@ def accuracy(network: Network, images: LabelledImages, loader: Loader, progress:
 
 
 def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loader = Loader(), *,
-          calibration: LabelledImages | None = None, progress: bool = True, evaluate: bool = True) -> PruneResult:
-    """Prune ``network`` as ``plan`` says, scoring on ``calibration`` images and evaluating on ``images`` (disjoint:
-    the caller splits them; ``evaluate=False``: not evaluated, the accuracies are ``None``). Everything that can be
+          calibration: LabelledImages | None = None, views: int = 1, progress: bool = True,
+          evaluate: bool = True) -> PruneResult:
+    """Prune ``network`` as ``plan`` says, scoring on ``calibration`` images (``views`` crops each) and evaluating
+    on ``images`` (disjoint: the caller splits them; ``evaluate=False``: not evaluated, the accuracies are
+    ``None``). Everything that can be
     refused is refused before the first image is read."""
     groups = prunable_groups(network.model, plan, network.name)
     check_images(network, images, "evaluation images", "data")
@@ -145,7 +149,7 @@ def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loa
     full = counter({})
     check_reachable(plan, groups, counter, full)
     channel_scores = scores(network, groups, plan.criterion, images=calibration, loader=loader, seed=plan.seed,
-                            progress=progress)
+                            views=views, progress=progress)
     keep = allocate(plan, groups, channel_scores, counter, full)
     pruned = prune_channels(network.model, keep).eval()
     after = counter(keep)
@@ -154,4 +158,4 @@ def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loa
     after_acc = accuracy(Network(pruned, f"{network.name} (pruned)", network.preprocessing, network.source),
                          images, loader, progress) if evaluate else unscored
     return PruneResult(network, pruned, plan, groups, channel_scores, keep, full, after, before_acc, after_acc,
-                       len(calibration.paths) if calibration is not None else 0)
+                       len(calibration.paths) if calibration is not None else 0, views)
