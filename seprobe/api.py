@@ -88,6 +88,9 @@ def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input
     _check_arguments(convention=(convention, FlopConvention), time=(time, TimingSetup))
     if not callable(progress):
         raise SeprobeError(f"invalid progress {progress!r}; valid: a function of one message", argument="progress")
+    if not isinstance(models, (str, ModelSource, list, tuple)):
+        raise SeprobeError(f"invalid models {models!r} ({type(models).__name__}); valid: a model name, a "
+                           "ModelSource, or a list of them", argument="models")
     models = [models] if isinstance(models, (str, ModelSource)) else list(models)
     if not models:
         raise SeprobeError("no model given; valid: one or more model names (see `seprobe models`)", argument="models")
@@ -97,6 +100,9 @@ def complexity(models: str | ModelSource | Sequence[str | ModelSource], *, input
                            "knobs in the ModelSource, or model names", argument=next(iter(knobs)))
     sources = [m if isinstance(m, ModelSource) else ModelSource.applicable(m, knobs) for m in models]
     if weights is not None:
+        if not isinstance(weights, (str, os.PathLike, list, tuple)):
+            raise SeprobeError(f"invalid weights {weights!r} ({type(weights).__name__}); valid: a checkpoint path, "
+                               "'pretrained' or 'random', or a list of them (one per model)", argument="weights")
         given = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
         if len(given) != len(models) or any(isinstance(m, ModelSource) for m in models):
             raise SeprobeError(f"{len(given)} weights for {len(models)} models; valid: one checkpoint per model name "

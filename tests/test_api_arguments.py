@@ -87,6 +87,13 @@ def test_ablate_plan_and_export_types(data, tmp_path):
 
 
 def test_complexity_types():
+    for models, argument in ((123, "models"), (None, "models"), ({"resnet18"}, "models")):
+        with pytest.raises(SeprobeError) as e:
+            seprobe.complexity(models)
+        assert e.value.argument == argument and "valid: a model name, a ModelSource, or a list" in str(e.value)
+    with pytest.raises(SeprobeError) as e:
+        seprobe.complexity("resnet18", weights=5)
+    assert e.value.argument == "weights" and "invalid weights 5 (int)" in str(e.value)
     for kwargs, argument in (({"per_block": "yes"}, "per_block"), ({"convention": {}}, "convention"),
                              ({"time": True}, "time"), ({"progress": False}, "progress")):
         with pytest.raises(SeprobeError) as e:
