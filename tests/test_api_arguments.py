@@ -118,3 +118,17 @@ def test_a_path_like_is_a_path(data, tmp_path):
 
     with pytest.raises(AssertionError, match="work started"):  # past every check, into the listing
         seprobe.evaluate("se_resnet18", "random", Where())
+
+
+def test_every_registered_model_checks_its_architecture_knobs():
+    """``num_classes`` 0 or -1 is refused by every model that takes it (the ImageNet ResNets built a head of
+    -1 outputs, a raw RuntimeError, or of none), as ArchConfig declares it."""
+    from seprobe.models.registry import get_spec, list_models
+
+    takes = [n for n in list_models() if "num_classes" in get_spec(n).knobs]
+    assert {"resnet18", "se_resnet50", "resnet20_cifar", "se_resnext50_32x4d"} <= set(takes)
+    for name in takes:
+        for bad in (0, -1, True, 2.0):
+            with pytest.raises(SeprobeError) as e:
+                seprobe.complexity(name, num_classes=bad)
+            assert e.value.argument == "num_classes" and "valid: an integer >= 1" in str(e.value), (name, bad)

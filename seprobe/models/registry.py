@@ -56,6 +56,7 @@ class ModelSpec:
                                        f"se_{self.name})", argument=knob)
                 raise SeprobeError(f"unknown knob {knob!r} for {self.name}; valid: {', '.join(self.knobs)}",
                                    argument=knob)
+        ArchConfig(**{k: v for k, v in knobs.items() if k in ARCH_KNOBS})  # each value as declared
         return self
 
     def create(self, device: torch.device | str | None = None, **knobs: Any) -> nn.Module:
