@@ -992,7 +992,9 @@ def _worker_train(data: str, out: str, mode: str) -> None:
     torch.set_num_threads(1)
     model = tiny_net()
     if mode == "slow":
-        model.register_forward_hook(lambda m, i, o: time.sleep(0.3) if m.training else None)
+        # 1 s a step: the kill lands within the first epoch's 4 steps even when the parent is slow to see the
+        # first checkpoint on a loaded machine
+        model.register_forward_hook(lambda m, i, o: time.sleep(1.0) if m.training else None)
     train(model, TrainData(data, samples_per_class=32, val_samples_per_class=16), Recipe(**KILL_RECIPE), out,
           resume=mode == "resume", progress=False)
 
