@@ -564,7 +564,7 @@ def train(model: str | None = None, data: str | os.PathLike | None = None, out: 
     world = current_world()
     check_device(world.device)
     check_bool("resume", resume)
-    _check_arguments(progress)
+    check_bool("progress", progress)
     if upscale is not None:
         check_bool("upscale", upscale)
     if out is None:

@@ -115,7 +115,8 @@ def _refuse_empty_paths(argv: Sequence[str]) -> None:
         return
     command = _running_command(tuple(argv))
     params = getattr(command, "params", ())
-    paths = {p.name for p in params if _is_path(_annotation(command, p.name)) or declared_path(p.name)}
+    annotations = _annotations(command)
+    paths = {p.name for p in params if _is_path(annotations.get(p.name)) or declared_path(p.name)}
     takes_value = {o: p.name for p in params if p.param_type_name == "option" and not getattr(p, "is_flag", False)
                    for o in p.opts}
     path_arguments = [p.name for p in params if p.param_type_name == "argument" and p.name in paths]
@@ -143,12 +144,12 @@ def _running_command(argv: tuple[str, ...]):
     return command
 
 
-def _annotation(command, name: str):
+def _annotations(command) -> dict[str, object]:
+    """The evaluated annotation of each parameter of a command's function, by name."""
     callback = getattr(command, "callback", None)
     if callback is None:
-        return None
-    parameter = inspect.signature(callback, eval_str=True).parameters.get(name)
-    return None if parameter is None else parameter.annotation
+        return {}
+    return {n: p.annotation for n, p in inspect.signature(callback, eval_str=True).parameters.items()}
 
 
 def _is_path(annotation) -> bool:

@@ -139,8 +139,7 @@ def prune(network: Network, images: LabelledImages, plan: PrunePlan, loader: Loa
           evaluate: bool = True) -> PruneResult:
     """Prune ``network`` as ``plan`` says, scoring on ``calibration`` images (``views`` crops each) and evaluating
     on ``images`` (disjoint: the caller splits them; ``evaluate=False``: not evaluated, the accuracies are
-    ``None``). Everything that can be
-    refused is refused before the first image is read."""
+    ``None``). Everything that can be refused is refused before the first image is read."""
     groups = prunable_groups(network.model, plan, network.name)
     check_images(network, images, "evaluation images", "data")
     if calibration is not None and plan.criterion in NEEDS_IMAGES:
