@@ -32,7 +32,8 @@ worker loop ends quietly, so the line is the main process's alone.
 
 SIGKILL cannot be caught: the process ends where it stands (status -9). Every file written atomically is still
 its old self or complete, so ``checkpoint.pth`` is whole and ``--resume`` continues from it; SIGKILL leaves the
-hidden ``.NAME.*.tmp`` files beside the targets, the folders an output set created, and, if it lands among a
+hidden ``.NAME.*.tmp`` files beside the targets (and, if it lands in the instant an output folder is checked,
+an empty ``.seprobe-probe-*`` folder), the folders an output set created, and, if it lands among a
 set's final renames, part of the set in place.
 
 Through the Python API only :func:`stop_requests` (training, main thread) and :func:`signals_held` apply: an

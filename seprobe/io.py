@@ -175,8 +175,12 @@ def read_pending_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _writable_ancestor(path: Path, what: str) -> None:
-    p = path
+def _writable_ancestor(folder: Path, what: str, path: Path | None = None) -> None:
+    """Refuse ``folder`` (to be made, with its missing parents) unless its nearest existing ancestor is a folder
+    in which something can be created; errors name ``path`` (the output given: a file in ``folder``), by default
+    ``folder`` itself."""
+    path = folder if path is None else path
+    p = folder
     while not p.exists():
         if p.is_symlink():
             raise SeprobeError(f"{what} {str(path)!r}: {str(p)!r} is a broken link; valid: a writable location",
@@ -188,6 +192,23 @@ def _writable_ancestor(path: Path, what: str) -> None:
     if not os.access(p, os.W_OK | os.X_OK):
         raise SeprobeError(f"{what} {str(path)!r}: folder {str(p)!r} is not writable; valid: a writable location",
                            argument=what)
+    refused = _creation_refused(p)
+    if refused:
+        raise SeprobeError(f"{what} {str(path)!r}: nothing can be created in folder {str(p)!r} ({refused}); valid: "
+                           "a writable location", argument=what)
+
+
+def _creation_refused(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder``, tried with an empty folder made and removed at once; ``None``
+    when it can. ``os.access`` answers yes to root for ``/proc`` and for a full disk, where the outputs would
+    fail only after the work."""
+    with signals_held():  # the probe is removed before a Ctrl-C acts
+        try:
+            probe = tempfile.mkdtemp(prefix=".seprobe-probe-", dir=folder)
+        except OSError as e:
+            return e.strerror or type(e).__name__
+        os.rmdir(probe)
+    return None
 
 
 def replaces(output: str | os.PathLike, source: str | os.PathLike) -> bool:
@@ -210,7 +231,7 @@ def check_output_file(path: str | os.PathLike | None, what: str = "output") -> N
             raise SeprobeError(f"{what} {str(path)!r} is not writable; valid: a writable file path", argument=what)
         if not target.is_file():
             return  # a device or pipe, written through
-    _writable_ancestor(target.parent, what)
+    _writable_ancestor(target.parent, what, path)
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "out") -> None:

@@ -1,9 +1,16 @@
 """seprobe.io.atomic_write on its own, outside an output set (``-o``, an export, ``GateStats.save``): a write
-that fails midway leaves the target as it was and no temporary file."""
+that fails midway leaves the target as it was and no temporary file. And an output that cannot be written is
+refused before any work."""
+
+import os
+from pathlib import Path
 
 import pytest
 
-from seprobe.io import atomic_write
+from seprobe.errors import SeprobeError
+from seprobe.io import atomic_write, check_output_dir, check_output_file
+
+from .helpers import run_seprobe
 
 
 def _half_then_fail(tmp):
@@ -75,3 +82,43 @@ def test_the_writers_of_outputs_outside_a_set_leave_nothing_when_the_write_fails
     with pytest.raises(OSError, match="No space left"):
         call()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- outputs that cannot be written, refused before any work ---------------------------------------------------------
+
+#: a folder in which nothing can be created although ``os.access`` says yes to root: Linux's /proc
+PROC = Path("/proc")
+
+
+@pytest.mark.skipif(not (PROC / "self").is_dir(), reason="no Linux /proc here: no folder that refuses creation")
+@pytest.mark.parametrize("check,given", [(check_output_dir, "/proc/seprobe-nope/run"),
+                                         (check_output_file, "/proc/seprobe-nope.csv")])
+def test_an_output_where_nothing_can_be_created_is_refused_before_any_work(check, given):
+    with pytest.raises(SeprobeError) as e:
+        check(given, "out")
+    assert str(e.value).startswith(f"out {given!r}: nothing can be created in folder '/proc' (")
+    assert str(e.value).endswith("); valid: a writable location") and e.value.argument == "out"
+
+
+def test_the_creation_probe_leaves_nothing_and_a_writable_folder_passes(tmp_path):
+    (tmp_path / "kept").write_text("x")
+    check_output_dir(tmp_path / "new" / "run", "out")
+    check_output_file(tmp_path / "table.csv", "output")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # neither the outputs nor a probe
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a folder of mode 0o555")
+def test_a_folder_without_write_permission_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(SeprobeError, match=r"folder '.*locked' is not writable; valid: a writable location"):
+        check_output_dir(locked / "run", "out")
+
+
+@pytest.mark.skipif(not (PROC / "self").is_dir(), reason="no Linux /proc here: no folder that refuses creation")
+def test_the_command_line_refuses_an_unwritable_output_before_any_work(tmp_path):
+    proc = run_seprobe("complexity", "--model", "resnet18", "-o", "/proc/seprobe-nope.csv", cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("seprobe: error: --output '/proc/seprobe-nope.csv': nothing can be created in "
+                               "folder '/proc' (") and lines[0].endswith("); valid: a writable location"), lines
